@@ -1,0 +1,51 @@
+# Two commands: `make run` (the default workflow) and `make test` (lint + tests).
+# Both build .venv with the pinned versions in constraints.txt.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= all
+# Extras for the package: `make run EXTRAS=cuda` installs JAX for NVIDIA GPUs.
+EXTRAS ?=
+comma := ,
+PIP_INSTALL = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: run test install install-test lint dry-run lock clean
+
+run: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(VENV)/.installed-test
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+dry-run: $(VENV)/.installed
+	$(BIN)/snakemake -n
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) -e ".$(if $(EXTRAS),[$(EXTRAS)])"
+	touch $@
+
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) -e ".[test$(if $(EXTRAS),$(comma)$(EXTRAS))]"
+	touch $@ $(VENV)/.installed
+
+# Refresh constraints.txt from a clean resolve of pyproject.toml's ranges.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+	.venv-lock/bin/python -m pip install --disable-pip-version-check -q -e ".[test]"
+	.venv-lock/bin/python -m pip freeze --exclude-editable | sort -f > constraints.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .snakemake .pytest_cache

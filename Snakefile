@@ -1,0 +1,19 @@
+from snakemake.utils import min_version
+
+min_version("9.5")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand(rules.preprocess.output.h5, dataset=DATASETS),

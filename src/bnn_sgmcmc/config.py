@@ -1,0 +1,110 @@
+"""Checks on the workflow configuration that JSON Schema cannot express.
+
+The schema (``workflow/schemas/config.schema.yaml``) checks types, ranges and
+allowed values; this module checks what depends on the outside world or on
+several keys at once, such as whether a local data source exists. It imports
+nothing beyond the standard library so that the Snakefile can call it before
+any job runs, whatever environment Snakemake itself runs in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+SourceForm = Literal["synthetic", "idx", "parquet", "hub"]
+
+#: The four IDX files of MNIST, by role, as LeCun distributes them.
+IDX_STEMS: dict[str, str] = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+SOURCE_FORMS_HELP = (
+    "data.source takes one of: 'synthetic' (generated, no download); "
+    "a local folder of the MNIST IDX files (train-images-idx3-ubyte[.gz], "
+    "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+    "t10k-labels-idx1-ubyte[.gz]); a local folder in the Hugging Face hub's "
+    "parquet layout (train and test parquet files with 'image' and 'label' "
+    "columns); or a Hugging Face dataset id such as 'mnist'. Only the first "
+    "three work offline."
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a data set comes from, resolved from the ``data.source`` string."""
+
+    form: SourceForm
+    location: str
+
+    def describe(self) -> str:
+        return {
+            "synthetic": "synthetic data generated from the seed",
+            "idx": f"IDX files in {self.location}",
+            "parquet": f"hub-layout parquet folder {self.location}",
+            "hub": f"Hugging Face hub dataset '{self.location}'",
+        }[self.form]
+
+
+def _looks_like_path(value: str) -> bool:
+    # Hub ids may contain one '/', so only explicit path forms count as paths.
+    return value.startswith(("/", "./", "../", "~")) or value in (".", "..") or "\\" in value
+
+
+def find_idx_files(folder: Path) -> dict[str, Path | None]:
+    """Map each IDX role to the file that holds it in ``folder`` (gzipped or not), or None.
+
+    Accepts LeCun's names (``train-images-idx3-ubyte``) and the dotted variant
+    (``train-images.idx3-ubyte``) that some mirrors use.
+    """
+    found: dict[str, Path | None] = {}
+    for role, stem in IDX_STEMS.items():
+        dotted = stem.replace("-idx", ".idx")
+        candidates = [folder / f"{name}{ext}" for name in (stem, dotted) for ext in ("", ".gz")]
+        found[role] = next((c for c in candidates if c.is_file()), None)
+    return found
+
+
+def resolve_source(source: str, key: str = "data.source") -> Source:
+    """Decide which loader serves ``source``; raise ConfigError for a local path that cannot work."""
+    if not isinstance(source, str) or not source.strip():
+        raise ConfigError(f"{key} is empty. {SOURCE_FORMS_HELP}")
+    source = source.strip()
+    if source == "synthetic":
+        return Source("synthetic", "synthetic")
+    path = Path(os.path.expanduser(source))
+    if path.is_dir():
+        idx = find_idx_files(path)
+        if any(idx.values()):
+            missing = [IDX_STEMS[role] + "[.gz]" for role, found in idx.items() if found is None]
+            if missing:
+                raise ConfigError(
+                    f"{key}: the IDX folder '{source}' lacks {', '.join(missing)}. "
+                    "Put all four MNIST IDX files in the folder (gzipped or not)."
+                )
+            return Source("idx", str(path))
+        if any(path.rglob("*.parquet")):
+            return Source("parquet", str(path))
+        raise ConfigError(
+            f"{key}: the folder '{source}' holds neither MNIST IDX files nor parquet files. "
+            f"{SOURCE_FORMS_HELP}"
+        )
+    if path.exists():
+        raise ConfigError(f"{key}: '{source}' is a file, not a folder. {SOURCE_FORMS_HELP}")
+    if _looks_like_path(source):
+        raise ConfigError(f"{key}: the folder '{source}' does not exist. {SOURCE_FORMS_HELP}")
+    return Source("hub", source)
+
+
+def check(config: dict[str, Any]) -> None:
+    """Check what the schema cannot; raise ConfigError naming the key and the fix."""
+    resolve_source(config["data"]["source"])

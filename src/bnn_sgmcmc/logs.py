@@ -1,0 +1,43 @@
+"""Logging for workflow jobs: everything into the rule's log, the one-line error on the console too."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from bnn_sgmcmc.config import ConfigError
+from bnn_sgmcmc.data import DataError
+
+#: Errors whose message already says what is wrong and what to do: no traceback needed.
+USER_ERRORS = (ConfigError, DataError)
+
+
+@contextlib.contextmanager
+def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Logger]:
+    """Send logging and stderr to ``path`` for the duration of a job.
+
+    A user error (bad data, bad config) is logged as one line, also printed to
+    the console (the real stderr, which Snakemake shows), and ends the job with
+    exit status 1; any other exception keeps its traceback in the log.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    console = sys.stderr
+    with open(path, "a", buffering=1) as fh:
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(level)
+        sys.stderr = fh
+        try:
+            yield logging.getLogger("bnn_sgmcmc")
+        except USER_ERRORS as err:
+            logging.getLogger("bnn_sgmcmc").error("%s", err)
+            print(f"ERROR: {err}", file=console)
+            raise SystemExit(1) from None
+        finally:
+            sys.stderr = console
+            root.removeHandler(handler)

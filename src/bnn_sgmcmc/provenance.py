@@ -1,0 +1,66 @@
+"""How an output was made: package versions, host, device, time.
+
+Every file the workflow writes carries these records (HDF5 attributes or a JSON
+sidecar) next to the config values and seed that produced it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import platform
+import socket
+from typing import Any
+
+PACKAGES = (
+    "bnn-sgmcmc",
+    "numpy",
+    "jax",
+    "jaxlib",
+    "flax",
+    "blackjax",
+    "optax",
+    "datasets",
+    "h5py",
+    "pandas",
+    "matplotlib",
+    "snakemake",
+)
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the results (absent ones omitted)."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def device() -> dict[str, Any]:
+    """The JAX backend and devices in use; only call where JAX is already needed."""
+    import jax
+
+    devices = jax.devices()
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+    }
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def record(**extra: Any) -> dict[str, Any]:
+    """The common provenance block: time, host, platform, versions, plus ``extra``."""
+    return {
+        "created": now(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "versions": versions(),
+        **extra,
+    }

@@ -1,0 +1,101 @@
+"""Fixtures that build small data sets in every source format, inside the test's tmp dir."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from bnn_sgmcmc.data import ImageData, Split
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def base_config() -> dict:
+    """The repository's config.yaml, as a fresh dict each time."""
+    return copy.deepcopy(yaml.safe_load((REPO / "config.yaml").read_text()))
+
+
+@pytest.fixture
+def images() -> ImageData:
+    """A small MNIST-shaped data set with every class and full-range pixels."""
+    rng = np.random.default_rng(1234)
+
+    def split(n: int) -> Split:
+        return Split(
+            rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8),
+            (np.arange(n) % 10).astype(np.uint8),
+        )
+
+    return ImageData(train=split(30), test=split(12))
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """Encode a uint8 array in LeCun's IDX format."""
+    magic = magic if magic is not None else (0x00000800 | array.ndim)
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+IDX_NAMES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+
+
+def write_idx_folder(folder: Path, data: ImageData, gz: bool) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for (split, kind), name in IDX_NAMES.items():
+        raw = idx_bytes(getattr(data.splits()[split], kind))
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (folder / name).write_bytes(raw)
+    return folder
+
+
+def write_parquet_folder(folder: Path, data: ImageData) -> Path:
+    """The hub's MNIST layout: mnist/{train,test}-00000-of-00001.parquet, PNG images."""
+    import datasets
+    from PIL import Image
+
+    sub = folder / "mnist"
+    sub.mkdir(parents=True, exist_ok=True)
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)}
+    )
+    for name, split in data.splits().items():
+        pngs = []
+        for img in split.images:
+            buf = io.BytesIO()
+            Image.fromarray(img, mode="L").save(buf, format="PNG")
+            pngs.append({"bytes": buf.getvalue(), "path": None})
+        ds = datasets.Dataset.from_dict(
+            {"image": pngs, "label": split.labels.astype(int).tolist()}, features=features
+        )
+        ds.to_parquet(str(sub / f"{name}-00000-of-00001.parquet"))
+    return folder
+
+
+@pytest.fixture
+def idx_gz_folder(tmp_path: Path, images: ImageData) -> Path:
+    return write_idx_folder(tmp_path / "idx_gz", images, gz=True)
+
+
+@pytest.fixture
+def idx_plain_folder(tmp_path: Path, images: ImageData) -> Path:
+    return write_idx_folder(tmp_path / "idx_plain", images, gz=False)
+
+
+@pytest.fixture
+def parquet_folder(tmp_path: Path, images: ImageData) -> Path:
+    return write_parquet_folder(tmp_path / "hf", images)
