@@ -11,9 +11,11 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/sampling.smk"
 
 
 rule all:
     default_target: True
     input:
         expand(rules.preprocess.output.h5, dataset=DATASETS),
+        expand(rules.gather.output.h5, sampler=SAMPLERS),

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from conftest import IDX_NAMES, idx_bytes, write_idx_folder
 
-from bnn_sgmcmc.config import ConfigError, resolve_source
+from bnn_sgmcmc.config import resolve_source
+from bnn_sgmcmc.errors import ConfigError, DataError
 from bnn_sgmcmc.data import (
-    DataError,
     ImageData,
     Split,
     SyntheticSpec,
@@ -82,7 +82,7 @@ def test_parquet_folder_loads_offline(parquet_folder, tmp_path):
 
 def test_unreachable_hub_names_the_offline_forms(tmp_path):
     code = (
-        "from bnn_sgmcmc.data import load_hf, DataError\n"
+        "from bnn_sgmcmc.data import load_hf\nfrom bnn_sgmcmc.errors import DataError\n"
         "try:\n    load_hf('mnist', local=False, image_column='image', label_column='label')\n"
         "except DataError as e:\n    print('MSG', e)\n"
     )

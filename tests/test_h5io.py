@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bnn_sgmcmc import h5io
-from bnn_sgmcmc.data import DataError
+from bnn_sgmcmc.errors import DataError
 
 
 def test_data_h5_round_trip_and_attributes(tmp_path, images):

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from bnn_sgmcmc.errors import ConfigError
+
 SourceForm = Literal["synthetic", "idx", "parquet", "hub"]
 
 #: The four IDX files of MNIST, by role, as LeCun distributes them.
@@ -34,9 +36,6 @@ SOURCE_FORMS_HELP = (
     "three work offline."
 )
 
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -108,3 +107,37 @@ def resolve_source(source: str, key: str = "data.source") -> Source:
 def check(config: dict[str, Any]) -> None:
     """Check what the schema cannot; raise ConfigError naming the key and the fix."""
     resolve_source(config["data"]["source"])
+    sampling = config["sampling"]
+    if sampling["shards"] > sampling["chains"]:
+        raise ConfigError(
+            f"sampling.shards = {sampling['shards']} exceeds sampling.chains = {sampling['chains']}: "
+            "each shard needs at least one chain. Lower shards or raise chains."
+        )
+    every = sampling["save_weights_every"]
+    if every and every % sampling["eval_every"]:
+        raise ConfigError(
+            f"sampling.save_weights_every = {every} must be a multiple of sampling.eval_every = "
+            f"{sampling['eval_every']} (weights are read between compiled chunks)."
+        )
+    for name, entry in config["samplers"].items():
+        if entry["kernel"] == "sghmc":
+            friction = entry.get("alpha", 0.01) * entry["step_size"]
+            if friction >= 1:
+                raise ConfigError(
+                    f"samplers.{name}: alpha x step_size = {friction:g} must be below 1, or the "
+                    "momentum flips sign every step. Lower alpha or step_size."
+                )
+            noise = 2 * entry.get("alpha", 0.01) - entry["step_size"] * entry.get("temperature", 1.0) * entry.get("beta", 0.0)
+            if noise < 0:
+                raise ConfigError(f"samplers.{name}: beta is too large for alpha (negative noise variance); lower beta.")
+
+
+def shard_chains(chains: int, shards: int) -> list[list[int]]:
+    """Global chain indices of each shard: contiguous, sizes differing by at most one."""
+    base, extra = divmod(chains, shards)
+    out, start = [], 0
+    for s in range(shards):
+        size = base + (s < extra)
+        out.append(list(range(start, start + size)))
+        start += size
+    return out

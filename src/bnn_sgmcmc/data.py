@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bnn_sgmcmc.config import SOURCE_FORMS_HELP, Source, find_idx_files, resolve_source
+from bnn_sgmcmc.errors import DataError
 
 SPLITS = ("train", "test")
 #: MD5 sums of LeCun's published gzipped MNIST files, to recognise an untouched copy.
@@ -27,10 +28,6 @@ PUBLISHED_MD5 = {
     "ec29112dd5afa0611ce80d1b7f02629c": "t10k-labels-idx1-ubyte.gz",
 }
 IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message says what is wrong and what to do."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from bnn_sgmcmc.data import SPLITS, DataError, ImageData, Split
+from bnn_sgmcmc.data import SPLITS, ImageData, Split
+from bnn_sgmcmc.errors import DataError
 
 #: Version of the data file layout documented in docs/schema.md.
 DATA_SCHEMA_VERSION = 1
@@ -140,4 +141,179 @@ def read_data_h5(path: str | os.PathLike) -> tuple[ImageData, dict[str, Any]]:
             )
         data = ImageData(**{s: Split(h5[s]["images"][...], h5[s]["labels"][...]) for s in SPLITS})
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in h5.attrs.items()}
+        attrs["splits"] = {s: read_attrs(h5[s]) for s in SPLITS}
     return data, attrs
+
+
+# --------------------------------------------------------------------------- sampler files
+#
+# Warmup files, predictive files and the checkpoints beside them share one set
+# of writers: a checkpoint is simply a file of the same layout whose ``step``
+# attribute is short of the phase's total, plus what resuming needs.
+
+PREDICTIVE_SCHEMA_VERSION = 1
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+    flat: dict[str, np.ndarray] = {}
+    for key, value in tree.items():
+        path = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten(value, path))
+        else:
+            flat[path] = np.asarray(value)
+    return flat
+
+
+def write_tree(group: h5py.Group, tree: dict[str, Any], **options: Any) -> None:
+    """Write a nested dict of arrays as HDF5 groups (one group per tree path)."""
+    for path, array in _flatten(tree).items():
+        group.create_dataset(path, data=array, **options)
+
+
+def read_tree(group: h5py.Group) -> dict[str, Any]:
+    """Read HDF5 groups back into a nested dict of numpy arrays."""
+    return {
+        key: read_tree(item) if isinstance(item, h5py.Group) else item[...]
+        for key, item in group.items()
+    }
+
+
+def write_attrs(obj: h5py.HLObject, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        obj.attrs[key] = _attr(value)
+
+
+def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    """Attributes, with JSON strings decoded back into records."""
+    out: dict[str, Any] = {}
+    for key, value in obj.attrs.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        out[key] = value
+    return out
+
+
+def write_arrays(path: str | os.PathLike, arrays: dict[str, Any], attrs: dict[str, Any]) -> None:
+    """Write nested arrays and root attributes to ``path`` atomically.
+
+    Large float arrays (predictive probabilities, weights) are chunked and
+    gzip-compressed; small ones are stored plainly.
+    """
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            for name, array in _flatten(arrays).items():
+                options: dict[str, Any] = {}
+                if array.size > 65536:
+                    options = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "chunks": True}
+                h5.create_dataset(name, data=array, **options)
+            write_attrs(h5, attrs)
+
+
+def read_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a file written by :func:`write_arrays`; name the file and what is missing if incomplete."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist.")
+    try:
+        with h5py.File(path, "r") as h5:
+            missing = [name for name in required if name not in h5]
+            if missing:
+                raise DataError(
+                    f"{path} lacks the datasets {', '.join(missing)}; it is incomplete or was not "
+                    "written by this workflow. Delete it and rerun the rule that makes it."
+                )
+            return read_tree(h5), read_attrs(h5)
+    except OSError as err:
+        raise DataError(f"{path} is not a readable HDF5 file ({err}). Delete it and rerun.") from err
+
+
+#: Datasets every predictive file has (beside one group per evaluation set).
+PREDICTIVE_REQUIRED = (
+    "chain",
+    "test/probs",
+    "test/mean_entropy",
+    "test/labels",
+    "trace/sample_step",
+    "trace/grad_evals",
+    "trace/wall_seconds",
+    "warmup/trace/step",
+)
+
+
+def _chain_axis(path: str, array: np.ndarray) -> int | None:
+    """Which axis of a predictive-file dataset runs over chains (None: shared by all chains)."""
+    leaf = path.rsplit("/", 1)[-1]
+    if path == "chain" or leaf in ("probs", "mean_entropy"):
+        return 0
+    if path.startswith("weights/params/"):
+        return 1
+    if path.startswith(("trace/", "warmup/trace/")) and array.ndim == 2:
+        return 1
+    return None
+
+
+def gather_predictive(paths: list[str], out: str | os.PathLike) -> None:
+    """Concatenate shards' predictive files along their chain axes; shared arrays must agree."""
+    shards = [read_arrays(p, required=PREDICTIVE_REQUIRED) for p in paths]
+    flats = [_flatten(arrays) for arrays, _ in shards]
+    names = set(flats[0])
+    for path, flat in zip(paths, flats):
+        if set(flat) != names:
+            raise DataError(
+                f"{path} holds {sorted(set(flat) ^ names)} where {paths[0]} does not; the shards "
+                "come from different configs. Rerun sampling for every shard."
+            )
+    joined: dict[str, Any] = {}
+    for name in sorted(names):
+        parts = [flat[name] for flat in flats]
+        axis = _chain_axis(name, parts[0])
+        if axis is None:
+            for path, part in zip(paths[1:], parts[1:]):
+                if part.shape != parts[0].shape or not np.array_equal(part, parts[0]):
+                    raise DataError(
+                        f"{path}: '{name}' differs from {paths[0]}; the shards come from different "
+                        "configs or data. Rerun sampling for every shard."
+                    )
+            joined[name] = parts[0]
+        else:
+            joined[name] = np.concatenate(parts, axis=axis)
+    attrs = dict(shards[0][1])
+    attrs["chains"] = int(joined["chain"].shape[0])
+    attrs["shard"] = -1
+    attrs["shard_runs"] = [
+        {k: a.get(k) for k in ("shard", "host", "device", "compile_seconds", "run_seconds", "warmup_run_seconds", "warmup_compile_seconds")}
+        | {"chains": arrays["chain"].tolist()}
+        for arrays, a in shards
+    ]
+    nested: dict[str, Any] = {}
+    for name, array in joined.items():
+        node = nested
+        *parents, leaf = name.split("/")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = array
+    write_arrays(out, nested, attrs)
+
+
+def read_predictive(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a predictive file (shard or gathered), checking its layout and shapes."""
+    arrays, attrs = read_arrays(path, required=PREDICTIVE_REQUIRED)
+    chains = arrays["chain"].shape[0]
+    probs = arrays["test"]["probs"]
+    checks = [
+        ("test/probs", probs.ndim == 3 and probs.shape[0] == chains, f"[chains={chains}, n, classes]"),
+        ("test/mean_entropy", arrays["test"]["mean_entropy"].shape == probs.shape[:2], f"{list(probs.shape[:2])}"),
+        ("test/labels", arrays["test"]["labels"].shape == probs.shape[1:2], f"[{probs.shape[1]}]"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            raise DataError(f"{path}: '{name}' should have shape {expected}; the file is damaged or foreign. Rerun sampling.")
+    return arrays, attrs

@@ -8,11 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from bnn_sgmcmc.config import ConfigError
-from bnn_sgmcmc.data import DataError
-
-#: Errors whose message already says what is wrong and what to do: no traceback needed.
-USER_ERRORS = (ConfigError, DataError)
+from bnn_sgmcmc.errors import USER_ERRORS
 
 
 @contextlib.contextmanager
@@ -31,6 +27,7 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Log
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(level)
+        logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is noise here
         sys.stderr = fh
         try:
             yield logging.getLogger("bnn_sgmcmc")

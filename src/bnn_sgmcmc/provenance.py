@@ -47,6 +47,7 @@ def device() -> dict[str, Any]:
     return {
         "backend": jax.default_backend(),
         "device_kind": devices[0].device_kind,
+        "device": str(devices[0]),
         "device_count": len(devices),
     }
 

@@ -10,6 +10,8 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
+
 from bnn_sgmcmc import data as data_mod
 from bnn_sgmcmc import h5io, provenance
 
@@ -71,3 +73,202 @@ def preprocess(*, raw: str, record: str, data_config: dict[str, Any], seed: int,
         },
     )
     log.info("wrote %s: train %s, test %s", h5, images.train.images.shape, images.test.images.shape)
+
+
+# --------------------------------------------------------------------------- sampling jobs
+
+
+class _Checkpointer:
+    """Writes a resumable checkpoint beside the declared outputs at most every ``every`` seconds."""
+
+    def __init__(self, path: str, every: float) -> None:
+        self.path, self.every, self.last = path, float(every), time.perf_counter()
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last >= self.every
+
+    def write(self, arrays: dict[str, Any], attrs: dict[str, Any]) -> None:
+        h5io.write_arrays(self.path, arrays, attrs)
+        self.last = time.perf_counter()
+        log.info("checkpoint at step %s: %s", attrs["step"], self.path)
+
+    def load(self, fingerprint: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The checkpoint's contents, if one exists and was made by this very run's config."""
+        from pathlib import Path
+
+        if not Path(self.path).is_file():
+            return None
+        try:
+            arrays, attrs = h5io.read_arrays(self.path)
+        except data_mod.DataError as err:
+            log.warning("ignoring unreadable checkpoint: %s", err)
+            return None
+        if attrs.get("fingerprint") != fingerprint:
+            log.warning("ignoring checkpoint %s: made with another config", self.path)
+            return None
+        log.info("resuming from checkpoint %s at step %s", self.path, attrs["step"])
+        return arrays, attrs
+
+    def remove(self) -> None:
+        from pathlib import Path
+
+        path = Path(self.path)
+        path.unlink(missing_ok=True)
+        for folder in (path.parent, path.parent.parent):  # results/checkpoints/{sampler}/shard{n}
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _job_attrs(setup: Any, phase: str, seed: int, shard: int, shards: int, **extra: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return provenance.record(
+        phase=phase,
+        sampler=asdict(setup.spec),
+        grad_evals_per_step=setup.spec.grad_evals_per_step,
+        schedule=asdict(setup.schedule),
+        model=setup.model_config,
+        seed=seed,
+        chains=len(setup.chains),
+        shard=shard,
+        shards=shards,
+        num_classes=setup.num_classes,
+        fingerprint=setup.fingerprint,
+        device=provenance.device(),
+        **extra,
+    )
+
+
+def warmup(
+    *,
+    data: str,
+    sampler: str,
+    sampler_config: dict[str, Any],
+    model_config: dict[str, Any],
+    sampling_config: dict[str, Any],
+    seed: int,
+    chains: list[int],
+    shard: int,
+    shards: int,
+    checkpoint: str,
+    out: str,
+) -> None:
+    """Warm up one shard of chains from their initial weights; write the warmup HDF5 file."""
+    from bnn_sgmcmc import experiment, sampling
+    from bnn_sgmcmc.errors import DivergenceError
+
+    experiment.enable_compilation_cache(sampling_config.get("compilation_cache"))
+    setup = experiment.setup(data, sampler, sampler_config, model_config, sampling_config, seed, chains)
+    ckpt = _Checkpointer(checkpoint, sampling_config.get("checkpoint_every", 60))
+    resumed = ckpt.load(setup.fingerprint)
+    if resumed is not None:
+        state = experiment.warmup_state_from_arrays(*resumed)
+    else:
+        state = sampling.WarmupState(setup.initial_params(), 0)
+
+    def attrs(state: Any, compile_seconds: float) -> dict[str, Any]:
+        return _job_attrs(
+            setup, "warmup", seed, shard, shards,
+            step=state.step, run_seconds=state.seconds, compile_seconds=compile_seconds,
+        )
+
+    def on_chunk(state: Any) -> None:
+        if state.step < setup.schedule.warmup_steps and ckpt.due():
+            ckpt.write(experiment.warmup_arrays(state, setup), attrs(state, float("nan")))
+
+    try:
+        state, compile_seconds = sampling.run_warmup(
+            setup.spec, setup.step_fn, setup.train, setup.schedule, setup.keys, state,
+            setup.evaluate, setup.chains, on_chunk,
+        )
+    except DivergenceError:
+        ckpt.remove()
+        raise
+    h5io.write_arrays(out, experiment.warmup_arrays(state, setup), attrs(state, compile_seconds))
+    ckpt.remove()
+    log.info("wrote %s: %d steps in %.2f s (+%.2f s compile)", out, state.step, state.seconds, compile_seconds)
+
+
+def sample(
+    *,
+    data: str,
+    warmup: str,
+    sampler: str,
+    sampler_config: dict[str, Any],
+    model_config: dict[str, Any],
+    sampling_config: dict[str, Any],
+    seed: int,
+    chains: list[int],
+    shard: int,
+    shards: int,
+    checkpoint: str,
+    out: str,
+) -> None:
+    """Sample one shard of chains from its warmup state; write the predictive HDF5 file."""
+    import jax
+
+    from bnn_sgmcmc import experiment, sampling
+    from bnn_sgmcmc.errors import DivergenceError
+
+    experiment.enable_compilation_cache(sampling_config.get("compilation_cache"))
+    setup = experiment.setup(data, sampler, sampler_config, model_config, sampling_config, seed, chains)
+    warm_arrays, warm_attrs = h5io.read_arrays(warmup, required=("params", "trace/step", "chain"))
+    experiment.check_warmup_matches(warmup, warm_attrs, setup)
+    schedule = setup.schedule
+    fingerprint = setup.fingerprint | {
+        "sampling": {
+            k: sampling_config[k] for k in ("sampling_steps", "thinning", "eval_every", "save_weights_every")
+        }
+    }
+    save_every = int(sampling_config.get("save_weights_every", 0))
+    ckpt = _Checkpointer(checkpoint, sampling_config.get("checkpoint_every", 60))
+    resumed = ckpt.load(fingerprint)
+    if resumed is not None:
+        state, weights = experiment.sampling_state_from_arrays(*resumed, setup)
+    else:
+        params = jax.tree.map(jax.numpy.asarray, warm_arrays["params"])
+        state = sampling.new_sampling_state(params, setup.eval_sets, setup.num_classes)
+        weights = {"step": [], "params": []}
+
+    def attrs(state: Any, **extra: Any) -> dict[str, Any]:
+        return _job_attrs(
+            setup, "sampling", seed, shard, shards,
+            schema_version=h5io.PREDICTIVE_SCHEMA_VERSION,
+            step=state.step, num_samples=state.count, run_seconds=state.seconds,
+            warmup_steps=schedule.warmup_steps,
+            warmup_grad_evals=schedule.warmup_steps * setup.spec.grad_evals_per_step,
+            warmup_run_seconds=warm_attrs["run_seconds"],
+            warmup_compile_seconds=warm_attrs["compile_seconds"],
+            **extra,
+        ) | {"fingerprint": fingerprint}
+
+    def on_chunk(state: Any) -> None:
+        if save_every and state.step % save_every == 0:
+            weights["step"].append(state.step)
+            weights["params"].append(jax.tree.map(lambda a: jax.device_get(a), state.params))
+        if state.step < schedule.sampling_steps and ckpt.due():
+            arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_params=True)
+            ckpt.write(arrays, attrs(state))
+
+    try:
+        state, compile_seconds = sampling.run_sampling(
+            setup.spec, setup.step_fn, setup.train, schedule, setup.keys, state,
+            setup.eval_sets, setup.predict, setup.chains, on_chunk,
+        )
+    except DivergenceError:
+        ckpt.remove()
+        raise
+    arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_params=False)
+    h5io.write_arrays(out, arrays, attrs(state, compile_seconds=compile_seconds))
+    ckpt.remove()
+    accuracy = arrays["trace"]["test"]["ensemble_accuracy"][-1] if state.count else []
+    log.info(
+        "wrote %s: %d samples in %.2f s (+%.2f s compile); ensemble test accuracy per chain %s",
+        out, state.count, state.seconds, compile_seconds, [round(float(a), 4) for a in accuracy],
+    )
+
+
+def gather(*, shards: list[str], out: str) -> None:
+    """Join the shards' predictive files along the chain axis into one file per sampler."""
+    h5io.gather_predictive(shards, out)
+    log.info("gathered %d shard(s) into %s", len(shards), out)

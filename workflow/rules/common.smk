@@ -5,7 +5,8 @@ from snakemake.utils import validate
 # The Snakefile checks the config with this checkout's package, installed or not.
 sys.path.insert(0, f"{workflow.basedir}/src")
 
-from bnn_sgmcmc.config import ConfigError, check as check_config
+from bnn_sgmcmc.config import check as check_config, shard_chains
+from bnn_sgmcmc.errors import ConfigError
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -25,3 +26,44 @@ wildcard_constraints:
 
 def data_config(wildcards):
     return DATASETS[wildcards.dataset]
+
+
+SAMPLERS = config["samplers"]
+SHARDS = range(config["sampling"]["shards"])
+# Each shard's global chain indices: a chain's draws depend on its index only.
+SHARD_CHAINS = shard_chains(config["sampling"]["chains"], config["sampling"]["shards"])
+
+# Settings that change results; operational ones (checkpoint_every,
+# compilation_cache) are read from the config by the scripts, so that changing
+# them does not rerun finished GPU jobs.
+WARMUP_KEYS = ("batch_size", "batching", "warmup_steps", "eval_every")
+SAMPLING_KEYS = WARMUP_KEYS + ("sampling_steps", "thinning", "save_weights_every")
+
+
+wildcard_constraints:
+    sampler="|".join(SAMPLERS),
+    shard=r"\d+",
+
+
+def training_data(wildcards):
+    return expand(rules.preprocess.output.h5, dataset="mnist")[0]
+
+
+def sampler_config(wildcards):
+    return SAMPLERS[wildcards.sampler]
+
+
+def warmup_settings(wildcards):
+    return {k: config["sampling"][k] for k in WARMUP_KEYS}
+
+
+def sampling_settings(wildcards):
+    return {k: config["sampling"][k] for k in SAMPLING_KEYS}
+
+
+def chains_of_shard(wildcards):
+    return SHARD_CHAINS[int(wildcards.shard)]
+
+
+def shard_predictives(wildcards):
+    return expand(rules.sample.output.h5, sampler=wildcards.sampler, shard=SHARDS)

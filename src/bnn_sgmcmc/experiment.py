@@ -1,0 +1,293 @@
+"""A sampler run assembled from the config and the data file, and its states as arrays.
+
+:func:`setup` turns config blocks and the preprocessed data into everything the
+fused sampler needs (data on the device, model, kernel step, keys) plus a
+fingerprint of what determines the results. The ``*_arrays`` / ``*_from_arrays``
+pairs convert sampler states to the nested arrays that ``h5io`` writes, so that
+outputs and checkpoints share one layout (docs/schema.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnn_sgmcmc import h5io, model, predictive, sampling
+from bnn_sgmcmc.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+def enable_compilation_cache(directory: str | None) -> str | None:
+    """Use JAX's persistent compilation cache, so later jobs and reruns skip compiling.
+
+    ``directory`` comes from the config; if null, ``JAX_COMPILATION_CACHE_DIR``
+    or ``~/.cache/bnn_sgmcmc/jax`` is used. An empty string turns the cache off.
+    """
+    import jax
+
+    if directory is None:
+        directory = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(Path.home() / ".cache/bnn_sgmcmc/jax")
+    if not directory:
+        return None
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return str(directory)
+
+
+@dataclass
+class Setup:
+    spec: sampling.SamplerSpec
+    schedule: sampling.Schedule
+    mlp: model.MLP
+    train: sampling.Data
+    eval_sets: dict[str, predictive.EvalSet]
+    num_classes: int
+    input_dim: int
+    chains: list[int]
+    keys: Any
+    step_fn: Any
+    predict: Any
+    model_config: dict[str, Any]
+    fingerprint: dict[str, Any]
+
+    def evaluate(self, params: Any) -> Any:
+        """Test accuracy of one chain's parameters (the warmup trace)."""
+        test = self.eval_sets["test"]
+        return predictive.accuracy(self.predict(params, test.x), test.labels)
+
+    def initial_params(self) -> Any:
+        import jax
+
+        cfg = self.model_config
+        init = functools.partial(
+            model.init_params,
+            model=self.mlp,
+            input_dim=self.input_dim,
+            method=cfg["init"],
+            prior_scale=float(cfg["prior_scale"]),
+        )
+        return jax.vmap(init)(sampling.phase_keys(self.keys, "init"))
+
+
+def schedule_from_config(cfg: Mapping[str, Any]) -> sampling.Schedule:
+    fields = sampling.Schedule.__dataclass_fields__
+    return sampling.Schedule(**{k: cfg[k] for k in fields if k in cfg})
+
+
+def setup(
+    data_h5: str,
+    sampler_name: str,
+    sampler_config: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+    sampling_config: Mapping[str, Any],
+    seed: int,
+    chains: Sequence[int],
+) -> Setup:
+    """Load the data onto the device and build model, kernel and keys for one shard of chains."""
+    import jax
+    import jax.numpy as jnp
+
+    images, attrs = h5io.read_data_h5(data_h5)
+    num_classes = int(attrs["num_classes"])
+    image_shape = tuple(int(v) for v in attrs["image_shape"])
+    input_dim = int(np.prod(image_shape))
+    scale = float(attrs["pixel_scale"])
+    schedule = schedule_from_config(sampling_config)
+    n_train = len(images.train.labels)
+    if schedule.batch_size > n_train:
+        raise ConfigError(
+            f"sampling.batch_size = {schedule.batch_size} exceeds the {n_train} training images "
+            f"of {data_h5}; lower it."
+        )
+    spec = sampling.SamplerSpec.from_config(sampler_name, sampler_config)
+    mlp = model.build(model_config["hidden"], num_classes)
+    train = sampling.Data(
+        x=jnp.asarray(images.train.images.reshape(n_train, input_dim)),
+        y=jnp.asarray(images.train.labels),
+        scale=scale,
+    )
+    test_x = images.test.images.reshape(len(images.test.labels), input_dim).astype(np.float32) * scale
+    eval_sets = {"test": predictive.EvalSet(jnp.asarray(test_x), jnp.asarray(images.test.labels))}
+    prior_scale = float(model_config["prior_scale"])
+    grad_fn = sampling.grad_estimator(
+        functools.partial(model.log_prior, prior_scale=prior_scale), model.log_likelihood_fn(mlp), n_train
+    )
+    data_digest = {
+        s: {k: attrs["splits"][s].get(k) for k in ("images_sha256", "labels_sha256")} for s in ("train", "test")
+    }
+    fingerprint = {
+        "model": {k: model_config[k] for k in ("hidden", "prior_scale", "init")},
+        "data": {"num_classes": num_classes, "image_shape": list(image_shape), **data_digest},
+        "sampler": asdict(spec),
+        "seed": int(seed),
+        "chains": [int(c) for c in chains],
+        "warmup": {k: getattr(schedule, k) for k in ("batch_size", "batching", "warmup_steps")},
+    }
+    log.info(
+        "sampler %s (%s), chains %s, model %s (%d parameters), %d train / %d test images, devices %s",
+        spec.name, spec.kernel, list(chains), list(model_config["hidden"]),
+        model.num_params(jax.eval_shape(mlp.init, jax.random.key(0), jnp.zeros((1, input_dim)))),
+        n_train, len(test_x), jax.devices(),
+    )
+    return Setup(
+        spec=spec,
+        schedule=schedule,
+        mlp=mlp,
+        train=train,
+        eval_sets=eval_sets,
+        num_classes=num_classes,
+        input_dim=input_dim,
+        chains=[int(c) for c in chains],
+        keys=sampling.chain_keys(seed, sampler_name, chains),
+        step_fn=sampling.build_step(spec, grad_fn),
+        predict=model.predict_fn(mlp),
+        model_config=dict(model_config),
+        fingerprint=fingerprint,
+    )
+
+
+def fingerprint_differences(expected: Mapping[str, Any], found: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+    """Human-readable differences between two fingerprints over ``keys``."""
+    diffs = []
+    for key in keys:
+        if expected.get(key) != found.get(key):
+            diffs.append(f"{key}: file has {found.get(key)!r}, this run needs {expected.get(key)!r}")
+    return diffs
+
+
+# --------------------------------------------------------------------------- states as arrays
+
+
+def _to_numpy(tree: Any) -> Any:
+    import jax
+
+    return jax.tree.map(np.asarray, tree)
+
+
+def warmup_arrays(state: sampling.WarmupState, setup: Setup) -> dict[str, Any]:
+    import jax
+
+    trace = state.trace
+    steps = np.asarray(trace["step"], dtype=np.int64)
+    chains = len(setup.chains)
+    return {
+        "params": _to_numpy(state.params),
+        "chain": np.asarray(setup.chains, dtype=np.int64),
+        "keys": np.asarray(jax.random.key_data(setup.keys)),
+        "trace": {
+            "step": steps,
+            "grad_evals": steps * setup.spec.grad_evals_per_step,
+            "wall_seconds": np.repeat(np.asarray(trace["wall_seconds"], np.float64)[:, None], chains, 1),
+            "test_accuracy": np.asarray(trace["test_accuracy"], np.float32).reshape(-1, chains),
+        },
+    }
+
+
+def warmup_state_from_arrays(arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> sampling.WarmupState:
+    import jax.numpy as jnp
+    import jax
+
+    trace = arrays["trace"]
+    return sampling.WarmupState(
+        params=jax.tree.map(jnp.asarray, arrays["params"]),
+        step=int(attrs["step"]),
+        trace={
+            "step": trace["step"].tolist(),
+            "wall_seconds": trace["wall_seconds"][:, 0].tolist(),
+            "test_accuracy": list(trace["test_accuracy"]),
+        },
+        seconds=float(attrs["run_seconds"]),
+    )
+
+
+def sampling_arrays(
+    state: sampling.SamplingState,
+    setup: Setup,
+    warmup_trace: Mapping[str, Any],
+    weights: Mapping[str, Any],
+    with_params: bool,
+) -> dict[str, Any]:
+    chains = len(setup.chains)
+    steps = np.asarray(state.trace["step"], dtype=np.int64)
+    trace: dict[str, Any] = {
+        "sample_step": steps,
+        "grad_evals": steps * setup.spec.grad_evals_per_step,
+        "wall_seconds": np.repeat(np.asarray(state.trace["wall_seconds"], np.float64)[:, None], chains, 1),
+    }
+    arrays: dict[str, Any] = {"chain": np.asarray(setup.chains, dtype=np.int64), "trace": trace, "warmup": {"trace": dict(warmup_trace)}}
+    for name, acc in state.acc.items():
+        arrays[name] = {"probs": np.asarray(acc.probs), "mean_entropy": np.asarray(acc.mean_entropy)}
+        labels = setup.eval_sets[name].labels
+        if labels is not None:
+            arrays[name]["labels"] = np.asarray(labels)
+            trace[name] = {
+                m: np.asarray(state.trace[name][m], np.float32).reshape(-1, chains) for m in predictive.METRICS
+            }
+    if weights.get("step"):
+        arrays["weights"] = {"step": np.asarray(weights["step"], np.int64), "params": _stack_weights(weights["params"])}
+    if with_params:
+        arrays["params"] = _to_numpy(state.params)
+    return arrays
+
+
+def _stack_weights(samples: list[Any]) -> Any:
+    import jax
+
+    return jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *samples)
+
+
+def sampling_state_from_arrays(
+    arrays: Mapping[str, Any], attrs: Mapping[str, Any], setup: Setup
+) -> tuple[sampling.SamplingState, dict[str, Any]]:
+    import jax
+    import jax.numpy as jnp
+
+    trace_in = arrays["trace"]
+    trace: dict[str, Any] = {
+        "step": trace_in["sample_step"].tolist(),
+        "wall_seconds": trace_in["wall_seconds"][:, 0].tolist(),
+    }
+    acc = {}
+    for name, data in setup.eval_sets.items():
+        acc[name] = predictive.Accumulator(jnp.asarray(arrays[name]["probs"]), jnp.asarray(arrays[name]["mean_entropy"]))
+        if data.labels is not None:
+            trace[name] = {m: list(trace_in[name][m]) for m in predictive.METRICS}
+    state = sampling.SamplingState(
+        params=jax.tree.map(jnp.asarray, arrays["params"]),
+        acc=acc,
+        count=int(attrs["num_samples"]),
+        step=int(attrs["step"]),
+        trace=trace,
+        seconds=float(attrs["run_seconds"]),
+    )
+    weights: dict[str, Any] = {"step": [], "params": []}
+    if "weights" in arrays:
+        saved = arrays["weights"]
+        weights["step"] = saved["step"].tolist()
+        weights["params"] = [jax.tree.map(lambda a, i=i: a[i], saved["params"]) for i in range(len(weights["step"]))]
+    return state, weights
+
+
+def check_warmup_matches(path: str, attrs: Mapping[str, Any], setup: Setup) -> None:
+    """Refuse a warmup file made for another model, data set, sampler, seed or chains."""
+    found = attrs.get("fingerprint")
+    if not isinstance(found, dict):
+        raise DataError(f"{path} has no fingerprint attribute; it was not written by this workflow's warmup rule.")
+    diffs = fingerprint_differences(setup.fingerprint, found, ["model", "data", "sampler", "seed", "chains", "warmup"])
+    if diffs:
+        raise DataError(
+            f"The warmup file {path} was made with another config: {'; '.join(diffs)}. "
+            "Rerun warmup for this config (delete the file, or run snakemake with --forcerun warmup)."
+        )
+    if int(attrs.get("step", -1)) != setup.schedule.warmup_steps:
+        raise DataError(f"The warmup file {path} is incomplete (step {attrs.get('step')}); delete it and rerun.")

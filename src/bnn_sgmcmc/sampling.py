@@ -1,0 +1,441 @@
+"""SG-MCMC with BlackJAX's SGLD and SGHMC kernels, fused on the device.
+
+Everything a step needs lives on the device: the training data, the minibatch
+indices (drawn with ``jax.random``), the kernel and, while sampling, the
+posterior-predictive accumulators. Steps run inside ``jax.lax.scan`` in chunks
+of fixed length; the host sees the state between chunks only, to report
+progress, check for divergence and write checkpoints. Chains are ``vmap``-ped.
+
+Keys derive from (seed, sampler name, chain index, phase, step) only, so a chain
+draws the same numbers alone or among others, and a run resumed at any chunk
+boundary continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Several jobs may share one GPU: take memory as needed, not 75 % of the card up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import logging
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bnn_sgmcmc import predictive
+from bnn_sgmcmc.errors import DivergenceError
+from bnn_sgmcmc.predictive import EvalSet
+
+log = logging.getLogger(__name__)
+
+KERNELS = ("sgld", "sghmc")
+BATCHING = ("replacement", "epochs")
+PHASES = {"init": 0, "warmup": 1, "sampling": 2}
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One named entry of the config's ``samplers`` block."""
+
+    name: str
+    kernel: str
+    step_size: float
+    alpha: float = 0.01
+    beta: float = 0.0
+    num_integration_steps: int = 10
+    temperature: float = 1.0
+
+    @classmethod
+    def from_config(cls, name: str, entry: Mapping[str, Any]) -> SamplerSpec:
+        known = {"kernel", "step_size", "alpha", "beta", "num_integration_steps", "temperature"}
+        return cls(name=name, **{k: v for k, v in entry.items() if k in known})
+
+    @property
+    def grad_evals_per_step(self) -> int:
+        """Gradient evaluations one kernel step spends (SGHMC: one per integration step)."""
+        return self.num_integration_steps if self.kernel == "sghmc" else 1
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Steps, batching and chunking of a run (the config's ``sampling`` block)."""
+
+    batch_size: int = 512
+    batching: str = "replacement"
+    warmup_steps: int = 2340
+    sampling_steps: int = 1000
+    eval_every: int = 100
+    thinning: int = 1
+
+
+class Data(NamedTuple):
+    """Training data on the device: raw inputs [N, D], labels [N] and the input scale."""
+
+    x: jax.Array
+    y: jax.Array
+    scale: float = 1.0
+
+
+# --------------------------------------------------------------------------- posterior and kernels
+
+
+def log_density_estimator(
+    log_prior: Callable[[Any], jax.Array],
+    log_likelihood: Callable[[Any, jax.Array, jax.Array], jax.Array],
+    data_size: int,
+) -> Callable[[Any, tuple[jax.Array, jax.Array]], jax.Array]:
+    """Unbiased minibatch estimate of the log-posterior: log prior + N/B x batch log-likelihood.
+
+    ``log_likelihood(params, x, y)`` sums over the batch in one model application,
+    instead of the per-example ``vmap`` of ``blackjax.sgmcmc.gradients``; the
+    estimate is the same (Welling & Teh, 2011).
+    """
+
+    def estimate(params: Any, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        x, y = batch
+        return log_prior(params) + (data_size / x.shape[0]) * log_likelihood(params, x, y)
+
+    return estimate
+
+
+def grad_estimator(log_prior, log_likelihood, data_size: int) -> Callable:
+    """Gradient of :func:`log_density_estimator`, in the form BlackJAX's kernels take."""
+    return jax.grad(log_density_estimator(log_prior, log_likelihood, data_size))
+
+
+def build_step(spec: SamplerSpec, grad_fn: Callable) -> Callable[[jax.Array, Any, Any], Any]:
+    """``(key, params, minibatch) -> params``: one step of BlackJAX's kernel for ``spec``."""
+    if spec.kernel == "sgld":
+        algorithm = blackjax.sgld(grad_fn)
+    elif spec.kernel == "sghmc":
+        algorithm = blackjax.sghmc(
+            grad_fn, num_integration_steps=spec.num_integration_steps, alpha=spec.alpha, beta=spec.beta
+        )
+    else:
+        raise ValueError(f"sampler {spec.name}: unknown kernel {spec.kernel!r}; use one of {KERNELS}")
+
+    def step(key: jax.Array, params: Any, minibatch: Any) -> Any:
+        return algorithm.step(key, params, minibatch, spec.step_size, spec.temperature)
+
+    return step
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def chain_keys(seed: int, sampler: str, chains: Sequence[int]) -> jax.Array:
+    """One key per chain from (seed, sampler name, global chain index) alone."""
+    sampler_key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(sampler.encode()) & 0x7FFFFFFF)
+    return jnp.stack([jax.random.fold_in(sampler_key, int(c)) for c in chains])
+
+
+def phase_keys(keys: jax.Array, phase: str) -> jax.Array:
+    """The chains' keys for one phase (``init``, ``warmup`` or ``sampling``)."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, PHASES[phase])
+
+
+# --------------------------------------------------------------------------- the fused step
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+class Core(NamedTuple):
+    """What every step carries for all chains: parameters, epoch permutations, divergence step."""
+
+    params: Any
+    perms: jax.Array | None
+    diverged_at: jax.Array  # [C] int32, -1 while finite
+
+
+def _advance_fn(step_fn: Callable, data: Data, schedule: Schedule, keys: jax.Array) -> Callable:
+    """``(core, step) -> core``: one kernel step of every chain at global step ``step``."""
+    n = data.x.shape[0]
+    batch_size = schedule.batch_size
+    per_epoch = n // batch_size
+    batch_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 0)
+    kernel_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
+
+    def one_chain(batch_stream, kernel_stream, params, perm, step):
+        if schedule.batching == "epochs":
+            start = (step % per_epoch) * batch_size
+            idx = jax.lax.dynamic_slice(perm, (start,), (batch_size,))
+        else:  # with replacement, as the reference notebook
+            idx = jax.random.randint(jax.random.fold_in(batch_stream, step), (batch_size,), 0, n)
+        batch = (data.x[idx].astype(jnp.float32) * data.scale, data.y[idx])
+        return step_fn(jax.random.fold_in(kernel_stream, step), params, batch)
+
+    def advance(core: Core, step: jax.Array) -> Core:
+        perms = core.perms
+        if schedule.batching == "epochs":
+            perms = jax.lax.cond(
+                step % per_epoch == 0, lambda: epoch_perms(step // per_epoch), lambda: perms
+            )
+        params = jax.vmap(one_chain, in_axes=(0, 0, 0, 0 if perms is not None else None, None))(
+            batch_streams, kernel_streams, core.params, perms, step
+        )
+        finite = jax.vmap(_all_finite)(params)
+        diverged_at = jnp.where((core.diverged_at < 0) & ~finite, step, core.diverged_at)
+        return Core(params, perms, diverged_at)
+
+    def epoch_perms(epoch: jax.Array) -> jax.Array:
+        return jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n))(batch_streams)
+
+    def start_core(params: Any, start: jax.Array) -> Core:
+        # Epoch permutations are recomputed from the start step, so resuming needs no saved state.
+        perms = epoch_perms(start // per_epoch) if schedule.batching == "epochs" else None
+        chains = kernel_streams.shape[0]
+        return Core(params, perms, jnp.full((chains,), -1, jnp.int32))
+
+    return advance, start_core
+
+
+# --------------------------------------------------------------------------- compiled programs
+
+
+@dataclass
+class Compiled:
+    """An ahead-of-time compiled program and what compiling it cost."""
+
+    program: Any
+    seconds: float
+
+
+def _compile(fn: Callable, *args: Any) -> Compiled:
+    start = time.perf_counter()
+    program = jax.jit(fn).lower(*args).compile()
+    return Compiled(program, time.perf_counter() - start)
+
+
+def warmup_program(
+    step_fn: Callable,
+    data: Data,
+    schedule: Schedule,
+    keys: jax.Array,
+    evaluate: Callable[[Any], jax.Array] | None,
+) -> Callable:
+    """``(params, start, total) -> (params, diverged_at, metric)``: one chunk of warmup.
+
+    Runs ``schedule.eval_every`` steps from ``start`` (steps at or past ``total``
+    are skipped by a branch, not computed) and then ``evaluate`` on every chain.
+    """
+    advance, start_core = _advance_fn(step_fn, data, schedule, keys)
+    length = schedule.eval_every
+
+    def chunk(params, start, total):
+        def body(core, step):
+            core = jax.lax.cond(step < total, advance, lambda c, s: c, core, step)
+            return core, None
+
+        core, _ = jax.lax.scan(body, start_core(params, start), start + jnp.arange(length))
+        metric = jax.vmap(evaluate)(core.params) if evaluate is not None else jnp.zeros(())
+        return core.params, core.diverged_at, metric
+
+    return chunk
+
+
+def sampling_program(
+    step_fn: Callable,
+    data: Data,
+    schedule: Schedule,
+    keys: jax.Array,
+    eval_sets: Mapping[str, EvalSet],
+    predict: Callable,
+) -> Callable:
+    """``(params, acc, count, start, total) -> (params, acc, count, diverged_at, trace)``.
+
+    One chunk of sampling: every kept step (each ``thinning``-th) folds its
+    predictions on every evaluation set into the accumulators; ``trace`` holds,
+    per step of the chunk, whether it was kept and the per-chain metrics.
+    """
+    advance, start_core = _advance_fn(step_fn, data, schedule, keys)
+    length = schedule.eval_every
+    thinning = schedule.thinning
+    count_chains = keys.shape[0]
+    labelled = [name for name, s in eval_sets.items() if s.labels is not None]
+
+    def chunk(params, acc, count, start, total):
+        def body(carry, step):
+            core, acc, count = carry
+            core = jax.lax.cond(step < total, advance, lambda c, s: c, core, step)
+            kept = (step < total) & ((step + 1) % thinning == 0)
+
+            def fold(acc, count):
+                count = count + 1
+                acc, metrics = predictive.fold(acc, core.params, count, eval_sets, predict)
+                return acc, count, metrics
+
+            def skip(acc, count):
+                zeros = jnp.zeros(count_chains, jnp.float32)
+                return acc, count, {n: {m: zeros for m in predictive.METRICS} for n in labelled}
+
+            acc, count, metrics = jax.lax.cond(kept, fold, skip, acc, count)
+            return (core, acc, count), (kept, metrics)
+
+        init = (start_core(params, start), acc, count)
+        (core, acc, count), trace = jax.lax.scan(body, init, start + jnp.arange(length))
+        return core.params, acc, count, core.diverged_at, trace
+
+    return chunk
+
+
+# --------------------------------------------------------------------------- host-side drivers
+
+
+@dataclass
+class Progress:
+    """Reports each chunk to the log: step, speed, time left and the notebook's test error."""
+
+    sampler: str
+    phase: str
+    total: int
+    start_time: float = field(default_factory=time.perf_counter)
+    start_step: int = 0
+
+    def report(self, step: int, error: float | None) -> None:
+        elapsed = time.perf_counter() - self.start_time
+        done = step - self.start_step
+        rate = done / elapsed if elapsed > 0 else float("nan")
+        left = (self.total - step) / rate if rate > 0 else float("nan")
+        tail = f" | error: {100 * error:.2f}%" if error is not None else ""
+        log.info(
+            "%s %s step %d/%d | %.1f steps/s | %.0f s left%s",
+            self.sampler, self.phase, step, self.total, rate, left, tail,
+        )
+
+
+def check_finite(diverged_at: np.ndarray, sampler: str, chains: Sequence[int], phase: str, step_size: float) -> None:
+    """Raise DivergenceError naming the first chain whose parameters left the finite numbers."""
+    bad = np.flatnonzero(np.asarray(diverged_at) >= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise DivergenceError(
+            f"sampler {sampler}: chain {chains[i]} diverged during {phase} at step "
+            f"{int(diverged_at[i])} (parameters became NaN or infinite). Lower "
+            f"samplers.{sampler}.step_size (now {step_size:g}), for example by a factor of 10."
+        )
+
+
+@dataclass
+class WarmupState:
+    """Warmup after ``step`` steps: parameters and the accuracy trace so far."""
+
+    params: Any
+    step: int
+    trace: dict[str, list] = field(default_factory=lambda: {"step": [], "wall_seconds": [], "test_accuracy": []})
+    seconds: float = 0.0
+
+
+def run_warmup(
+    spec: SamplerSpec,
+    step_fn: Callable,
+    data: Data,
+    schedule: Schedule,
+    keys: jax.Array,
+    state: WarmupState,
+    evaluate: Callable | None,
+    chains: Sequence[int],
+    on_chunk: Callable[[WarmupState], None] = lambda s: None,
+) -> tuple[WarmupState, float]:
+    """Run warmup from ``state`` to ``schedule.warmup_steps``; return the state and compile seconds."""
+    total = schedule.warmup_steps
+    program = warmup_program(step_fn, data, schedule, phase_keys(keys, "warmup"), evaluate)
+    compiled = _compile(program, state.params, jnp.int32(0), jnp.int32(total))
+    log.info("%s warmup: compiled in %.2f s", spec.name, compiled.seconds)
+    progress = Progress(spec.name, "warmup", total, start_step=state.step)
+    while state.step < total:
+        t0 = time.perf_counter()
+        params, diverged_at, metric = compiled.program(state.params, jnp.int32(state.step), jnp.int32(total))
+        metric = np.asarray(metric)  # waits for the chunk
+        step = min(state.step + schedule.eval_every, total)
+        check_finite(np.asarray(diverged_at), spec.name, chains, "warmup", spec.step_size)
+        state.params, state.step = params, step
+        state.seconds += time.perf_counter() - t0
+        if evaluate is not None:
+            _record(state, step, state.seconds, metric)
+        progress.report(step, 1 - float(metric.mean()) if evaluate is not None else None)
+        on_chunk(state)
+    return state, compiled.seconds
+
+
+def _record(state: WarmupState, step: int, seconds: float, accuracy: np.ndarray) -> None:
+    state.trace["step"].append(step)
+    state.trace["wall_seconds"].append(seconds)
+    state.trace["test_accuracy"].append(np.asarray(accuracy, dtype=np.float32))
+
+
+@dataclass
+class SamplingState:
+    """Sampling after ``step`` steps: parameters, accumulators and the per-sample trace so far."""
+
+    params: Any
+    acc: dict[str, predictive.Accumulator]
+    count: int
+    step: int
+    trace: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def new_sampling_state(params: Any, eval_sets: Mapping[str, EvalSet], num_classes: int) -> SamplingState:
+    chains = jax.tree.leaves(params)[0].shape[0]
+    trace: dict[str, Any] = {"step": [], "wall_seconds": []}
+    for name, s in eval_sets.items():
+        if s.labels is not None:
+            trace[name] = {m: [] for m in predictive.METRICS}
+    return SamplingState(params, predictive.init(eval_sets, chains, num_classes), 0, 0, trace)
+
+
+def run_sampling(
+    spec: SamplerSpec,
+    step_fn: Callable,
+    data: Data,
+    schedule: Schedule,
+    keys: jax.Array,
+    state: SamplingState,
+    eval_sets: Mapping[str, EvalSet],
+    predict: Callable,
+    chains: Sequence[int],
+    on_chunk: Callable[[SamplingState], None] = lambda s: None,
+) -> tuple[SamplingState, float]:
+    """Run sampling from ``state`` to ``schedule.sampling_steps``; return the state and compile seconds."""
+    total = schedule.sampling_steps
+    program = sampling_program(step_fn, data, schedule, phase_keys(keys, "sampling"), eval_sets, predict)
+    args = (state.params, state.acc, jnp.int32(state.count))
+    compiled = _compile(program, *args, jnp.int32(0), jnp.int32(total))
+    log.info("%s sampling: compiled in %.2f s", spec.name, compiled.seconds)
+    progress = Progress(spec.name, "sampling", total, start_step=state.step)
+    labelled = [name for name in state.trace if name not in ("step", "wall_seconds")]
+    while state.step < total:
+        t0 = time.perf_counter()
+        params, acc, count, diverged_at, (kept, metrics) = compiled.program(
+            state.params, state.acc, jnp.int32(state.count), jnp.int32(state.step), jnp.int32(total)
+        )
+        kept = np.asarray(kept)  # waits for the chunk
+        check_finite(np.asarray(diverged_at), spec.name, chains, "sampling", spec.step_size)
+        elapsed = time.perf_counter() - t0
+        offsets = np.flatnonzero(kept)
+        # Wall time of each kept sample, spread evenly over the chunk's steps.
+        n_steps = min(schedule.eval_every, total - state.step)
+        state.trace["step"].extend((state.step + offsets + 1).tolist())
+        state.trace["wall_seconds"].extend((state.seconds + elapsed * (offsets + 1) / n_steps).tolist())
+        for name in labelled:
+            for m in predictive.METRICS:
+                state.trace[name][m].extend(np.asarray(metrics[name][m])[offsets])
+        state.params, state.acc, state.count = params, acc, int(count)
+        state.step = min(state.step + schedule.eval_every, total)
+        state.seconds += elapsed
+        error = None
+        if "test" in labelled and state.trace["test"]["ensemble_accuracy"]:
+            error = 1 - float(np.mean(state.trace["test"]["ensemble_accuracy"][-1]))
+        progress.report(state.step, error)
+        on_chunk(state)
+    return state, compiled.seconds
