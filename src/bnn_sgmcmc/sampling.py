@@ -162,11 +162,16 @@ def _advance_fn(step_fn: Callable, data: Data, schedule: Schedule, keys: jax.Arr
     n = data.x.shape[0]
     batch_size = schedule.batch_size
     per_epoch = n // batch_size
+    # A full batch is the same set in every epoch, whatever the order: skip the permutations.
+    full_batch = schedule.batching == "epochs" and batch_size == n
+    permuting = schedule.batching == "epochs" and not full_batch
     batch_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 0)
     kernel_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
 
     def one_chain(batch_stream, kernel_stream, params, perm, step):
-        if schedule.batching == "epochs":
+        if full_batch:
+            idx = jnp.arange(n)
+        elif permuting:
             start = (step % per_epoch) * batch_size
             idx = jax.lax.dynamic_slice(perm, (start,), (batch_size,))
         else:  # with replacement, as the reference notebook
@@ -176,7 +181,7 @@ def _advance_fn(step_fn: Callable, data: Data, schedule: Schedule, keys: jax.Arr
 
     def advance(core: Core, step: jax.Array) -> Core:
         perms = core.perms
-        if schedule.batching == "epochs":
+        if permuting:
             perms = jax.lax.cond(
                 step % per_epoch == 0, lambda: epoch_perms(step // per_epoch), lambda: perms
             )
@@ -192,7 +197,7 @@ def _advance_fn(step_fn: Callable, data: Data, schedule: Schedule, keys: jax.Arr
 
     def start_core(params: Any, start: jax.Array) -> Core:
         # Epoch permutations are recomputed from the start step, so resuming needs no saved state.
-        perms = epoch_perms(start // per_epoch) if schedule.batching == "epochs" else None
+        perms = epoch_perms(start // per_epoch) if permuting else None
         chains = kernel_streams.shape[0]
         return Core(params, perms, jnp.full((chains,), -1, jnp.int32))
 

@@ -1,0 +1,316 @@
+"""Sampling: gradient estimate, kernels on a known posterior, keys, divergence, resume, files."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import subprocess
+import sys
+import time
+
+import blackjax
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.stats import norm
+
+from bnn_sgmcmc import h5io, model, sampling, steps
+from bnn_sgmcmc.errors import DataError, DivergenceError
+
+# --------------------------------------------------------------------------- the estimator
+
+
+def test_gradient_equals_blackjax_estimator_with_the_notebooks_functions():
+    mlp = model.build([16], 10)
+    params = model.init_params(jax.random.key(0), mlp, 784)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((32, 784), dtype=np.float32))
+    y = jnp.asarray(rng.integers(0, 10, 32))
+
+    # The reference notebook's functions: per-example likelihood on one-hot labels,
+    # and the prior on the flattened parameters.
+    def notebook_loglikelihood(parameters, data):
+        xi, yi = data
+        return jnp.sum(yi * mlp.apply({"params": parameters}, xi[None])[0])
+
+    def notebook_logprior(parameters):
+        flat = jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(parameters)])
+        return jnp.sum(norm.logpdf(flat))
+
+    reference = blackjax.sgmcmc.gradients.grad_estimator(notebook_logprior, notebook_loglikelihood, 60000)
+    ours = sampling.grad_estimator(model.log_prior, model.log_likelihood_fn(mlp), 60000)
+    expected = reference(params, (x, jax.nn.one_hot(y, 10)))
+    got = ours(params, (x, y))
+    for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+        np.testing.assert_allclose(g, e, rtol=2e-4, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- a known posterior
+
+
+def linear_regression(n: int = 200, noise: float = 0.5):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    y = (x @ np.array([0.7, -1.2]) + noise * rng.normal(size=n)).astype(np.float32)
+    precision = x.T @ x / noise**2 + np.eye(2)  # N(0, 1) prior
+    cov = np.linalg.inv(precision)
+    mean = cov @ x.T @ y / noise**2
+
+    def log_prior(w):
+        return jnp.sum(norm.logpdf(w["w"]))
+
+    def log_likelihood(w, xb, yb):
+        return jnp.sum(norm.logpdf(yb, xb @ w["w"], noise))
+
+    return x, y, log_prior, log_likelihood, mean, cov
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        sampling.SamplerSpec("sgld", "sgld", step_size=2.5e-5),
+        # BlackJAX's SGHMC redraws the momentum every kernel step and moves the position
+        # before each gradient kick, so its small-step limit inflates the variance by
+        # K / (K - 1) for K integration steps (11 % at the default 10): K = 50 keeps it at 2 %.
+        sampling.SamplerSpec("sghmc", "sghmc", step_size=1e-3, alpha=5.0, num_integration_steps=50),
+    ],
+    ids=["sgld", "sghmc"],
+)
+def test_kernels_recover_a_gaussian_posterior(spec):
+    """Full batches and small steps: 2,048 chains' end points match the closed-form posterior.
+
+    Tolerance: the mean within 0.1 posterior standard deviations and the
+    variance within 12 % (sampling error about 3 %, discretisation bias 1 to 4 %).
+    """
+    x, y, log_prior, log_likelihood, mean, cov = linear_regression()
+    chains = list(range(2048))
+    grad_fn = sampling.grad_estimator(log_prior, log_likelihood, len(y))
+    steps = 1000 if spec.kernel == "sgld" else 400
+    schedule = sampling.Schedule(batch_size=len(y), batching="epochs", warmup_steps=steps, eval_every=200)
+    start = {"w": jnp.zeros((len(chains), 2))}
+    state, _ = sampling.run_warmup(
+        spec, sampling.build_step(spec, grad_fn), sampling.Data(jnp.asarray(x), jnp.asarray(y)),
+        schedule, sampling.chain_keys(0, spec.name, chains), sampling.WarmupState(start, 0), None, chains,
+    )
+    draws = np.asarray(state.params["w"])
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(draws.mean(0) - mean) < 0.1 * sd), (draws.mean(0), mean)
+    np.testing.assert_allclose(draws.var(0), np.diag(cov), rtol=0.12)
+
+
+def test_epoch_batching_visits_every_example_once_per_epoch():
+    """A likelihood whose gradient counts how often each example was in the batch."""
+    n, batch = 64, 16
+    spec = sampling.SamplerSpec("count", "sgld", step_size=1.0, temperature=1e-30)
+    grad_fn = sampling.grad_estimator(lambda p: 0.0, lambda p, xb, yb: jnp.sum(xb @ p["t"]), n)
+    data = sampling.Data(jnp.eye(n, dtype=jnp.float32), jnp.zeros(n))
+    counts = {}
+    for batching in ("epochs", "replacement"):
+        schedule = sampling.Schedule(batch_size=batch, batching=batching, warmup_steps=n // batch, eval_every=4)
+        state, _ = sampling.run_warmup(
+            spec, sampling.build_step(spec, grad_fn), data, schedule, sampling.chain_keys(0, "c", [0]),
+            sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, [0],
+        )
+        counts[batching] = np.asarray(state.params["t"][0]) / (n / batch)  # each visit adds N/B
+    np.testing.assert_allclose(counts["epochs"], np.ones(n), atol=1e-4)
+    assert counts["replacement"].sum() == pytest.approx(n) and counts["replacement"].max() > 1.5
+
+
+# --------------------------------------------------------------------------- jobs on tiny data
+
+
+@pytest.fixture(scope="module")
+def data_h5(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    config = {
+        "source": "synthetic", "image_column": "image", "label_column": "label",
+        "image_shape": [28, 28], "num_classes": 10, "synthetic": {"n_train": 512, "n_test": 128, "seed": None},
+    }
+    raw, record, h5 = folder / "raw.npz", folder / "provenance.json", folder / "mnist.h5"
+    steps.download(data_config=config, seed=0, dataset="mnist", raw=str(raw), record=str(record))
+    steps.preprocess(raw=str(raw), record=str(record), data_config=config, seed=0, dataset="mnist", h5=str(h5))
+    return str(h5)
+
+
+SAMPLING = {
+    "batch_size": 32, "batching": "replacement", "warmup_steps": 60, "sampling_steps": 40,
+    "eval_every": 10, "thinning": 1, "save_weights_every": 0, "checkpoint_every": 0, "compilation_cache": "",
+}
+SAMPLERS = {
+    "sgld": {"kernel": "sgld", "step_size": 5e-4},
+    "sghmc": {"kernel": "sghmc", "step_size": 2e-2, "alpha": 2.0, "num_integration_steps": 3},
+}
+
+
+def job(kind: str, data_h5: str, tmp_path, name: str = "sgld", chains=(0, 1), tag: str = "a", **overrides):
+    """Run the warmup or sample job of ``name`` into ``tmp_path/tag``; return the output path."""
+    out = tmp_path / tag / f"{kind}.h5"
+    kwargs = dict(
+        data=data_h5, sampler=name, sampler_config=overrides.pop("sampler_config", SAMPLERS[name]),
+        model_config=overrides.pop("model_config", {"hidden": [16], "prior_scale": 1.0, "init": "flax"}),
+        sampling_config=SAMPLING | overrides.pop("sampling", {}), seed=overrides.pop("seed", 0),
+        chains=list(chains), shard=0, shards=1, checkpoint=str(tmp_path / tag / f"ckpt-{kind}.h5"), out=str(out),
+    )
+    if kind == "sample":
+        kwargs["warmup"] = overrides.pop("warmup")
+    getattr(steps, "warmup" if kind == "warmup" else "sample")(**kwargs)
+    return out
+
+
+def arrays(path):
+    return h5io._flatten(h5io.read_arrays(path)[0])
+
+
+RESULT_ARRAYS = ("params", "test/", "trace/test", "trace/sample_step", "trace/grad_evals", "warmup/trace/test_accuracy", "chain")
+
+
+def assert_same_results(a, b, exact=True):
+    fa, fb = arrays(a), arrays(b)
+    assert set(fa) == set(fb)
+    for name in fa:
+        if name.startswith(RESULT_ARRAYS):
+            if exact:
+                np.testing.assert_array_equal(fa[name], fb[name], err_msg=name)
+            else:
+                np.testing.assert_allclose(fa[name], fb[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["sgld", "sghmc"])
+def test_same_config_same_arrays_and_a_useful_posterior(data_h5, tmp_path, name):
+    warm_a = job("warmup", data_h5, tmp_path, name, tag="a")
+    warm_b = job("warmup", data_h5, tmp_path, name, tag="b")
+    assert_same_results(warm_a, warm_b)
+    pred_a = job("sample", data_h5, tmp_path, name, tag="a", warmup=str(warm_a))
+    pred_b = job("sample", data_h5, tmp_path, name, tag="b", warmup=str(warm_b))
+    assert_same_results(pred_a, pred_b)
+    got, attrs = h5io.read_predictive(pred_a)
+    assert got["trace"]["test"]["ensemble_accuracy"][-1].min() > 0.5  # chance is 0.1
+    assert attrs["num_samples"] == 40 and attrs["sampler"]["kernel"] == name
+    assert got["trace"]["grad_evals"][-1] == 40 * (3 if name == "sghmc" else 1)
+
+
+def test_chains_are_independent_and_equal_alone_or_together(data_h5, tmp_path):
+    together = arrays(job("warmup", data_h5, tmp_path, chains=(0, 1, 2), tag="together"))
+    alone = arrays(job("warmup", data_h5, tmp_path, chains=(2,), tag="alone"))
+    for name in together:
+        if name.startswith("params/"):
+            np.testing.assert_allclose(alone[name][0], together[name][2], rtol=1e-4, atol=1e-5)
+            assert not np.allclose(together[name][0], together[name][1])
+    np.testing.assert_allclose(alone["trace/test_accuracy"][:, 0], together["trace/test_accuracy"][:, 2], atol=1 / 128)
+
+
+def test_a_diverging_chain_names_sampler_chain_and_step(data_h5, tmp_path):
+    with pytest.raises(DivergenceError, match=r"sampler sgld: chain 0 diverged during warmup at step \d+.*Lower samplers.sgld.step_size"):
+        job("warmup", data_h5, tmp_path, sampler_config={"kernel": "sgld", "step_size": 1e3})
+    assert not (tmp_path / "a" / "warmup.h5").exists()
+    assert not (tmp_path / "a" / "ckpt-warmup.h5").exists()
+
+
+def test_a_warmup_file_from_another_config_is_refused(data_h5, tmp_path):
+    warm = job("warmup", data_h5, tmp_path)
+    with pytest.raises(DataError, match=r"was made with another config: model: file has .*'hidden': \[16\].*--forcerun warmup"):
+        job("sample", data_h5, tmp_path, warmup=str(warm), model_config={"hidden": [8], "prior_scale": 1.0, "init": "flax"})
+    assert not (tmp_path / "a" / "sample.h5").exists()
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after the checkpoint runs."""
+
+
+@pytest.mark.parametrize("kind", ["warmup", "sample"])
+def test_a_killed_job_resumes_from_its_checkpoint_with_identical_results(data_h5, tmp_path, monkeypatch, kind):
+    warm = str(job("warmup", data_h5, tmp_path, tag="w")) if kind == "sample" else None
+    extra = {"warmup": warm} if warm else {}
+    clean = job(kind, data_h5, tmp_path, tag="clean", **copy.deepcopy(extra))
+    original = steps._Checkpointer.write
+    writes = []
+
+    def write_then_die(self, arrays, attrs):
+        original(self, arrays, attrs)
+        writes.append(attrs["step"])
+        if len(writes) == 2:
+            raise Killed
+
+    monkeypatch.setattr(steps._Checkpointer, "write", write_then_die)
+    with pytest.raises(Killed):
+        job(kind, data_h5, tmp_path, tag="resumed", **copy.deepcopy(extra))
+    assert (tmp_path / "resumed" / f"ckpt-{kind}.h5").exists()
+    assert not (tmp_path / "resumed" / f"{kind}.h5").exists()
+    monkeypatch.setattr(steps._Checkpointer, "write", original)
+    resumed = job(kind, data_h5, tmp_path, tag="resumed", **copy.deepcopy(extra))
+    assert_same_results(clean, resumed)
+    assert not (tmp_path / "resumed" / f"ckpt-{kind}.h5").exists()
+
+
+def test_sigkill_mid_warmup_then_rerun_matches_an_uninterrupted_run(data_h5, tmp_path):
+    """A real SIGKILL of a job process, as a preempted cluster job gets."""
+    long = {"warmup_steps": 600, "eval_every": 5}
+    clean = job("warmup", data_h5, tmp_path, tag="clean", sampling=long)
+    code = (
+        "import sys; sys.path.insert(0, 'tests');"
+        "from test_sampling import job; from pathlib import Path;"
+        f"job('warmup', {data_h5!r}, Path({str(tmp_path)!r}), tag='killed', sampling={long!r})"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    ckpt = tmp_path / "killed" / "ckpt-warmup.h5"
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    if not ckpt.exists():
+        pytest.fail("the job finished before it could be killed; make it longer")
+    with h5py.File(ckpt) as f:
+        assert 0 < f.attrs["step"] < 600
+    resumed = job("warmup", data_h5, tmp_path, tag="killed", sampling=long)
+    assert_same_results(clean, resumed)
+
+
+def test_predictive_file_schema(data_h5, tmp_path):
+    warm = job("warmup", data_h5, tmp_path)
+    pred = job("sample", data_h5, tmp_path, warmup=str(warm), sampling={"thinning": 2, "save_weights_every": 20})
+    got, attrs = h5io.read_predictive(pred)
+    assert got["test"]["probs"].shape == (2, 128, 10) and got["test"]["probs"].dtype == np.float32
+    np.testing.assert_allclose(got["test"]["probs"].sum(-1), 1.0, atol=1e-4)
+    assert got["test"]["mean_entropy"].shape == (2, 128)
+    assert got["test"]["labels"].shape == (128,)
+    assert got["trace"]["sample_step"].tolist() == list(range(2, 41, 2))  # thinning 2
+    for metric in ("ensemble_accuracy", "pointwise_accuracy", "mean_log_likelihood"):
+        assert got["trace"]["test"][metric].shape == (20, 2)
+    assert got["trace"]["wall_seconds"].shape == (20, 2) and np.all(np.diff(got["trace"]["wall_seconds"][:, 0]) >= 0)
+    assert got["warmup"]["trace"]["step"].tolist() == list(range(10, 61, 10))
+    assert got["weights"]["step"].tolist() == [20, 40]
+    assert got["weights"]["params"]["Dense_0"]["kernel"].shape == (2, 2, 784, 16)
+    assert attrs["num_samples"] == 20 and attrs["seed"] == 0 and attrs["chains"] == 2
+    assert attrs["device"]["backend"] == "cpu" and "jax" in attrs["versions"] and "blackjax" in attrs["versions"]
+    assert attrs["compile_seconds"] > 0 and attrs["run_seconds"] > 0
+    # Entropy of the mean is at least the mean entropy (Jensen): the epistemic part is >= 0.
+    p = got["test"]["probs"]
+    total = -(p * np.log(np.clip(p, 1e-30, None))).sum(-1)
+    assert np.all(total >= got["test"]["mean_entropy"] - 1e-4)
+
+
+def test_gather_joins_shards_along_chains(data_h5, tmp_path):
+    preds = []
+    for tag, chains in (("s0", (0,)), ("s1", (1, 2))):
+        warm = job("warmup", data_h5, tmp_path, chains=chains, tag=tag)
+        preds.append(str(job("sample", data_h5, tmp_path, chains=chains, tag=tag, warmup=str(warm))))
+    out = tmp_path / "gathered.h5"
+    steps.gather(shards=preds, out=str(out))
+    got, attrs = h5io.read_predictive(out)
+    assert got["chain"].tolist() == [0, 1, 2] and attrs["chains"] == 3
+    assert got["test"]["probs"].shape == (3, 128, 10)
+    assert got["trace"]["test"]["ensemble_accuracy"].shape == (40, 3)
+    assert [r["chains"] for r in attrs["shard_runs"]] == [[0], [1, 2]]
+    np.testing.assert_array_equal(got["test"]["probs"][1:], h5io.read_predictive(preds[1])[0]["test"]["probs"])
+
+
+def test_a_predictive_file_missing_a_dataset_is_named(tmp_path):
+    path = tmp_path / "broken.h5"
+    with h5py.File(path, "w") as f:
+        f["chain"] = np.arange(2)
+    with pytest.raises(DataError, match=r"broken.h5 lacks the datasets test/probs, test/mean_entropy"):
+        h5io.read_predictive(path)
