@@ -18,6 +18,7 @@ from jax.scipy.stats import norm
 
 from bnn_sgmcmc import h5io, model, sampling, steps
 from bnn_sgmcmc.errors import DataError, DivergenceError
+from bnn_sgmcmc.experiment import SamplerJob
 
 # --------------------------------------------------------------------------- the estimator
 
@@ -147,15 +148,14 @@ SAMPLERS = {
 def job(kind: str, data_h5: str, tmp_path, name: str = "sgld", chains=(0, 1), tag: str = "a", **overrides):
     """Run the warmup or sample job of ``name`` into ``tmp_path/tag``; return the output path."""
     out = tmp_path / tag / f"{kind}.h5"
-    kwargs = dict(
+    spec = SamplerJob(
         data=data_h5, sampler=name, sampler_config=overrides.pop("sampler_config", SAMPLERS[name]),
         model_config=overrides.pop("model_config", {"hidden": [16], "prior_scale": 1.0, "init": "flax"}),
         sampling_config=SAMPLING | overrides.pop("sampling", {}), seed=overrides.pop("seed", 0),
         chains=list(chains), shard=0, shards=1, checkpoint=str(tmp_path / tag / f"ckpt-{kind}.h5"), out=str(out),
+        warmup=overrides.pop("warmup", None),
     )
-    if kind == "sample":
-        kwargs["warmup"] = overrides.pop("warmup")
-    getattr(steps, "warmup" if kind == "warmup" else "sample")(**kwargs)
+    getattr(steps, kind)(spec)
     return out
 
 

@@ -44,6 +44,47 @@ def enable_compilation_cache(directory: str | None) -> str | None:
     return str(directory)
 
 
+@dataclass(frozen=True)
+class SamplerJob:
+    """What one warmup or sampling job runs on: one shard of one sampler's chains."""
+
+    data: str
+    sampler: str
+    sampler_config: Mapping[str, Any]
+    model_config: Mapping[str, Any]
+    sampling_config: Mapping[str, Any]
+    seed: int
+    chains: Sequence[int]
+    shard: int
+    shards: int
+    checkpoint: str
+    out: str
+    warmup: str | None = None
+
+    #: Operational settings: read from the config rather than rule params, so that
+    #: changing them does not rerun finished jobs.
+    OPERATIONAL = ("checkpoint_every", "compilation_cache")
+
+    @classmethod
+    def from_snakemake(cls, smk: Any) -> SamplerJob:
+        """Build from a warmup or sample rule's ``snakemake`` object."""
+        operational = {k: smk.config["sampling"][k] for k in cls.OPERATIONAL}
+        return cls(
+            data=smk.input.data,
+            sampler=smk.wildcards.sampler,
+            sampler_config=smk.params.sampler,
+            model_config=smk.params.model,
+            sampling_config=dict(smk.params.sampling) | operational,
+            seed=smk.params.seed,
+            chains=list(smk.params.chains),
+            shard=int(smk.wildcards.shard),
+            shards=smk.params.shards,
+            checkpoint=smk.params.checkpoint,
+            out=smk.output.h5,
+            warmup=smk.input.get("warmup"),
+        )
+
+
 @dataclass
 class Setup:
     spec: sampling.SamplerSpec
@@ -84,18 +125,13 @@ def schedule_from_config(cfg: Mapping[str, Any]) -> sampling.Schedule:
     return sampling.Schedule(**{k: cfg[k] for k in fields if k in cfg})
 
 
-def setup(
-    data_h5: str,
-    sampler_name: str,
-    sampler_config: Mapping[str, Any],
-    model_config: Mapping[str, Any],
-    sampling_config: Mapping[str, Any],
-    seed: int,
-    chains: Sequence[int],
-) -> Setup:
+def setup(job: SamplerJob) -> Setup:
     """Load the data onto the device and build model, kernel and keys for one shard of chains."""
     import jax
     import jax.numpy as jnp
+
+    data_h5, sampler_name, chains, seed = job.data, job.sampler, job.chains, job.seed
+    sampler_config, model_config, sampling_config = job.sampler_config, job.model_config, job.sampling_config
 
     images, attrs = h5io.read_data_h5(data_h5)
     num_classes = int(attrs["num_classes"])

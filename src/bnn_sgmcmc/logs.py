@@ -15,9 +15,10 @@ from bnn_sgmcmc.errors import USER_ERRORS
 def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Logger]:
     """Send logging and stderr to ``path`` for the duration of a job.
 
-    A user error (bad data, bad config) is logged as one line, also printed to
-    the console (the real stderr, which Snakemake shows), and ends the job with
-    exit status 1; any other exception keeps its traceback in the log.
+    A user error (bad data, bad config, a diverging chain) is logged as one
+    line, also printed to the console (the real stderr, which Snakemake shows),
+    and ends the job with exit status 1; any other exception is logged with its
+    traceback and raised again.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     console = sys.stderr
@@ -35,6 +36,10 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Log
             logging.getLogger("bnn_sgmcmc").error("%s", err)
             print(f"ERROR: {err}", file=console)
             raise SystemExit(1) from None
+        except Exception:
+            # A bug, not bad input: keep the whole traceback in the rule's log too.
+            logging.getLogger("bnn_sgmcmc").exception("job failed")
+            raise
         finally:
             sys.stderr = console
             root.removeHandler(handler)

@@ -119,7 +119,7 @@ class _Checkpointer:
                 folder.rmdir()
 
 
-def _job_attrs(setup: Any, phase: str, seed: int, shard: int, shards: int, **extra: Any) -> dict[str, Any]:
+def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
     return provenance.record(
@@ -128,10 +128,10 @@ def _job_attrs(setup: Any, phase: str, seed: int, shard: int, shards: int, **ext
         grad_evals_per_step=setup.spec.grad_evals_per_step,
         schedule=asdict(setup.schedule),
         model=setup.model_config,
-        seed=seed,
+        seed=job.seed,
         chains=len(setup.chains),
-        shard=shard,
-        shards=shards,
+        shard=job.shard,
+        shards=job.shards,
         num_classes=setup.num_classes,
         fingerprint=setup.fingerprint,
         device=provenance.device(),
@@ -139,27 +139,17 @@ def _job_attrs(setup: Any, phase: str, seed: int, shard: int, shards: int, **ext
     )
 
 
-def warmup(
-    *,
-    data: str,
-    sampler: str,
-    sampler_config: dict[str, Any],
-    model_config: dict[str, Any],
-    sampling_config: dict[str, Any],
-    seed: int,
-    chains: list[int],
-    shard: int,
-    shards: int,
-    checkpoint: str,
-    out: str,
-) -> None:
-    """Warm up one shard of chains from their initial weights; write the warmup HDF5 file."""
+def warmup(job: Any) -> None:
+    """Warm up one shard of chains from their initial weights; write the warmup HDF5 file.
+
+    ``job`` is an :class:`bnn_sgmcmc.experiment.SamplerJob`.
+    """
     from bnn_sgmcmc import experiment, sampling
     from bnn_sgmcmc.errors import DivergenceError
 
-    experiment.enable_compilation_cache(sampling_config.get("compilation_cache"))
-    setup = experiment.setup(data, sampler, sampler_config, model_config, sampling_config, seed, chains)
-    ckpt = _Checkpointer(checkpoint, sampling_config.get("checkpoint_every", 60))
+    experiment.enable_compilation_cache(job.sampling_config.get("compilation_cache"))
+    setup = experiment.setup(job)
+    ckpt = _Checkpointer(job.checkpoint, job.sampling_config.get("checkpoint_every", 60))
     resumed = ckpt.load(setup.fingerprint)
     if resumed is not None:
         state = experiment.warmup_state_from_arrays(*resumed)
@@ -168,7 +158,7 @@ def warmup(
 
     def attrs(state: Any, compile_seconds: float) -> dict[str, Any]:
         return _job_attrs(
-            setup, "warmup", seed, shard, shards,
+            setup, "warmup", job,
             step=state.step, run_seconds=state.seconds, compile_seconds=compile_seconds,
         )
 
@@ -184,36 +174,26 @@ def warmup(
     except DivergenceError:
         ckpt.remove()
         raise
-    h5io.write_arrays(out, experiment.warmup_arrays(state, setup), attrs(state, compile_seconds))
+    h5io.write_arrays(job.out, experiment.warmup_arrays(state, setup), attrs(state, compile_seconds))
     ckpt.remove()
-    log.info("wrote %s: %d steps in %.2f s (+%.2f s compile)", out, state.step, state.seconds, compile_seconds)
+    log.info("wrote %s: %d steps in %.2f s (+%.2f s compile)", job.out, state.step, state.seconds, compile_seconds)
 
 
-def sample(
-    *,
-    data: str,
-    warmup: str,
-    sampler: str,
-    sampler_config: dict[str, Any],
-    model_config: dict[str, Any],
-    sampling_config: dict[str, Any],
-    seed: int,
-    chains: list[int],
-    shard: int,
-    shards: int,
-    checkpoint: str,
-    out: str,
-) -> None:
-    """Sample one shard of chains from its warmup state; write the predictive HDF5 file."""
+def sample(job: Any) -> None:
+    """Sample one shard of chains from its warmup state; write the predictive HDF5 file.
+
+    ``job`` is an :class:`bnn_sgmcmc.experiment.SamplerJob` with ``warmup`` set.
+    """
     import jax
 
     from bnn_sgmcmc import experiment, sampling
     from bnn_sgmcmc.errors import DivergenceError
 
+    sampling_config = job.sampling_config
     experiment.enable_compilation_cache(sampling_config.get("compilation_cache"))
-    setup = experiment.setup(data, sampler, sampler_config, model_config, sampling_config, seed, chains)
-    warm_arrays, warm_attrs = h5io.read_arrays(warmup, required=("params", "trace/step", "chain"))
-    experiment.check_warmup_matches(warmup, warm_attrs, setup)
+    setup = experiment.setup(job)
+    warm_arrays, warm_attrs = h5io.read_arrays(job.warmup, required=("params", "trace/step", "chain"))
+    experiment.check_warmup_matches(job.warmup, warm_attrs, setup)
     schedule = setup.schedule
     fingerprint = setup.fingerprint | {
         "sampling": {
@@ -221,7 +201,7 @@ def sample(
         }
     }
     save_every = int(sampling_config.get("save_weights_every", 0))
-    ckpt = _Checkpointer(checkpoint, sampling_config.get("checkpoint_every", 60))
+    ckpt = _Checkpointer(job.checkpoint, sampling_config.get("checkpoint_every", 60))
     resumed = ckpt.load(fingerprint)
     if resumed is not None:
         state, weights = experiment.sampling_state_from_arrays(*resumed, setup)
@@ -232,7 +212,7 @@ def sample(
 
     def attrs(state: Any, **extra: Any) -> dict[str, Any]:
         return _job_attrs(
-            setup, "sampling", seed, shard, shards,
+            setup, "sampling", job,
             schema_version=h5io.PREDICTIVE_SCHEMA_VERSION,
             step=state.step, num_samples=state.count, run_seconds=state.seconds,
             warmup_steps=schedule.warmup_steps,
@@ -259,12 +239,12 @@ def sample(
         ckpt.remove()
         raise
     arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_params=False)
-    h5io.write_arrays(out, arrays, attrs(state, compile_seconds=compile_seconds))
+    h5io.write_arrays(job.out, arrays, attrs(state, compile_seconds=compile_seconds))
     ckpt.remove()
     accuracy = arrays["trace"]["test"]["ensemble_accuracy"][-1] if state.count else []
     log.info(
         "wrote %s: %d samples in %.2f s (+%.2f s compile); ensemble test accuracy per chain %s",
-        out, state.count, state.seconds, compile_seconds, [round(float(a), 4) for a in accuracy],
+        job.out, state.count, state.seconds, compile_seconds, [round(float(a), 4) for a in accuracy],
     )
 
 

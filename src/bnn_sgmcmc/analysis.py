@@ -1,0 +1,316 @@
+"""Report numbers from posterior-predictive probabilities.
+
+Every function here takes the per-example predictive probabilities ``probs``
+[n, K] (each row the mean over kept weight samples, so it sums to 1) and, where
+needed, the true ``labels`` [n] in 0..K-1, and returns plain numbers, numpy
+arrays or small frozen dataclasses: accuracy, confidence and the notebook's
+"certain" share, threshold and accuracy-rejection curves, proper scoring rules
+(NLL, Brier), reliability and ECE, and the entropy split into aleatoric and
+epistemic parts. Nothing here reads files, plots or needs JAX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "RejectionCurve",
+    "Reliability",
+    "ThresholdCurve",
+    "accuracy",
+    "brier",
+    "certain_share",
+    "confidence",
+    "default_thresholds",
+    "ece",
+    "entropy",
+    "most_uncertain",
+    "mutual_information",
+    "nll",
+    "pool_chains",
+    "rejection_curve",
+    "reliability",
+    "summary",
+    "threshold_curve",
+    "uncertain_per_class",
+]
+
+
+def _check_probs(probs: np.ndarray) -> np.ndarray:
+    """``probs`` as float64 [n, K] with n, K >= 1 and finite entries, or ValueError."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be 2-D [n, K], got shape {p.shape}")
+    if p.shape[0] == 0 or p.shape[1] == 0:
+        raise ValueError(f"probs must have at least one example and one class, got shape {p.shape}")
+    # A diverged chain shows up as NaN here; every number below would silently be NaN too.
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probs contain NaN or infinite values")
+    return p
+
+
+def _check(
+    probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(probs, labels)``: float64 [n, K] and int64 [n] with labels in 0..K-1."""
+    p = _check_probs(probs)
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be 1-D [n], got shape {y.shape}")
+    if y.shape[0] != p.shape[0]:
+        raise ValueError(
+            f"labels length mismatch: {y.shape[0]} labels for {p.shape[0]} rows of probs"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {y.dtype}")
+    if num_classes is not None and num_classes != p.shape[1]:
+        raise ValueError(f"num_classes is {num_classes} but probs have {p.shape[1]} classes")
+    k = p.shape[1]
+    if y.min() < 0 or y.max() >= k:
+        raise ValueError(
+            f"labels out of range: must lie in 0..{k - 1}, got min {y.min()} and max {y.max()}"
+        )
+    return p, y.astype(np.int64)
+
+
+def confidence(probs: np.ndarray) -> np.ndarray:
+    """Top predictive probability of each example, ``max_k p[i, k]`` [n]."""
+    return _check_probs(probs).max(axis=1)
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Share of examples whose arg-max class (first one on ties) equals the label."""
+    p, y = _check(probs, labels)
+    return float(np.mean(p.argmax(axis=1) == y))
+
+
+def certain_share(probs: np.ndarray, threshold: float) -> float:
+    """Share of examples whose top probability is strictly greater than ``threshold``.
+
+    These are the reference notebook's "certain" predictions.
+    """
+    return float(np.mean(confidence(probs) > threshold))
+
+
+def uncertain_per_class(
+    probs: np.ndarray, labels: np.ndarray, threshold: float, num_classes: int
+) -> np.ndarray:
+    """Count, per true label, of examples whose top probability is <= ``threshold``.
+
+    The complement of :func:`certain_share`; returns int64 [num_classes].
+    """
+    p, y = _check(probs, labels, num_classes)
+    uncertain = p.max(axis=1) <= threshold
+    return np.bincount(y[uncertain], minlength=num_classes).astype(np.int64)
+
+
+def most_uncertain(probs: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` examples with the lowest top probability.
+
+    Ordered by ascending top probability, ties by ascending index; ``k`` larger
+    than n returns all n indices.
+    """
+    if k < 0:
+        raise ValueError(f"k must be non-negative, got {k}")
+    return np.argsort(confidence(probs), kind="stable")[:k]
+
+
+@dataclass(frozen=True)
+class ThresholdCurve:
+    """Per threshold t: accuracy on examples with top probability >= t, and the share dropped."""
+
+    thresholds: np.ndarray
+    accuracy_kept: np.ndarray
+    dropped_share: np.ndarray
+
+
+def default_thresholds(n: int = 90) -> np.ndarray:
+    """``n`` evenly spaced thresholds from 0.1 to 1.0 inclusive."""
+    return np.linspace(0.1, 1.0, n)
+
+
+def threshold_curve(
+    probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray
+) -> ThresholdCurve:
+    """Accuracy on the kept examples (top probability >= t) and the dropped share, per t.
+
+    ``accuracy_kept`` is NaN at thresholds that keep no example; ``dropped_share``
+    is the share of all n examples with top probability < t.
+    """
+    p, y = _check(probs, labels)
+    t = np.asarray(thresholds, dtype=np.float64)
+    if t.ndim != 1:
+        raise ValueError(f"thresholds must be 1-D, got shape {t.shape}")
+    conf = p.max(axis=1)
+    correct = p.argmax(axis=1) == y
+    kept = conf[None, :] >= t[:, None]  # [T, n]
+    n_kept = kept.sum(axis=1)
+    n_correct = (kept & correct[None, :]).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(n_kept > 0, n_correct / n_kept, np.nan)
+    return ThresholdCurve(
+        thresholds=t,
+        accuracy_kept=acc,
+        dropped_share=1.0 - n_kept / conf.shape[0],
+    )
+
+
+@dataclass(frozen=True)
+class RejectionCurve:
+    """Accuracy of the k most confident examples at coverage k/n, k = 1..n, and the AURC."""
+
+    coverage: np.ndarray
+    accuracy: np.ndarray
+    aurc: float
+
+
+def rejection_curve(probs: np.ndarray, labels: np.ndarray) -> RejectionCurve:
+    """Accuracy-rejection curve and area under the risk-coverage curve (AURC).
+
+    Examples are ranked by confidence, descending (ties by ascending index). For
+    k = 1..n, ``coverage[k-1] = k/n`` and ``accuracy[k-1]`` is the accuracy of the
+    k most confident. ``aurc = mean_k (1 - accuracy[k-1])``, the mean selective
+    risk (Geifman & El-Yaniv, "Bias-Reduced Uncertainty Estimation for Deep
+    Neural Classifiers", ICLR 2019); lower is better. A perfect ranking of a
+    classifier with m errors among n gives ``m/n - (n-m)/n * (H_n - H_{n-m})``
+    (H the harmonic numbers), about ``r + (1-r) ln(1-r)`` for error rate r.
+    """
+    p, y = _check(probs, labels)
+    n = p.shape[0]
+    # Stable sort on the negated confidence keeps equal confidences in index order.
+    order = np.argsort(-p.max(axis=1), kind="stable")
+    correct = (p.argmax(axis=1) == y)[order]
+    k = np.arange(1, n + 1)
+    acc = np.cumsum(correct) / k
+    return RejectionCurve(coverage=k / n, accuracy=acc, aurc=float(np.mean(1.0 - acc)))
+
+
+def nll(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-12) -> float:
+    """Mean negative log-likelihood of the labels, ``mean_i -log(max(p[i, y_i], eps))``, in nats."""
+    p, y = _check(probs, labels)
+    # The floor keeps a confidently wrong zero-probability prediction finite.
+    py = np.maximum(p[np.arange(p.shape[0]), y], eps)
+    return float(np.mean(-np.log(py)))
+
+
+def brier(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Multi-class Brier score, ``mean_i sum_k (p[i, k] - [y_i == k])^2``, in 0..2 (Brier, 1950)."""
+    p, y = _check(probs, labels)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(p.shape[0]), y] = 1.0
+    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Reliability diagram: per confidence bin, count, accuracy and mean confidence; and the ECE.
+
+    ``accuracy`` and ``confidence`` are NaN in empty bins.
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    accuracy: np.ndarray
+    confidence: np.ndarray
+    ece: float
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> Reliability:
+    """Reliability diagram over ``bins`` equal-width confidence bins on [0, 1], and the ECE.
+
+    Bin b is [edges[b], edges[b+1]), except the last, which also holds confidence
+    1.0. ``ece = sum_b (n_b / n) * |accuracy_b - confidence_b|`` over non-empty
+    bins (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017).
+    """
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    p, y = _check(probs, labels)
+    n = p.shape[0]
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Comparing against the edges themselves (not floor(conf * bins)) makes a confidence
+    # equal to an edge land in the upper bin without floating-point surprises.
+    idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
+    counts = np.bincount(idx, minlength=bins)
+    sum_correct = np.bincount(idx, weights=correct, minlength=bins)
+    sum_conf = np.bincount(idx, weights=conf, minlength=bins)
+    nonempty = counts > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(nonempty, sum_correct / counts, np.nan)
+        mean_conf = np.where(nonempty, sum_conf / counts, np.nan)
+    gap = np.abs(acc[nonempty] - mean_conf[nonempty])
+    ece_value = float(np.sum(counts[nonempty] / n * gap))
+    return Reliability(
+        edges=edges,
+        counts=counts.astype(np.int64),
+        accuracy=acc,
+        confidence=mean_conf,
+        ece=ece_value,
+    )
+
+
+def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error with ``bins`` equal-width bins; see :func:`reliability`."""
+    return reliability(probs, labels, bins).ece
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats along the last axis, ``-sum_k p_k log p_k``, with 0 log 0 = 0."""
+    p = np.asarray(probs, dtype=np.float64)
+    log_p = np.log(p, out=np.zeros_like(p), where=p > 0)
+    return -np.sum(p * log_p, axis=-1)
+
+
+def mutual_information(probs: np.ndarray, mean_entropy: np.ndarray) -> np.ndarray:
+    """Epistemic uncertainty, ``H[mean_s p_s] - mean_s H[p_s]``, clipped at 0 from below.
+
+    ``probs`` is the mean predictive over samples, ``mean_entropy`` the mean of the
+    per-sample entropies, with shape ``probs.shape[:-1]``. This is the mutual
+    information between the label and the weights (Depeweg et al., ICML 2018).
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    h = np.asarray(mean_entropy, dtype=np.float64)
+    if h.shape != p.shape[:-1]:
+        raise ValueError(
+            f"mean_entropy shape {h.shape} does not match probs shape {p.shape} "
+            "without its class axis"
+        )
+    # Jensen makes the difference >= 0 exactly; running means in float32 can undershoot by rounding.
+    return np.maximum(entropy(p) - h, 0.0)
+
+
+def pool_chains(probs: np.ndarray) -> np.ndarray:
+    """Pooled predictive of C chains with equal sample counts: the mean over the chains axis.
+
+    Takes [C, n, K] and returns [n, K]; the same holds for per-chain mean
+    entropies [C, n], which pool to [n].
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim not in (2, 3):
+        raise ValueError(
+            f"probs must have a leading chains axis, [C, n, K] or [C, n]; got shape {p.shape}"
+        )
+    if p.shape[0] == 0:
+        raise ValueError("probs have no chains (the chains axis has length 0)")
+    return p.mean(axis=0)
+
+
+def summary(
+    probs: np.ndarray, labels: np.ndarray, threshold: float = 0.95, bins: int = 15
+) -> dict[str, float]:
+    """Headline numbers: accuracy, nll, brier, ece, certain_share and aurc, as floats.
+
+    ``certain_share`` uses ``threshold`` and ``ece`` uses ``bins``, as in the functions so named.
+    """
+    p, y = _check(probs, labels)
+    return {
+        "accuracy": accuracy(p, y),
+        "nll": nll(p, y),
+        "brier": brier(p, y),
+        "ece": ece(p, y, bins),
+        "certain_share": certain_share(p, threshold),
+        "aurc": rejection_curve(p, y).aurc,
+    }

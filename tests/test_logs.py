@@ -1,0 +1,41 @@
+"""Job logging: one line for user errors, the whole traceback for bugs (bnn_sgmcmc.logs)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bnn_sgmcmc import logs
+from bnn_sgmcmc.errors import DataError
+
+
+def test_a_user_error_is_one_line_in_the_log_and_on_the_console(tmp_path, capsys):
+    path = tmp_path / "logs" / "job.log"
+    with pytest.raises(SystemExit) as exit_info, logs.to_file(path):
+        logging.getLogger("bnn_sgmcmc.test").info("starting")
+        raise DataError("the file is damaged: download it again")
+    assert exit_info.value.code == 1
+    text = path.read_text()
+    assert "starting" in text and "ERROR bnn_sgmcmc: the file is damaged: download it again" in text
+    assert "Traceback" not in text
+    assert capsys.readouterr().err.strip() == "ERROR: the file is damaged: download it again"
+
+
+def test_a_bug_keeps_its_traceback_in_the_log(tmp_path):
+    path = tmp_path / "job.log"
+    with pytest.raises(KeyError), logs.to_file(path):
+        {}["missing"]
+    text = path.read_text()
+    assert "job failed" in text and "Traceback" in text and "KeyError: 'missing'" in text
+
+
+def test_stderr_goes_to_the_log_and_comes_back(tmp_path):
+    import sys
+
+    before = sys.stderr
+    path = tmp_path / "job.log"
+    with logs.to_file(path):
+        print("from a library", file=sys.stderr)
+    assert sys.stderr is before
+    assert "from a library" in path.read_text()
