@@ -12,6 +12,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/sampling.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -19,3 +20,9 @@ rule all:
     input:
         expand(rules.preprocess.output.h5, dataset=DATASETS),
         expand(rules.gather.output.h5, sampler=SAMPLERS),
+        rules.summary.output,
+        rules.plot_warmup.output,
+        rules.compare.output,
+        rules.threshold_analysis.output,
+        expand(rules.uncertainty.output, sampler=SAMPLERS),
+        expand(rules.calibration.output, sampler=SAMPLERS),

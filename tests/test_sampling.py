@@ -312,5 +312,18 @@ def test_a_predictive_file_missing_a_dataset_is_named(tmp_path):
     path = tmp_path / "broken.h5"
     with h5py.File(path, "w") as f:
         f["chain"] = np.arange(2)
-    with pytest.raises(DataError, match=r"broken.h5 lacks the datasets test/probs, test/mean_entropy"):
+    with pytest.raises(DataError, match=r"broken.h5 lacks the datasets test/probs, test/mean_entropy, test/last_probs"):
         h5io.read_predictive(path)
+
+
+def test_last_probs_are_the_last_samples_own_predictions(data_h5, tmp_path):
+    """Thinning 1: the ensemble of one sample equals that sample; later, last differs from the mean."""
+    warm = job("warmup", data_h5, tmp_path)
+    one = h5io.read_predictive(job("sample", data_h5, tmp_path, tag="one", warmup=str(warm), sampling={"sampling_steps": 1}))[0]
+    np.testing.assert_allclose(one["test"]["last_probs"], one["test"]["probs"], atol=1e-6)
+    many = h5io.read_predictive(job("sample", data_h5, tmp_path, tag="many", warmup=str(warm)))[0]
+    last = many["test"]["last_probs"]
+    np.testing.assert_allclose(last.sum(-1), 1.0, atol=1e-4)
+    assert not np.allclose(last, many["test"]["probs"], atol=1e-3)
+    accuracy = (last.argmax(-1) == many["test"]["labels"]).mean(axis=1)
+    np.testing.assert_allclose(accuracy, many["trace"]["test"]["pointwise_accuracy"][-1], atol=1e-6)

@@ -262,7 +262,7 @@ def sampling_arrays(
     }
     arrays: dict[str, Any] = {"chain": np.asarray(setup.chains, dtype=np.int64), "trace": trace, "warmup": {"trace": dict(warmup_trace)}}
     for name, acc in state.acc.items():
-        arrays[name] = {"probs": np.asarray(acc.probs), "mean_entropy": np.asarray(acc.mean_entropy)}
+        arrays[name] = {field: np.asarray(value) for field, value in acc._asdict().items()}
         labels = setup.eval_sets[name].labels
         if labels is not None:
             arrays[name]["labels"] = np.asarray(labels)
@@ -295,7 +295,7 @@ def sampling_state_from_arrays(
     }
     acc = {}
     for name, data in setup.eval_sets.items():
-        acc[name] = predictive.Accumulator(jnp.asarray(arrays[name]["probs"]), jnp.asarray(arrays[name]["mean_entropy"]))
+        acc[name] = predictive.Accumulator(*(jnp.asarray(arrays[name][f]) for f in predictive.Accumulator._fields))
         if data.labels is not None:
             trace[name] = {m: list(trace_in[name][m]) for m in predictive.METRICS}
     state = sampling.SamplingState(

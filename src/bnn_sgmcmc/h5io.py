@@ -240,6 +240,7 @@ PREDICTIVE_REQUIRED = (
     "chain",
     "test/probs",
     "test/mean_entropy",
+    "test/last_probs",
     "test/labels",
     "trace/sample_step",
     "trace/grad_evals",
@@ -251,7 +252,7 @@ PREDICTIVE_REQUIRED = (
 def _chain_axis(path: str, array: np.ndarray) -> int | None:
     """Which axis of a predictive-file dataset runs over chains (None: shared by all chains)."""
     leaf = path.rsplit("/", 1)[-1]
-    if path == "chain" or leaf in ("probs", "mean_entropy"):
+    if path == "chain" or leaf in ("probs", "mean_entropy", "last_probs"):
         return 0
     if path.startswith("weights/params/"):
         return 1
@@ -311,6 +312,7 @@ def read_predictive(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     checks = [
         ("test/probs", probs.ndim == 3 and probs.shape[0] == chains, f"[chains={chains}, n, classes]"),
         ("test/mean_entropy", arrays["test"]["mean_entropy"].shape == probs.shape[:2], f"{list(probs.shape[:2])}"),
+        ("test/last_probs", arrays["test"]["last_probs"].shape == probs.shape, f"{list(probs.shape)}"),
         ("test/labels", arrays["test"]["labels"].shape == probs.shape[1:2], f"[{probs.shape[1]}]"),
     ]
     for name, ok, expected in checks:

@@ -24,10 +24,12 @@ class EvalSet(NamedTuple):
 
 
 class Accumulator(NamedTuple):
-    """Per chain: mean predictive probabilities [C, n, K] and mean per-sample entropy [C, n]."""
+    """Per chain: mean predictive probabilities [C, n, K], mean per-sample entropy [C, n]
+    and the latest sample's own probabilities [C, n, K] (the single-sample baseline)."""
 
     probs: jax.Array
     mean_entropy: jax.Array
+    last_probs: jax.Array
 
 
 def init(eval_sets: Mapping[str, EvalSet], chains: int, num_classes: int) -> dict[str, Accumulator]:
@@ -35,6 +37,7 @@ def init(eval_sets: Mapping[str, EvalSet], chains: int, num_classes: int) -> dic
         name: Accumulator(
             probs=jnp.zeros((chains, s.x.shape[0], num_classes), jnp.float32),
             mean_entropy=jnp.zeros((chains, s.x.shape[0]), jnp.float32),
+            last_probs=jnp.zeros((chains, s.x.shape[0], num_classes), jnp.float32),
         )
         for name, s in eval_sets.items()
     }
@@ -70,9 +73,10 @@ def fold(
     for name, data in eval_sets.items():
         log_probs = jax.vmap(predict, in_axes=(0, None))(params, data.x)  # [C, n, K]
         old = acc[name]
-        probs = old.probs + (jnp.exp(log_probs) - old.probs) * weight
+        sample_probs = jnp.exp(log_probs)
+        probs = old.probs + (sample_probs - old.probs) * weight
         mean_entropy = old.mean_entropy + (entropy(log_probs) - old.mean_entropy) * weight
-        new[name] = Accumulator(probs, mean_entropy)
+        new[name] = Accumulator(probs, mean_entropy, sample_probs)
         if data.labels is not None:
             labels = data.labels.astype(jnp.int32)
             picked = jnp.take_along_axis(log_probs, labels[None, :, None], axis=2)[..., 0]

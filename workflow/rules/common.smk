@@ -67,3 +67,14 @@ def chains_of_shard(wildcards):
 
 def shard_predictives(wildcards):
     return expand(rules.sample.output.h5, sampler=wildcards.sampler, shard=SHARDS)
+
+
+# Report figures in the configured format; the report rules read only the
+# gathered predictive files, so their settings never trigger resampling.
+FMT = config["plots"]["format"]
+DPI = config["plots"]["dpi"]
+ANALYSIS = config["analysis"]
+
+
+def gathered_predictives(wildcards):
+    return expand(rules.gather.output.h5, sampler=SAMPLERS)

@@ -1,0 +1,16 @@
+"""Rule compare: running-ensemble accuracy per step, gradient evaluation and second."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's package, in any env
+
+from bnn_sgmcmc import logs, report
+
+with logs.to_file(snakemake.log[0]):
+    report.comparison(
+        predictive=dict(zip(snakemake.params.samplers, snakemake.input.predictive)),
+        samplers=snakemake.params.samplers,
+        figure=snakemake.output.figure,
+        table=snakemake.output.table,
+        dpi=snakemake.params.dpi,
+    )

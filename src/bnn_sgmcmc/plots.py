@@ -1,0 +1,189 @@
+"""Report figures, drawn with matplotlib from arrays that ``analysis`` computed.
+
+Every function takes arrays and plain values and writes one figure to ``path``
+(the format follows the suffix: png, svg or pdf). Figures share one style: the
+reference notebook's clean axes (no top or right spines), labelled axes with
+units, titles that name the sampler, and one colour per sampler everywhere,
+given by the sampler's position in the config (:func:`sampler_colors`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on cluster nodes
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bnn_sgmcmc.analysis import Reliability, RejectionCurve, ThresholdCurve  # noqa: E402
+
+STYLE = {
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.frameon": False,
+    "legend.fontsize": 9,
+    "font.size": 10,
+}
+
+
+def sampler_colors(samplers: Sequence[str]) -> dict[str, str]:
+    """The same colour for the same sampler in every figure: tab10 by config order."""
+    cycle = plt.get_cmap("tab10").colors
+    return {name: matplotlib.colors.to_hex(cycle[i % len(cycle)]) for i, name in enumerate(samplers)}
+
+
+@contextlib.contextmanager
+def figure(path: str | Path, ncols: int = 1, width: float = 5.0, height: float = 3.6, dpi: int = 150) -> Iterator:
+    """A styled figure with ``ncols`` panels, saved to ``path`` when the block ends."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+        try:
+            yield fig, axes[0]
+            fig.tight_layout()
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=dpi)
+        finally:
+            plt.close(fig)
+
+
+def _chain_lines(ax, x: np.ndarray, y: np.ndarray, color: str, label: str) -> None:
+    """Each chain thin, their mean bold, one legend entry per sampler."""
+    y = np.asarray(y)
+    if y.ndim == 1:
+        y = y[:, None]
+    x = np.asarray(x)
+    if x.ndim == 2:  # per-chain x (wall seconds)
+        for c in range(y.shape[1]):
+            ax.plot(x[:, c], y[:, c], color=color, lw=0.8, alpha=0.35 if y.shape[1] > 1 else 1.0)
+        x = x.mean(axis=1)
+    elif y.shape[1] > 1:
+        ax.plot(x, y, color=color, lw=0.8, alpha=0.35)
+    ax.plot(x, y.mean(axis=1), color=color, lw=1.8, label=label if y.shape[1] == 1 else f"{label} (mean of {y.shape[1]} chains)")
+
+
+def warmup(traces: Mapping[str, tuple[np.ndarray, np.ndarray]], colors: Mapping[str, str], path: str | Path, dpi: int = 150) -> None:
+    """Pointwise test accuracy against warmup step: ``traces[sampler] = (step [E], accuracy [E, C])``."""
+    with figure(path, dpi=dpi) as (fig, (ax,)):
+        for name, (step, acc) in traces.items():
+            _chain_lines(ax, step, acc, colors[name], name)
+        ax.set_xlabel("warmup step")
+        ax.set_ylabel("test accuracy (single sample)")
+        ax.set_title("Warmup: test accuracy of the current weights")
+        ax.legend(loc="lower right")
+
+
+def comparison(
+    traces: Mapping[str, Mapping[str, np.ndarray]], colors: Mapping[str, str], path: str | Path, dpi: int = 150
+) -> None:
+    """Running-ensemble accuracy against sampling steps, gradient evaluations and seconds.
+
+    ``traces[sampler]`` has ``sample_step`` [S], ``grad_evals`` [S],
+    ``wall_seconds`` [S, C] and ``ensemble_accuracy`` [S, C].
+    """
+    axes_spec = [
+        ("sample_step", "sampling step"),
+        ("grad_evals", "gradient evaluations"),
+        ("wall_seconds", "sampling time (s, compile excluded)"),
+    ]
+    with figure(path, ncols=3, width=4.4, dpi=dpi) as (fig, axes):
+        for ax, (key, label) in zip(axes, axes_spec):
+            for name, trace in traces.items():
+                _chain_lines(ax, trace[key], trace["ensemble_accuracy"], colors[name], name)
+            ax.set_xlabel(label)
+            ax.set_ylabel("ensemble test accuracy")
+        axes[0].set_title("per step")
+        axes[1].set_title("per unit of compute")
+        axes[2].set_title("per second")
+        axes[1].legend(loc="lower right")
+        fig.suptitle("Running posterior-ensemble accuracy while sampling", fontsize=11)
+
+
+def uncertain_images(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    sampler: str,
+    path: str | Path,
+    dpi: int = 150,
+) -> None:
+    """A grid of test images titled true label, predicted label and top probability."""
+    n = len(images)
+    cols = min(5, max(n, 1))
+    rows = max(1, int(np.ceil(n / cols)))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
+        try:
+            for ax in axes.flat:
+                ax.axis("off")
+            for ax, img, y, p, c in zip(axes.flat, images, labels, predicted, confidence):
+                ax.imshow(img, cmap="gray_r", vmin=0, vmax=255)
+                ax.set_title(f"true {y}, pred {p}\np = {c:.2f}", fontsize=9, color="black" if y == p else "crimson")
+            fig.suptitle(f"{sampler}: the {n} least confident test predictions", fontsize=11)
+            fig.tight_layout()
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=dpi)
+        finally:
+            plt.close(fig)
+
+
+def uncertain_per_class(counts: np.ndarray, threshold: float, sampler: str, color: str, path: str | Path, dpi: int = 150) -> None:
+    """Bar chart: uncertain predictions (top probability <= threshold) per true class."""
+    with figure(path, dpi=dpi) as (fig, (ax,)):
+        classes = np.arange(len(counts))
+        ax.bar(classes, counts, color=color)
+        ax.set_xticks(classes)
+        ax.set_xlabel("true digit")
+        ax.set_ylabel(f"uncertain predictions (p \u2264 {threshold:g})")
+        ax.set_title(f"{sampler}: uncertain predictions per digit")
+
+
+def threshold(curves: Mapping[str, ThresholdCurve], colors: Mapping[str, str], path: str | Path, dpi: int = 150) -> None:
+    """Accuracy on the kept examples and share dropped, against the confidence threshold."""
+    with figure(path, ncols=2, width=4.6, dpi=dpi) as (fig, (left, right)):
+        for name, curve in curves.items():
+            left.plot(curve.thresholds, curve.accuracy_kept, color=colors[name], label=name)
+            right.plot(curve.thresholds, 100 * curve.dropped_share, color=colors[name], label=name)
+        left.set_xlabel("confidence threshold")
+        left.set_ylabel("accuracy on kept examples")
+        left.set_title("Accuracy when predicting only above the threshold")
+        right.set_xlabel("confidence threshold")
+        right.set_ylabel("examples dropped (%)")
+        right.set_title("Share of examples left to a human")
+        left.legend(loc="lower right")
+
+
+def rejection(curves: Mapping[str, RejectionCurve], colors: Mapping[str, str], path: str | Path, dpi: int = 150) -> None:
+    """Accuracy of the most confident examples against the share kept, with each sampler's AURC."""
+    with figure(path, dpi=dpi) as (fig, (ax,)):
+        for name, curve in curves.items():
+            ax.plot(100 * curve.coverage, curve.accuracy, color=colors[name], label=f"{name} (AURC {curve.aurc:.4f})")
+        ax.set_xlabel("examples kept, most confident first (%)")
+        ax.set_ylabel("accuracy on kept examples")
+        ax.set_title("Accuracy-rejection curve")
+        ax.legend(loc="lower left")
+
+
+def reliability(diagrams: Mapping[str, Reliability], sampler: str, path: str | Path, dpi: int = 150) -> None:
+    """Reliability diagram: accuracy against mean confidence per bin, one line per predictor."""
+    with figure(path, dpi=dpi, width=4.4, height=4.0) as (fig, (ax,)):
+        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
+        for i, (label, rel) in enumerate(diagrams.items()):
+            keep = rel.counts > 0
+            ax.plot(rel.confidence[keep], rel.accuracy[keep], marker="o", ms=3, color=f"C{i}",
+                    label=f"{label} (ECE {rel.ece:.4f})")
+        ax.set_xlabel("mean confidence in bin")
+        ax.set_ylabel("accuracy in bin")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{sampler}: reliability")
+        ax.legend(loc="upper left")

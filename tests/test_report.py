@@ -1,0 +1,124 @@
+"""Report jobs on crafted predictive files with known answers (bnn_sgmcmc.report)."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from bnn_sgmcmc import h5io, report
+from bnn_sgmcmc.data import ImageData, Split
+from bnn_sgmcmc.errors import DataError
+
+
+def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel="sgld", grads=1):
+    """A predictive file with the workflow's layout and probabilities we control."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % classes).astype(np.uint8)
+    probs = rng.dirichlet(np.ones(classes) * 0.2, size=(chains, n)).astype(np.float32)
+    probs[:, : n // 2] = 0.9 * np.eye(classes, dtype=np.float32)[labels[: n // 2]] + 0.01  # first half right
+    steps = np.arange(1, samples + 1)
+    arrays = {
+        "chain": np.arange(chains),
+        "test": {"probs": probs, "last_probs": probs[:, ::-1].copy(), "mean_entropy": np.zeros((chains, n), np.float32),
+                 "labels": labels},
+        "trace": {
+            "sample_step": steps, "grad_evals": grads * steps,
+            "wall_seconds": np.repeat(0.5 * steps[:, None], chains, 1),
+            "test": {"ensemble_accuracy": np.full((samples, chains), 0.8, np.float32),
+                     "pointwise_accuracy": np.full((samples, chains), 0.7, np.float32),
+                     "mean_log_likelihood": np.full((samples, chains), -0.5, np.float32)},
+        },
+        "warmup": {"trace": {"step": np.array([10, 20]), "grad_evals": grads * np.array([10, 20]),
+                             "wall_seconds": np.ones((2, chains)), "test_accuracy": np.full((2, chains), 0.6, np.float32)}},
+    }
+    attrs = {"sampler": {"kernel": kernel}, "chains": chains, "num_samples": samples,
+             "device": {"device_kind": "cpu"}}
+    h5io.write_arrays(path, arrays, attrs)
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    return {"sgld": str(fake_predictive(tmp_path / "sgld.h5")),
+            "sghmc": str(fake_predictive(tmp_path / "sghmc.h5", seed=1, kernel="sghmc", grads=10))}
+
+
+def read(path):
+    return pd.read_csv(path, sep="\t")
+
+
+def test_summary_has_one_row_per_sampler_with_known_numbers(tmp_path, files):
+    out = tmp_path / "tables" / "summary.tsv"
+    report.summary(predictive=files, threshold=0.5, bins=15, table=str(out))
+    table = read(out)
+    assert list(table.columns) == list(report.SUMMARY_COLUMNS)
+    assert table["sampler"].tolist() == ["sgld", "sghmc"]
+    arrays, _ = h5io.read_predictive(files["sgld"])
+    pooled = arrays["test"]["probs"].mean(0)
+    expected = (pooled.argmax(1) == arrays["test"]["labels"]).mean()
+    row = table.iloc[0]
+    assert row["ensemble_accuracy"] == pytest.approx(expected, abs=1e-6)
+    assert row["pointwise_accuracy"] == pytest.approx(0.7)
+    assert row["grad_evals"] == 5 and table.iloc[1]["grad_evals"] == 50
+    assert row["chains"] == 2 and row["device"] == "cpu"
+
+
+def test_comparison_table_and_figure(tmp_path, files):
+    fig, tab = tmp_path / "c.png", tmp_path / "c.tsv"
+    report.comparison(predictive=files, samplers=list(files), figure=str(fig), table=str(tab), dpi=60)
+    table = read(tab)
+    assert fig.stat().st_size > 1000
+    gain = table["ensemble_gain_points"] - 100 * (table["ensemble_accuracy"] - table["last_sample_accuracy"])
+    assert np.allclose(gain, 0, atol=1e-6)
+    assert table["sampling_seconds"].tolist() == [2.5, 2.5]
+
+
+def test_threshold_table_is_long_format(tmp_path, files):
+    tab = tmp_path / "t.tsv"
+    report.threshold(predictive=files, samplers=list(files), points=10, figure=str(tmp_path / "t.png"),
+                     rejection_figure=str(tmp_path / "r.png"), table=str(tab), dpi=60)
+    table = read(tab)
+    assert len(table) == 20 and set(table["sampler"]) == {"sgld", "sghmc"}
+    assert table["dropped_share"].between(0, 1).all()
+    assert table.groupby("sampler")["dropped_share"].apply(lambda s: s.is_monotonic_increasing).all()
+
+
+def test_calibration_rows_per_predictor(tmp_path, files):
+    tab = tmp_path / "cal.tsv"
+    report.calibration(predictive=files["sgld"], sampler="sgld", bins=15, figure=str(tmp_path / "cal.png"),
+                       table=str(tab), dpi=60)
+    table = read(tab)
+    assert table["predictor"].tolist() == ["ensemble", "last sample", "chain 0 ensemble", "chain 1 ensemble"]
+    assert table["members"].tolist() == [1, 2, 1, 1]
+    assert (table["ece"] >= 0).all() and (table["brier"] <= 2).all()
+
+
+def test_uncertainty_outputs_and_mismatched_data(tmp_path, files):
+    rng = np.random.default_rng(0)
+    labels = (np.arange(40) % 10).astype(np.uint8)
+    data = ImageData(train=Split(rng.integers(0, 256, (8, 28, 28), dtype=np.uint8), np.zeros(8, np.uint8)),
+                     test=Split(rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), labels))
+    h5io.write_data_h5(tmp_path / "data.h5", data, num_classes=10, attrs={})
+    kwargs = dict(predictive=files["sgld"], data=str(tmp_path / "data.h5"), sampler="sgld", samplers=list(files),
+                  threshold=0.5, n_images=6, images_figure=str(tmp_path / "i.png"),
+                  per_class_figure=str(tmp_path / "p.png"), table=str(tmp_path / "u.tsv"), dpi=60)
+    report.uncertainty(**kwargs)
+    table = read(tmp_path / "u.tsv")
+    assert len(table) == 6 and table["confidence"].is_monotonic_increasing
+    assert table["test_index"].min() >= 20  # the confident first half is never among them
+    shuffled = ImageData(train=data.train, test=Split(data.test.images, labels[::-1].copy()))
+    h5io.write_data_h5(tmp_path / "data.h5", shuffled, num_classes=10, attrs={})
+    with pytest.raises(DataError, match="other test data"):
+        report.uncertainty(**kwargs)
+
+
+def test_a_predictive_file_with_mismatched_shapes_is_named(tmp_path):
+    path = fake_predictive(tmp_path / "bad.h5")
+    with h5py.File(path, "a") as f:
+        del f["test/mean_entropy"]
+        f["test/mean_entropy"] = np.zeros((2, 39), np.float32)
+    with pytest.raises(DataError, match=r"bad.h5: 'test/mean_entropy' should have shape \[2, 40\]"):
+        report.summary(predictive={"sgld": str(path)}, threshold=0.5, bins=15, table=str(tmp_path / "s.tsv"))
+    assert not (tmp_path / "s.tsv").exists()

@@ -1,0 +1,186 @@
+# Report rules are small: they run on the submit host, never as cluster jobs.
+localrules:
+    plot_warmup,
+    compare,
+    uncertainty,
+    threshold_analysis,
+    calibration,
+    summary,
+
+
+rule plot_warmup:
+    input:
+        predictive=gathered_predictives,
+    output:
+        figure=report(
+            f"results/figures/warmup.{FMT}",
+            caption="../report/warmup.rst",
+            category="2. Warmup",
+            labels={"figure": "test accuracy during warmup"},
+        ),
+    log:
+        "results/logs/report/warmup.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        dpi=DPI,
+    script:
+        "../../scripts/report_warmup.py"
+
+
+rule compare:
+    input:
+        predictive=gathered_predictives,
+    output:
+        figure=report(
+            f"results/figures/comparison.{FMT}",
+            caption="../report/comparison.rst",
+            category="3. Sampler comparison",
+            labels={"figure": "ensemble accuracy while sampling"},
+        ),
+        table=report(
+            "results/tables/comparison.tsv",
+            caption="../report/comparison_table.rst",
+            category="3. Sampler comparison",
+            labels={"figure": "ensemble against last sample (table)"},
+        ),
+    log:
+        "results/logs/report/comparison.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        dpi=DPI,
+    script:
+        "../../scripts/report_comparison.py"
+
+
+rule uncertainty:
+    input:
+        predictive=rules.gather.output.h5,
+        data=training_data,
+    output:
+        images=report(
+            f"results/figures/uncertainty/{{sampler}}_images.{FMT}",
+            caption="../report/uncertain_images.rst",
+            category="4. Uncertainty",
+            subcategory="{sampler}",
+            labels={"sampler": "{sampler}", "figure": "least confident test images"},
+        ),
+        per_class=report(
+            f"results/figures/uncertainty/{{sampler}}_per_digit.{FMT}",
+            caption="../report/uncertain_per_digit.rst",
+            category="4. Uncertainty",
+            subcategory="{sampler}",
+            labels={
+                "sampler": "{sampler}",
+                "figure": "uncertain predictions per digit",
+            },
+        ),
+        table=report(
+            "results/tables/uncertainty/{sampler}.tsv",
+            caption="../report/uncertain_table.rst",
+            category="4. Uncertainty",
+            subcategory="{sampler}",
+            labels={
+                "sampler": "{sampler}",
+                "figure": "least confident test examples (table)",
+            },
+        ),
+    log:
+        "results/logs/report/uncertainty/{sampler}.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        threshold=ANALYSIS["threshold"],
+        n_images=ANALYSIS["uncertain_images"],
+        dpi=DPI,
+    script:
+        "../../scripts/report_uncertainty.py"
+
+
+rule threshold_analysis:
+    input:
+        predictive=gathered_predictives,
+    output:
+        figure=report(
+            f"results/figures/threshold.{FMT}",
+            caption="../report/threshold.rst",
+            category="5. Threshold analysis",
+            labels={"figure": "accuracy and dropped share against threshold"},
+        ),
+        rejection=report(
+            f"results/figures/rejection.{FMT}",
+            caption="../report/rejection.rst",
+            category="5. Threshold analysis",
+            labels={"figure": "accuracy-rejection curve"},
+        ),
+        table=report(
+            "results/tables/threshold.tsv",
+            caption="../report/threshold_table.rst",
+            category="5. Threshold analysis",
+            labels={"figure": "threshold curve (table)"},
+        ),
+    log:
+        "results/logs/report/threshold.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        points=ANALYSIS["threshold_points"],
+        dpi=DPI,
+    script:
+        "../../scripts/report_threshold.py"
+
+
+rule calibration:
+    input:
+        predictive=rules.gather.output.h5,
+    output:
+        figure=report(
+            f"results/figures/calibration/{{sampler}}.{FMT}",
+            caption="../report/reliability.rst",
+            category="6. Calibration",
+            subcategory="{sampler}",
+            labels={"sampler": "{sampler}", "figure": "reliability diagram"},
+        ),
+        table=report(
+            "results/tables/calibration/{sampler}.tsv",
+            caption="../report/calibration_table.rst",
+            category="6. Calibration",
+            subcategory="{sampler}",
+            labels={"sampler": "{sampler}", "figure": "NLL, Brier and ECE (table)"},
+        ),
+    log:
+        "results/logs/report/calibration/{sampler}.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        bins=ANALYSIS["calibration_bins"],
+        dpi=DPI,
+    script:
+        "../../scripts/report_calibration.py"
+
+
+rule summary:
+    input:
+        predictive=gathered_predictives,
+    output:
+        table=report(
+            "results/tables/summary.tsv",
+            caption="../report/summary.rst",
+            category="1. Summary",
+            labels={"figure": "one row per sampler"},
+        ),
+    log:
+        "results/logs/report/summary.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        threshold=ANALYSIS["threshold"],
+        bins=ANALYSIS["calibration_bins"],
+    script:
+        "../../scripts/report_summary.py"
