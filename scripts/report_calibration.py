@@ -10,6 +10,7 @@ with logs.to_file(snakemake.log[0]):
     report.calibration(
         predictive=snakemake.input.predictive,
         sampler=snakemake.wildcards.sampler,
+        samplers=snakemake.params.samplers,
         bins=snakemake.params.bins,
         figure=snakemake.output.figure,
         table=snakemake.output.table,

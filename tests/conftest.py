@@ -5,7 +5,10 @@ from __future__ import annotations
 import copy
 import gzip
 import io
+import os
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,45 @@ import yaml
 from bnn_sgmcmc.data import ImageData, Split
 
 REPO = Path(__file__).resolve().parents[1]
+#: Screenshots and other evidence that tests leave for people to look at (ignored by git).
+ARTIFACTS = REPO / "tests" / "artifacts"
+#: Chromium as root in a container, with nothing reaching out to the network.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+def _install_chromium() -> str:
+    """Install Debian's chromium when we may (root with apt-get); return why not otherwise."""
+    if not shutil.which("apt-get"):
+        return "apt-get is not available"
+    if os.geteuid() != 0:
+        return "not root, so Debian's chromium cannot be installed"
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode:
+            return f"{' '.join(cmd)} failed: {done.stderr.strip()[-300:]}"
+    return ""
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a Chromium binary, installed when missing and permitted; CI must have one."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    reason = "" if path else _install_chromium()
+    path = path or shutil.which("chromium")
+    if not path:
+        message = f"no Chromium for the browser test: {reason}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        pytest.fail("playwright is missing: install the test extras (make test does)")
+    return path
 
 
 @pytest.fixture

@@ -72,5 +72,5 @@ def test_threshold_and_rejection_figures(tmp_path, curves):
 def test_reliability_figure(tmp_path, curves):
     probs, labels = curves
     path = tmp_path / "reliability.pdf"
-    plots.reliability({"ensemble": analysis.reliability(probs, labels, 15)}, "sgld", path, dpi=DPI)
+    plots.reliability({"ensemble": analysis.reliability(probs, labels, 15)}, "sgld", "#1f77b4", path, dpi=DPI)
     assert path.read_bytes()[:4] == b"%PDF"

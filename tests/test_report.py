@@ -87,7 +87,7 @@ def test_threshold_table_is_long_format(tmp_path, files):
 
 def test_calibration_rows_per_predictor(tmp_path, files):
     tab = tmp_path / "cal.tsv"
-    report.calibration(predictive=files["sgld"], sampler="sgld", bins=15, figure=str(tmp_path / "cal.png"),
+    report.calibration(predictive=files["sgld"], sampler="sgld", samplers=list(files), bins=15, figure=str(tmp_path / "cal.png"),
                        table=str(tab), dpi=60)
     table = read(tab)
     assert table["predictor"].tolist() == ["ensemble", "last sample", "chain 0 ensemble", "chain 1 ensemble"]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import h5py
+import pandas as pd
 import pytest
 import yaml
-from conftest import IDX_NAMES, REPO, idx_bytes, write_idx_folder
+from conftest import ARTIFACTS, CHROMIUM_ARGS, IDX_NAMES, REPO, idx_bytes, write_idx_folder
 
-from bnn_sgmcmc import h5io
+from bnn_sgmcmc import h5io, report
 
 pytestmark = pytest.mark.workflow
 
@@ -22,24 +24,42 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subproce
     path = REPO / "config.yaml"
     if config is not None:
         path = workdir / "test-config.yaml"
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
     # --configfile takes several values: it goes last, after any targets.
     cmd += [*args, "--configfile", str(path)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
+def make_synthetic_config(config: dict, cache: Path) -> dict:
+    """A config that runs every rule on tiny synthetic data in about a minute on 2 cores."""
+    config["data"]["source"] = "synthetic"
+    config["data"]["synthetic"] |= {"n_train": 1024, "n_test": 256}
+    config["model"]["hidden"] = [64]
+    config["sampling"] |= {
+        "batch_size": 64, "warmup_steps": 300, "sampling_steps": 100, "eval_every": 50,
+        "chains": 2, "shards": 2, "checkpoint_every": 0, "compilation_cache": str(cache),
+    }
+    config["samplers"]["sgld"]["step_size"] = 5e-4
+    config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3}
+    config["analysis"] |= {"uncertain_images": 10, "threshold": 0.9}
+    return config
+
+
 @pytest.fixture
 def synthetic_config(base_config, tmp_path) -> dict:
-    base_config["data"]["source"] = "synthetic"
-    base_config["data"]["synthetic"] |= {"n_train": 1024, "n_test": 256}
-    base_config["model"]["hidden"] = [64]
-    base_config["sampling"] |= {
-        "batch_size": 64, "warmup_steps": 300, "sampling_steps": 100, "eval_every": 50,
-        "chains": 2, "shards": 2, "checkpoint_every": 0, "compilation_cache": str(tmp_path / "jax-cache"),
-    }
-    base_config["samplers"]["sgld"]["step_size"] = 5e-4
-    base_config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3}
-    return base_config
+    return make_synthetic_config(base_config, tmp_path / "jax-cache")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The whole workflow and its HTML report, run once for the tests below."""
+    workdir = tmp_path_factory.mktemp("run")
+    config = make_synthetic_config(yaml.safe_load((REPO / "config.yaml").read_text()), workdir / "jax-cache")
+    out = snakemake(workdir, "--cores", "2", config=config)
+    assert out.returncode == 0, out.stderr
+    out = snakemake(workdir, "--report", "results/report.html", config=config)
+    assert out.returncode == 0, out.stderr
+    return workdir, config
 
 
 def test_dry_run_of_the_default_config_lists_the_data_jobs(tmp_path):
@@ -119,25 +139,94 @@ def test_idx_source_through_the_workflow(tmp_path, synthetic_config, images):
         assert (f["train/images"][...] == images.train.images).all()
 
 
-def test_both_samplers_run_with_two_chains_in_two_shards(tmp_path, synthetic_config):
-    out = snakemake(tmp_path, "--cores", "2", config=synthetic_config)
-    assert out.returncode == 0, out.stderr
+def test_both_samplers_run_with_two_chains_in_two_shards(finished_run):
+    workdir, _ = finished_run
     for sampler, grads_per_step in (("sgld", 1), ("sghmc", 3)):
-        arrays, attrs = h5io.read_predictive(tmp_path / f"results/predictive/{sampler}.h5")
+        arrays, attrs = h5io.read_predictive(workdir / f"results/predictive/{sampler}.h5")
         assert arrays["chain"].tolist() == [0, 1]
         assert [run["chains"] for run in attrs["shard_runs"]] == [[0], [1]]
         assert arrays["test"]["probs"].shape == (2, 256, 10)
         ensemble = arrays["trace"]["test"]["ensemble_accuracy"][-1]
         assert ensemble.min() > 0.6, (sampler, ensemble)  # chance is 0.1
         assert arrays["trace"]["grad_evals"][-1] == 100 * grads_per_step
-        assert "error:" in (tmp_path / f"results/logs/sample/{sampler}/shard1.log").read_text()
-    assert not any((tmp_path / "results/checkpoints").rglob("*.h5"))
+        assert "error:" in (workdir / f"results/logs/sample/{sampler}/shard1.log").read_text()
+    assert not any((workdir / "results/checkpoints").rglob("*.h5"))
 
-    # Operational settings rerun nothing; a sampling setting reruns sampling, not warmup.
-    synthetic_config["sampling"]["checkpoint_every"] = 30
-    out = snakemake(tmp_path, "-n", config=synthetic_config)
-    assert "Nothing to be done" in out.stdout + out.stderr
-    synthetic_config["sampling"]["sampling_steps"] = 150
-    out = snakemake(tmp_path, "-n", config=synthetic_config)
-    text = out.stdout + out.stderr
+
+FIGURES = [
+    "warmup.png", "comparison.png", "threshold.png", "rejection.png",
+    *[f"uncertainty/{s}_{kind}.png" for s in ("sgld", "sghmc") for kind in ("images", "per_digit")],
+    "calibration/sgld.png", "calibration/sghmc.png",
+]
+
+
+def test_every_figure_table_and_the_report_exist(finished_run):
+    workdir, _ = finished_run
+    for figure in FIGURES:
+        assert (workdir / "results/figures" / figure).stat().st_size > 5000, figure
+    summary = pd.read_csv(workdir / "results/tables/summary.tsv", sep="\t")
+    assert summary["sampler"].tolist() == ["sgld", "sghmc"]
+    assert list(summary.columns) == list(report.SUMMARY_COLUMNS)
+    assert (summary["ensemble_accuracy"] > 0.6).all() and (summary["chains"] == 2).all()
+    calibration = pd.read_csv(workdir / "results/tables/calibration/sgld.tsv", sep="\t")
+    assert calibration["predictor"].tolist() == ["ensemble", "last sample", "chain 0 ensemble", "chain 1 ensemble"]
+    assert len(pd.read_csv(workdir / "results/tables/uncertainty/sghmc.tsv", sep="\t")) == 10
+    assert (workdir / "results/report.html").stat().st_size > 100_000
+
+
+def test_what_reruns_after_a_config_change(finished_run):
+    workdir, config = finished_run
+
+    def jobs(changed: dict) -> str:
+        out = snakemake(workdir, "-n", config=changed)
+        assert out.returncode == 0, out.stderr
+        return out.stdout + out.stderr
+
+    # Operational settings rerun nothing.
+    changed = copy.deepcopy(config)
+    changed["sampling"]["checkpoint_every"] = 30
+    assert "Nothing to be done" in jobs(changed)
+    # A plotting or analysis setting reruns report rules only.
+    changed = copy.deepcopy(config)
+    changed["analysis"]["threshold"] = 0.8
+    changed["plots"]["dpi"] = 80
+    text = jobs(changed)
+    assert re.search(r"^summary\s+1$", text, re.M) and re.search(r"^uncertainty\s+2$", text, re.M)
+    assert not re.search(r"^(warmup|sample|gather)\s", text, re.M)
+    # A sampling setting reruns sampling, not warmup.
+    changed = copy.deepcopy(config)
+    changed["sampling"]["sampling_steps"] = 150
+    text = jobs(changed)
     assert re.search(r"^sample\s+4$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
+
+
+def test_the_report_renders_in_a_real_browser(finished_run, chromium):
+    """Headless Chromium opens the report: every category and a figure's labels, no console errors."""
+    from playwright.sync_api import sync_playwright
+
+    workdir, _ = finished_run
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((workdir / "results/report.html").as_uri())
+            page.wait_for_load_state("networkidle")
+            nav = page.inner_text("body")
+            for category in ("1. Summary", "2. Warmup", "3. Sampler comparison", "4. Uncertainty",
+                             "5. Threshold analysis", "6. Calibration"):
+                assert category in nav, category
+            page.screenshot(path=str(ARTIFACTS / "report.png"))
+            page.get_by_text("4. Uncertainty", exact=True).click()
+            page.get_by_text("sghmc", exact=True).first.click()
+            page.wait_for_timeout(300)
+            listing = page.inner_text("body")
+            for label in ("least confident test images", "uncertain predictions per digit"):
+                assert label in listing, label
+            page.screenshot(path=str(ARTIFACTS / "report-uncertainty.png"))
+        finally:
+            browser.close()
+    assert errors == []

@@ -173,14 +173,21 @@ def rejection(curves: Mapping[str, RejectionCurve], colors: Mapping[str, str], p
         ax.legend(loc="lower left")
 
 
-def reliability(diagrams: Mapping[str, Reliability], sampler: str, path: str | Path, dpi: int = 150) -> None:
-    """Reliability diagram: accuracy against mean confidence per bin, one line per predictor."""
+def reliability(
+    diagrams: Mapping[str, Reliability], sampler: str, color: str, path: str | Path, dpi: int = 150
+) -> None:
+    """Reliability diagram: accuracy against mean confidence per bin, one line per predictor.
+
+    All lines take the sampler's colour (other colours mean other samplers
+    elsewhere in the report); predictors differ by line style.
+    """
+    styles = ["-", "--", ":", "-."]
     with figure(path, dpi=dpi, width=4.4, height=4.0) as (fig, (ax,)):
-        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
+        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=(0, (1, 3)), label="perfect calibration")
         for i, (label, rel) in enumerate(diagrams.items()):
             keep = rel.counts > 0
-            ax.plot(rel.confidence[keep], rel.accuracy[keep], marker="o", ms=3, color=f"C{i}",
-                    label=f"{label} (ECE {rel.ece:.4f})")
+            ax.plot(rel.confidence[keep], rel.accuracy[keep], marker="o", ms=3, color=color,
+                    ls=styles[i % len(styles)], label=f"{label} (ECE {rel.ece:.4f})")
         ax.set_xlabel("mean confidence in bin")
         ax.set_ylabel("accuracy in bin")
         ax.set_xlim(0, 1)

@@ -147,7 +147,9 @@ def _predictors(arrays: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def calibration(*, predictive: str, sampler: str, bins: int, figure: str, table: str, dpi: int) -> None:
+def calibration(
+    *, predictive: str, sampler: str, samplers: Sequence[str], bins: int, figure: str, table: str, dpi: int
+) -> None:
     """NLL, Brier, ECE and accuracy per predictor, and the reliability diagram."""
     arrays, _ = h5io.read_predictive(predictive)
     labels = arrays["test"]["labels"].astype(np.int64)
@@ -164,7 +166,7 @@ def calibration(*, predictive: str, sampler: str, bins: int, figure: str, table:
             diagrams[predictor if len(members) == 1 else f"{predictor} (chain {int(arrays['chain'][0])})"] = (
                 analysis.reliability(members[0], labels, bins)
             )
-    plots.reliability(diagrams, sampler, figure, dpi=dpi)
+    plots.reliability(diagrams, sampler, plots.sampler_colors(samplers)[sampler], figure, dpi=dpi)
     _write_table(pd.DataFrame(rows), table)
 
 
