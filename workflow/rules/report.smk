@@ -155,12 +155,12 @@ rule calibration:
         ),
     log:
         "results/logs/report/calibration/{sampler}.log",
+    conda:
+        "../../envs/report.yaml"
     params:
         samplers=list(SAMPLERS),
         bins=ANALYSIS["calibration_bins"],
         dpi=DPI,
-    conda:
-        "../../envs/report.yaml"
     script:
         "../../scripts/report_calibration.py"
 
