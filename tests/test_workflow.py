@@ -4,62 +4,28 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
-import yaml
-from conftest import ARTIFACTS, CHROMIUM_ARGS, IDX_NAMES, REPO, idx_bytes, write_idx_folder
+from conftest import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    IDX_NAMES,
+    idx_bytes,
+    make_synthetic_config,
+    snakemake,
+    write_idx_folder,
+)
 
 from bnn_sgmcmc import h5io, report
 
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "1"]
-    path = REPO / "config.yaml"
-    if config is not None:
-        path = workdir / "test-config.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-    # --configfile takes several values: it goes last, after any targets.
-    cmd += [*args, "--configfile", str(path)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-
-
-def make_synthetic_config(config: dict, cache: Path) -> dict:
-    """A config that runs every rule on tiny synthetic data in about a minute on 2 cores."""
-    config["data"]["source"] = "synthetic"
-    config["data"]["synthetic"] |= {"n_train": 1024, "n_test": 256}
-    config["model"]["hidden"] = [64]
-    config["sampling"] |= {
-        "batch_size": 64, "warmup_steps": 300, "sampling_steps": 100, "eval_every": 50,
-        "chains": 2, "shards": 2, "checkpoint_every": 0, "compilation_cache": str(cache),
-    }
-    config["samplers"]["sgld"]["step_size"] = 5e-4
-    config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3}
-    config["analysis"] |= {"uncertain_images": 10, "threshold": 0.9}
-    return config
-
-
 @pytest.fixture
 def synthetic_config(base_config, tmp_path) -> dict:
     return make_synthetic_config(base_config, tmp_path / "jax-cache")
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> tuple[Path, dict]:
-    """The whole workflow and its HTML report, run once for the tests below."""
-    workdir = tmp_path_factory.mktemp("run")
-    config = make_synthetic_config(yaml.safe_load((REPO / "config.yaml").read_text()), workdir / "jax-cache")
-    out = snakemake(workdir, "--cores", "2", config=config)
-    assert out.returncode == 0, out.stderr
-    out = snakemake(workdir, "--report", "results/report.html", config=config)
-    assert out.returncode == 0, out.stderr
-    return workdir, config
 
 
 def test_dry_run_of_the_default_config_lists_the_data_jobs(tmp_path):

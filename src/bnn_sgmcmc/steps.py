@@ -10,8 +10,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
-
 from bnn_sgmcmc import data as data_mod
 from bnn_sgmcmc import h5io, provenance
 

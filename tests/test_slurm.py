@@ -1,0 +1,82 @@
+"""The shipped Slurm profile, run on a real single-node Slurm cluster started by the test."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, snakemake
+from slurm_cluster import SlurmCluster, unavailable_reason
+
+from bnn_sgmcmc import h5io
+
+pytestmark = pytest.mark.workflow
+
+#: Rules that must run as Slurm jobs (the others are localrules).
+CLUSTER_RULES = ("preprocess", "warmup", "sample")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"the Slurm test must run on CI: {reason}")
+        pytest.skip(reason)
+    slurm = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    slurm.start()
+    yield slurm
+    slurm.stop()
+
+
+def slurm_profile(tmp_path):
+    """profiles/slurm with only what this one-node cluster lacks changed: account, partitions, GPUs."""
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    profile["default-resources"].pop("slurm_account")
+    profile["default-resources"] |= {"slurm_partition": "debug", "cpus_per_task": 1}
+    for rule in profile["set-resources"].values():
+        rule |= {"slurm_partition": "debug", "gpu": 0, "cpus_per_task": 1}
+    profile |= {
+        "jobs": 4,
+        "slurm-no-account": True,
+        "slurm-status-command": "squeue",  # no accounting database here
+        "slurm-keep-successful-logs": True,
+        "slurm-init-seconds-before-status-checks": 1,
+        "seconds-between-status-checks": 2,
+    }
+    folder = tmp_path / "profile"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return folder
+
+
+def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finished_run, tmp_path):
+    local_dir, config = finished_run
+    workdir = tmp_path / "slurm-run"
+    workdir.mkdir()
+    profile = slurm_profile(tmp_path)
+    out = snakemake(workdir, "--profile", str(profile), config=config, env=cluster.env, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + cluster.logs()
+
+    # Every cluster job went through sbatch: Slurm allocated it and the plugin kept its log.
+    allocations = re.findall(r"sched: Allocate JobId=(\d+)", (cluster.root / "slurmctld.log").read_text())
+    jobs = {"preprocess": 1, "warmup": 4, "sample": 4}  # 2 samplers x 2 shards
+    assert len(set(allocations)) >= sum(jobs.values())
+    logs = workdir / ".snakemake" / "slurm_logs"
+    for rule, count in jobs.items():
+        assert len(list((logs / f"rule_{rule}").rglob("*.log"))) == count, rule
+    for rule in ("download", "gather", "summary"):
+        assert not (logs / f"rule_{rule}").exists(), f"{rule} is a localrule"
+
+    # Same arrays as the local run of the same config.
+    for sampler in config["samplers"]:
+        here = h5io.read_predictive(workdir / f"results/predictive/{sampler}.h5")[0]
+        there = h5io.read_predictive(local_dir / f"results/predictive/{sampler}.h5")[0]
+        for key in ("probs", "mean_entropy", "last_probs", "labels"):
+            np.testing.assert_array_equal(here["test"][key], there["test"][key], err_msg=f"{sampler} {key}")
+    local_summary = (local_dir / "results/tables/summary.tsv").read_text().splitlines()
+    slurm_summary = (workdir / "results/tables/summary.tsv").read_text().splitlines()
+    assert [line.split("\t")[:3] for line in slurm_summary] == [line.split("\t")[:3] for line in local_summary]
