@@ -80,3 +80,19 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
     local_summary = (local_dir / "results/tables/summary.tsv").read_text().splitlines()
     slurm_summary = (workdir / "results/tables/summary.tsv").read_text().splitlines()
     assert [line.split("\t")[:3] for line in slurm_summary] == [line.split("\t")[:3] for line in local_summary]
+
+
+def test_a_missing_partition_surfaces_slurms_own_error_and_leaves_no_output(cluster, tmp_path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["data"] |= {"source": "synthetic", "synthetic": {"n_train": 64, "n_test": 16, "seed": None}}
+    profile = slurm_profile(tmp_path)
+    settings = yaml.safe_load((profile / "config.yaml").read_text())
+    settings["default-resources"]["slurm_partition"] = "no-such-partition"
+    (profile / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    out = snakemake(workdir, "results/data/mnist.h5", "--profile", str(profile), config=config, env=cluster.env)
+    assert out.returncode != 0
+    assert "invalid partition specified: no-such-partition" in out.stdout + out.stderr
+    assert (workdir / "results/data/mnist/raw.npz").exists()  # the local download ran
+    assert not (workdir / "results/data/mnist.h5").exists()

@@ -36,6 +36,10 @@ SHARD_CHAINS = shard_chains(config["sampling"]["chains"], config["sampling"]["sh
 # Settings that change results; operational ones (checkpoint_every,
 # compilation_cache) are read from the config by the scripts, so that changing
 # them does not rerun finished GPU jobs.
+# With --sdm conda, the sampling rules' environment: CPU or CUDA wheels.
+SAMPLING_ENV = {"cpu": "../../envs/jax.yaml", "cuda": "../../envs/jax-cuda.yaml"}[
+    config["conda_env"]
+]
 WARMUP_KEYS = ("batch_size", "batching", "warmup_steps", "eval_every")
 SAMPLING_KEYS = WARMUP_KEYS + ("sampling_steps", "thinning", "save_weights_every")
 

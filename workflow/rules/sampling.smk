@@ -6,7 +6,7 @@ rule warmup:
     log:
         "results/logs/warmup/{sampler}/shard{shard}.log",
     conda:
-        "../../envs/jax.yaml"
+        SAMPLING_ENV
     threads: 2
     resources:
         gpu=1,
@@ -33,7 +33,7 @@ rule sample:
     log:
         "results/logs/sample/{sampler}/shard{shard}.log",
     conda:
-        "../../envs/jax.yaml"
+        SAMPLING_ENV
     threads: 2
     resources:
         gpu=1,
