@@ -1,0 +1,391 @@
+"""Benchmark: the reference notebook's loop against this package's fused sampler.
+
+Run ``python -m bnn_sgmcmc.bench --source /path/to/mnist`` (``--help`` lists the
+options). On the same data, steps and device it measures
+
+* the baseline: the notebook's loop, reimplemented for measurement only
+  (BlackJAX ``step`` jitted and called once per step from Python, a host-side
+  generator drawing each minibatch with ``jax.random.choice``, the per-example
+  likelihood of ``blackjax.sgmcmc.gradients``, and the test-set running average
+  updated by a separate jitted call per step);
+* this package's sampler, through the functions the workflow's jobs use;
+
+per sampler and phase: seconds without and with compile, steps and gradient
+evaluations per second, compile seconds, peak host (and device) memory and the
+ratio baseline / ours; chain scaling; and the arithmetic floor (FLOPs over a
+matrix-product rate measured on the same device). Each measurement runs in a
+fresh process, so peak memory and compile times are its own. It writes a JSON
+record and a TSV table and prints a short table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_SAMPLERS = {
+    "sgld": {"kernel": "sgld", "step_size": 4.5e-5},
+    "sghmc": {"kernel": "sghmc", "step_size": 2.12e-3, "alpha": 4.71, "num_integration_steps": 10},
+}
+PROTOCOL = {"batch_size": 512, "warmup_steps": 2340, "sampling_steps": 1000, "eval_every": 100}
+MODEL = {"hidden": [500], "prior_scale": 1.0, "init": "flax"}
+
+
+# --------------------------------------------------------------------------- measurements (child processes)
+
+
+def _peak_host_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _peak_device_mib() -> float | None:
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
+def _setup(task: dict[str, Any]):
+    from bnn_sgmcmc import experiment
+
+    job = experiment.SamplerJob(
+        data=task["data"], sampler=task["sampler"], sampler_config=task["sampler_config"],
+        model_config=MODEL, sampling_config=task["schedule"] | {"thinning": 1, "batching": "replacement"},
+        seed=task["seed"], chains=list(range(task["chains"])), shard=0, shards=1, checkpoint="", out="",
+    )
+    return experiment.setup(job)
+
+
+def measure_ours(task: dict[str, Any]) -> dict[str, Any]:
+    """This package's fused sampler: warmup then sampling, as the workflow's jobs run them."""
+    from bnn_sgmcmc import experiment, sampling
+
+    experiment.enable_compilation_cache(task.get("compilation_cache") or "")
+    setup = _setup(task)
+    params = setup.initial_params()
+    warm, warm_compile = sampling.run_warmup(
+        setup.spec, setup.step_fn, setup.train, setup.schedule, setup.keys,
+        sampling.WarmupState(params, 0), setup.evaluate, setup.chains,
+    )
+    state = sampling.new_sampling_state(warm.params, setup.eval_sets, setup.num_classes)
+    state, sample_compile = sampling.run_sampling(
+        setup.spec, setup.step_fn, setup.train, setup.schedule, setup.keys, state,
+        setup.eval_sets, setup.predict, setup.chains,
+    )
+    return {
+        "warmup": {"seconds": warm.seconds, "compile_seconds": warm_compile,
+                   "final_accuracy": float(np.mean(warm.trace["test_accuracy"][-1]))},
+        "sampling": {"seconds": state.seconds, "compile_seconds": sample_compile,
+                     "final_accuracy": float(np.mean(state.trace["test"]["ensemble_accuracy"][-1]))},
+        "peak_host_mib": _peak_host_mib(),
+        "peak_device_mib": _peak_device_mib(),
+    }
+
+
+def measure_baseline(task: dict[str, Any]) -> dict[str, Any]:
+    """The reference notebook's loop: one jitted BlackJAX step per Python iteration."""
+    import blackjax
+    import jax
+    import jax.numpy as jnp
+    from jax.scipy.stats import norm
+
+    from bnn_sgmcmc import experiment
+
+    experiment.enable_compilation_cache(task.get("compilation_cache") or "")
+    setup = _setup(task)
+    spec, schedule, mlp = setup.spec, setup.schedule, setup.mlp
+    x_train = setup.train.x.astype(jnp.float32) * setup.train.scale  # the notebook scales on the host
+    y_train = jax.nn.one_hot(setup.train.y, setup.num_classes)
+    x_test, y_test = setup.eval_sets["test"].x, setup.eval_sets["test"].labels
+    data_size = x_train.shape[0]
+
+    def loglikelihood_fn(parameters, data):
+        x, y = data
+        return jnp.sum(y * mlp.apply({"params": parameters}, x))
+
+    def logprior_fn(parameters):
+        flat = jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(parameters)])
+        return jnp.sum(norm.logpdf(flat))
+
+    grad_fn = blackjax.sgmcmc.gradients.grad_estimator(logprior_fn, loglikelihood_fn, data_size)
+    if spec.kernel == "sgld":
+        kernel = blackjax.sgld(grad_fn)
+    else:
+        kernel = blackjax.sghmc(grad_fn, spec.num_integration_steps, spec.alpha, spec.beta)
+    step_fn = jax.jit(kernel.step)
+    predict = jax.jit(lambda p, x: jnp.exp(mlp.apply({"params": p}, x)))
+    update = jax.jit(lambda avg, p, n: (avg * n + p) / (n + 1))
+
+    def batches(key):
+        while True:
+            _, key = jax.random.split(key)
+            idx = jax.random.choice(key=key, a=jnp.arange(data_size), shape=(schedule.batch_size,))
+            yield x_train[idx], y_train[idx]
+
+    def accuracy(state):
+        return float(jnp.mean(jnp.argmax(predict(state, x_test), axis=1) == y_test))
+
+    key = jax.random.key(task["seed"])
+    state = jax.tree.map(lambda a: a[0], setup.initial_params())
+    gen = batches(jax.random.key(task["seed"] + 1))
+
+    def timed_loop(n_steps, body):
+        nonlocal key, state
+        first = time.perf_counter()
+        body(0)  # the first call compiles
+        jax.block_until_ready(state)
+        compile_seconds = time.perf_counter() - first
+        start = time.perf_counter()
+        for i in range(1, n_steps):
+            body(i)
+        jax.block_until_ready(state)
+        return compile_seconds, time.perf_counter() - start
+
+    def warm_body(i):
+        nonlocal key, state
+        _, key = jax.random.split(key)
+        state = step_fn(key, state, next(gen), spec.step_size)
+        if i % schedule.eval_every == 0:
+            accuracy(state)
+
+    warm_compile, warm_seconds = timed_loop(schedule.warmup_steps, warm_body)
+    warm_accuracy = accuracy(state)
+    avg = jnp.zeros((x_test.shape[0], setup.num_classes))
+
+    def sample_body(i):
+        nonlocal key, state, avg
+        _, key = jax.random.split(key)
+        state = step_fn(key, state, next(gen), spec.step_size)
+        avg = update(avg, predict(state, x_test), i)
+
+    sample_compile, sample_seconds = timed_loop(schedule.sampling_steps, sample_body)
+    return {
+        "warmup": {"seconds": warm_seconds, "compile_seconds": warm_compile, "final_accuracy": warm_accuracy},
+        "sampling": {"seconds": sample_seconds, "compile_seconds": sample_compile,
+                     "final_accuracy": float(jnp.mean(jnp.argmax(avg, axis=1) == y_test))},
+        "peak_host_mib": _peak_host_mib(),
+        "peak_device_mib": _peak_device_mib(),
+    }
+
+
+def measure_matmul(size: int) -> dict[str, Any]:
+    """Float32 matrix-product rate at JAX's default precision: the device's practical peak."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return {"size": size, "seconds": seconds, "flops_per_second": 2 * size**3 / seconds}
+
+
+def _child(args: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    kind, task = args
+    return {"ours": measure_ours, "baseline": measure_baseline, "matmul": lambda t: measure_matmul(t["size"])}[kind](task)
+
+
+def run_isolated(kind: str, task: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in a fresh process (its own peak memory, compile and caches)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_child, ((kind, task),))
+
+
+# --------------------------------------------------------------------------- arithmetic floor
+
+
+def flops(input_dim: int, hidden: list[int], classes: int, batch: int, n_test: int) -> dict[str, float]:
+    """Multiply-adds x 2 of the dense layers: a gradient is about 3 forward passes (forward + backward)."""
+    widths = [input_dim, *hidden, classes]
+    per_example = sum(2 * a * b for a, b in zip(widths[:-1], widths[1:]))
+    return {"gradient": 3 * per_example * batch, "test_pass": per_example * n_test}
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _device() -> dict[str, Any]:
+    from bnn_sgmcmc import provenance
+
+    return provenance.device()
+
+
+def phase_rows(impl: str, sampler: str, chains: int, grads_per_step: int, schedule: dict, runs: list[dict]) -> list[dict]:
+    rows = []
+    for phase, steps in (("warmup", schedule["warmup_steps"]), ("sampling", schedule["sampling_steps"])):
+        seconds = statistics.median(r[phase]["seconds"] for r in runs)
+        compile_seconds = statistics.median(r[phase]["compile_seconds"] for r in runs)
+        rows.append({
+            "impl": impl, "sampler": sampler, "chains": chains, "phase": phase, "steps": steps,
+            "repeats": len(runs), "seconds": seconds, "seconds_with_compile": seconds + compile_seconds,
+            "compile_seconds": compile_seconds, "steps_per_second": steps / seconds,
+            "grad_evals_per_second": chains * steps * grads_per_step / seconds,
+            "peak_host_mib": max(r["peak_host_mib"] for r in runs),
+            "peak_device_mib": None if runs[0]["peak_device_mib"] is None else max(r["peak_device_mib"] for r in runs),
+            "final_accuracy": statistics.median(r[phase]["final_accuracy"] for r in runs),
+            "all_seconds": [r[phase]["seconds"] for r in runs],
+        })
+    return rows
+
+
+def scale_schedule(scale: float) -> dict[str, int]:
+    """The notebook's protocol with both phases shortened by ``scale``."""
+    schedule = {k: max(1, round(v * scale)) if k.endswith("_steps") else v for k, v in PROTOCOL.items()}
+    schedule["eval_every"] = min(schedule["eval_every"], schedule["warmup_steps"], schedule["sampling_steps"])
+    return schedule
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", default="synthetic", help="data.source: an IDX or parquet folder, a hub id, or 'synthetic'")
+    parser.add_argument("--scale", type=float, default=1.0, help="shorten every phase by this factor (quick runs)")
+    parser.add_argument("--samplers", default="sgld,sghmc", help="comma-separated: sgld, sghmc")
+    parser.add_argument("--chains", default=None, help="chain counts for the scaling table (default 1,2,4 on CPU, 1,2,4,8,16 on GPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported")
+    parser.add_argument("--scaling-scale", type=float, default=None,
+                        help="scale of the chain-scaling runs (default: --scale); 0 skips them")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the reference loop")
+    parser.add_argument("--matmul-size", type=int, default=None, help="matrix size for the rate (default 2048 CPU, 8192 GPU)")
+    parser.add_argument("--compilation-cache", default="", help="a persistent cache directory (default: none, cold compiles)")
+    parser.add_argument("--out", default="results/benchmarks", help="folder for the JSON record and TSV table")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from bnn_sgmcmc import data as data_mod
+    from bnn_sgmcmc import h5io, provenance
+
+    started = time.perf_counter()
+    device = run_isolated_device()
+    gpu = device["backend"] == "gpu"
+    chain_counts = [int(c) for c in (args.chains or ("1,2,4,8,16" if gpu else "1,2,4")).split(",")]
+    schedule = scale_schedule(args.scale)
+    data_config = {
+        "source": args.source, "image_column": "image", "label_column": "label", "image_shape": [28, 28],
+        "num_classes": 10, "synthetic": {"n_train": 4096, "n_test": 1024, "seed": None},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        images, record = data_mod.load_source(data_config, args.seed)
+        data_h5 = str(Path(tmp) / "data.h5")
+        h5io.write_data_h5(data_h5, images, num_classes=10, attrs={"source": args.source})
+        n_train, n_test = len(images.train.labels), len(images.test.labels)
+        rows, scaling = [], []
+        for name in args.samplers.split(","):
+            sampler_config = DEFAULT_SAMPLERS[name]
+            grads = sampler_config.get("num_integration_steps", 1) if sampler_config["kernel"] == "sghmc" else 1
+            task = {"data": data_h5, "sampler": name, "sampler_config": sampler_config, "schedule": schedule,
+                    "seed": args.seed, "chains": 1, "compilation_cache": args.compilation_cache}
+            impls = ["ours"] if args.no_baseline else ["baseline", "ours"]
+            for impl in impls:
+                runs = []
+                for r in range(args.repeats):
+                    runs.append(run_isolated(impl, task))
+                    print(f"{impl} {name} run {r + 1}: warmup {runs[-1]['warmup']['seconds']:.2f} s, "
+                          f"sampling {runs[-1]['sampling']['seconds']:.2f} s", file=sys.stderr)
+                rows += phase_rows(impl, name, 1, grads, schedule, runs)
+            scaling_scale = args.scale if args.scaling_scale is None else args.scaling_scale
+            scaled = scale_schedule(scaling_scale)
+            for chains in chain_counts if scaling_scale > 0 else []:
+                if chains == 1 and scaled == schedule:  # already measured above
+                    chain_rows = [r for r in rows if r["impl"] == "ours" and r["sampler"] == name]
+                else:
+                    runs = [run_isolated("ours", task | {"chains": chains, "schedule": scaled}) for _ in range(args.repeats)]
+                    chain_rows = phase_rows("ours", name, chains, grads, scaled, runs)
+                for row in chain_rows:
+                    scaling.append({"sampler": name, "chains": chains, "phase": row["phase"], "steps": row["steps"],
+                                    "seconds": row["seconds"], "seconds_per_chain": row["seconds"] / chains,
+                                    "peak_host_mib": row["peak_host_mib"]})
+        matmul = run_isolated("matmul", {"size": args.matmul_size or (8192 if gpu else 2048)})
+
+    work = flops(28 * 28, MODEL["hidden"], 10, schedule["batch_size"], n_test)
+    for row in rows:
+        grads = DEFAULT_SAMPLERS[row["sampler"]].get("num_integration_steps", 1) if row["sampler"] == "sghmc" else 1
+        per_step = grads * work["gradient"] + (work["test_pass"] if row["phase"] == "sampling" else work["test_pass"] / schedule["eval_every"])
+        floor = row["chains"] * row["steps"] * per_step / matmul["flops_per_second"]
+        row |= {"flops_per_step": per_step, "floor_seconds": floor, "times_floor": row["seconds"] / floor,
+                "achieved_flops_per_second": row["chains"] * row["steps"] * per_step / row["seconds"]}
+    ratios = []
+    for name in args.samplers.split(","):
+        for phase in ("warmup", "sampling"):
+            pair = {r["impl"]: r for r in rows if r["sampler"] == name and r["phase"] == phase and r["chains"] == 1}
+            if "baseline" in pair:
+                ratios.append({"sampler": name, "phase": phase,
+                               "speedup": pair["baseline"]["seconds"] / pair["ours"]["seconds"],
+                               "speedup_with_compile": pair["baseline"]["seconds_with_compile"] / pair["ours"]["seconds_with_compile"]})
+    result = {
+        "created": provenance.now(),
+        "command": " ".join(["python -m bnn_sgmcmc.bench", *(argv if argv is not None else sys.argv[1:])]),
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "device": device,
+        "versions": provenance.versions(),
+        "source": args.source,
+        "data": {"n_train": n_train, "n_test": n_test, "splits": record["splits"]},
+        "schedule": schedule,
+        "scale": args.scale,
+        "model": MODEL,
+        "samplers": {s: DEFAULT_SAMPLERS[s] for s in args.samplers.split(",")},
+        "flops": work,
+        "matmul": matmul,
+        "phases": rows,
+        "speedup": ratios,
+        "chain_scaling": scaling,
+        "total_seconds": time.perf_counter() - started,
+    }
+    write(result, Path(args.out))
+    print(table(result))
+    return result
+
+
+def run_isolated_device() -> dict[str, Any]:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_device)
+
+
+def write(result: dict[str, Any], folder: Path) -> None:
+    import pandas as pd
+
+    from bnn_sgmcmc import h5io
+
+    stamp = result["created"].replace(":", "").replace("+0000", "Z")
+    stem = f"bench-{result['device']['device_kind'].replace(' ', '_')}-{stamp}"
+    h5io.write_json(folder / f"{stem}.json", result)
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "all_seconds"} for r in result["phases"]])
+    with h5io.atomic_path(folder / f"{stem}.tsv") as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    result["files"] = [str(folder / f"{stem}.json"), str(folder / f"{stem}.tsv")]
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [f"device: {result['device']['device_kind']} ({result['device']['backend']}), "
+             f"matmul {result['matmul']['flops_per_second'] / 1e9:.0f} GFLOP/s"]
+    lines.append(f"{'impl':9} {'sampler':7} {'phase':9} {'seconds':>9} {'+compile':>9} {'steps/s':>9} {'x floor':>8} {'acc':>6}")
+    for r in result["phases"]:
+        lines.append(f"{r['impl']:9} {r['sampler']:7} {r['phase']:9} {r['seconds']:9.3f} {r['compile_seconds']:9.2f} "
+                     f"{r['steps_per_second']:9.1f} {r['times_floor']:8.2f} {r['final_accuracy']:6.3f}")
+    for r in result["speedup"]:
+        lines.append(f"speedup {r['sampler']} {r['phase']}: {r['speedup']:.2f}x ({r['speedup_with_compile']:.2f}x with compile)")
+    for r in result["chain_scaling"]:
+        lines.append(f"chains {r['sampler']} {r['phase']} x{r['chains']}: {r['seconds']:.3f} s, {r['seconds_per_chain']:.3f} s per chain")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The benchmark command on tiny synthetic data: its record has every field (timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bnn_sgmcmc import bench
+
+pytestmark = pytest.mark.workflow
+
+
+def test_benchmark_record_has_every_field(tmp_path, capsys):
+    result = bench.main(["--scale", "0.01", "--samplers", "sgld", "--repeats", "1", "--chains", "1,2",
+                         "--matmul-size", "256", "--out", str(tmp_path)])
+    record = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
+    assert record["phases"] == json.loads(json.dumps(result["phases"]))
+    assert {"backend", "device_kind"} <= set(record["device"]) and "jax" in record["versions"]
+    assert record["schedule"] == {"batch_size": 512, "warmup_steps": 23, "sampling_steps": 10, "eval_every": 10}
+    assert {(r["impl"], r["phase"]) for r in record["phases"]} == {
+        (impl, phase) for impl in ("baseline", "ours") for phase in ("warmup", "sampling")
+    }
+    for row in record["phases"]:
+        for field in ("seconds", "seconds_with_compile", "compile_seconds", "steps_per_second",
+                      "grad_evals_per_second", "peak_host_mib", "floor_seconds", "times_floor", "final_accuracy"):
+            assert row[field] > 0, (row["impl"], row["phase"], field)
+        assert row["seconds_with_compile"] == pytest.approx(row["seconds"] + row["compile_seconds"])
+    assert {(r["sampler"], r["phase"]) for r in record["speedup"]} == {("sgld", "warmup"), ("sgld", "sampling")}
+    assert [(r["chains"], r["phase"]) for r in record["chain_scaling"]] == [
+        (1, "warmup"), (1, "sampling"), (2, "warmup"), (2, "sampling")
+    ]
+    assert record["matmul"]["flops_per_second"] > 0 and record["flops"]["test_pass"] > record["flops"]["gradient"] / 3
+    assert (tmp_path / next(tmp_path.glob("bench-*.tsv")).name).read_text().startswith("impl\tsampler")
+    assert "speedup sgld warmup" in capsys.readouterr().out
