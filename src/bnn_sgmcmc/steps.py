@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from bnn_sgmcmc import data as data_mod
@@ -92,8 +93,6 @@ class _Checkpointer:
 
     def load(self, fingerprint: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The checkpoint's contents, if one exists and was made by this very run's config."""
-        from pathlib import Path
-
         if not Path(self.path).is_file():
             return None
         try:
@@ -108,8 +107,6 @@ class _Checkpointer:
         return arrays, attrs
 
     def remove(self) -> None:
-        from pathlib import Path
-
         path = Path(self.path)
         path.unlink(missing_ok=True)
         for folder in (path.parent, path.parent.parent):  # results/checkpoints/{sampler}/shard{n}
