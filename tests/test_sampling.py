@@ -326,3 +326,9 @@ def test_last_probs_are_the_last_samples_own_predictions(data_h5, tmp_path):
     assert not np.allclose(last, many["test"]["probs"], atol=1e-3)
     accuracy = (last.argmax(-1) == many["test"]["labels"]).mean(axis=1)
     np.testing.assert_allclose(accuracy, many["trace"]["test"]["pointwise_accuracy"][-1], atol=1e-6)
+
+
+def test_progress_bar():
+    assert sampling.progress_bar(0, 100, 10) == "[..........]"
+    assert sampling.progress_bar(50, 100, 10) == "[#####.....]"
+    assert sampling.progress_bar(100, 100, 10) == "[##########]"

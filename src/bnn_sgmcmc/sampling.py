@@ -19,6 +19,7 @@ import os
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import logging
+import sys
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -296,9 +297,19 @@ def sampling_program(
 # --------------------------------------------------------------------------- host-side drivers
 
 
+def progress_bar(step: int, total: int, width: int = 30) -> str:
+    """``[#########.........]`` for ``step`` of ``total``."""
+    filled = int(width * step / total) if total else width
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
 @dataclass
 class Progress:
-    """Reports each chunk to the log: step, speed, time left and the notebook's test error."""
+    """Reports each chunk to the log: step, speed, time left and the notebook's test error.
+
+    When the process's original stderr is a terminal (a job started from an
+    interactive shell), the same line is also drawn there as a progress bar.
+    """
 
     sampler: str
     phase: str
@@ -312,10 +323,13 @@ class Progress:
         rate = done / elapsed if elapsed > 0 else float("nan")
         left = (self.total - step) / rate if rate > 0 else float("nan")
         tail = f" | error: {100 * error:.2f}%" if error is not None else ""
-        log.info(
-            "%s %s step %d/%d | %.1f steps/s | %.0f s left%s",
-            self.sampler, self.phase, step, self.total, rate, left, tail,
-        )
+        line = f"{self.sampler} {self.phase} step {step}/{self.total} | {rate:.1f} steps/s | {left:.0f} s left{tail}"
+        log.info("%s", line)
+        terminal = sys.__stderr__
+        if terminal is not None and terminal.isatty():
+            end = "\n" if step >= self.total else ""
+            terminal.write(f"\r{progress_bar(step, self.total)} {line}{end}")
+            terminal.flush()
 
 
 def check_finite(diverged_at: np.ndarray, sampler: str, chains: Sequence[int], phase: str, step_size: float) -> None:
