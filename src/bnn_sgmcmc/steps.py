@@ -220,7 +220,7 @@ def sample(job: Any) -> None:
     def on_chunk(state: Any) -> None:
         if save_every and state.step % save_every == 0:
             weights["step"].append(state.step)
-            weights["params"].append(jax.tree.map(lambda a: jax.device_get(a), state.params))
+            weights["params"].append(jax.device_get(state.params))
         if state.step < schedule.sampling_steps and ckpt.due():
             arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_params=True)
             ckpt.write(arrays, attrs(state))
