@@ -33,6 +33,22 @@ def _ensemble(arrays: Mapping[str, Any]) -> np.ndarray:
     return analysis.pool_chains(arrays["test"]["probs"])
 
 
+def _run_facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """What every per-sampler table reports: accuracies, chains, samples and compute."""
+    trace = arrays["trace"]
+    return {
+        "sampler": name,
+        "kernel": attrs["sampler"]["kernel"],
+        "ensemble_accuracy": analysis.accuracy(_ensemble(arrays), arrays["test"]["labels"].astype(np.int64)),
+        # The last kept sample of each chain alone, averaged over chains.
+        "pointwise_accuracy": float(np.mean(trace["test"]["pointwise_accuracy"][-1])),
+        "chains": int(attrs["chains"]),
+        "samples_per_chain": int(attrs["num_samples"]),
+        "grad_evals": int(trace["grad_evals"][-1]),
+        "sampling_seconds": float(np.max(trace["wall_seconds"][-1])),
+    }
+
+
 def warmup(*, predictive: Mapping[str, str], samplers: Sequence[str], figure: str, dpi: int) -> None:
     """Figure: pointwise test accuracy against warmup step, one line per chain."""
     loaded = _load(predictive)
@@ -55,22 +71,12 @@ def comparison(*, predictive: Mapping[str, str], samplers: Sequence[str], figure
             "wall_seconds": trace["wall_seconds"],
             "ensemble_accuracy": trace["test"]["ensemble_accuracy"],
         }
-        labels = arrays["test"]["labels"]
-        ensemble = analysis.accuracy(_ensemble(arrays), labels)
-        pointwise = float(np.mean(trace["test"]["pointwise_accuracy"][-1]))
-        rows.append({
-            "sampler": name,
-            "kernel": attrs["sampler"]["kernel"],
-            "chains": int(attrs["chains"]),
-            "samples_per_chain": int(attrs["num_samples"]),
-            "ensemble_accuracy": ensemble,
-            "last_sample_accuracy": pointwise,
-            "ensemble_gain_points": 100 * (ensemble - pointwise),
-            "grad_evals": int(trace["grad_evals"][-1]),
-            "sampling_seconds": float(np.max(trace["wall_seconds"][-1])),
-        })
+        facts = _run_facts(name, arrays, attrs)
+        facts["last_sample_accuracy"] = facts.pop("pointwise_accuracy")
+        facts["ensemble_gain_points"] = 100 * (facts["ensemble_accuracy"] - facts["last_sample_accuracy"])
+        rows.append(facts)
     plots.comparison(traces, plots.sampler_colors(samplers), figure, dpi=dpi)
-    _write_table(pd.DataFrame(rows), table)
+    _write_table(pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)), table)
 
 
 def uncertainty(
@@ -170,6 +176,10 @@ def calibration(
     _write_table(pd.DataFrame(rows), table)
 
 
+COMPARISON_COLUMNS = (
+    "sampler", "kernel", "chains", "samples_per_chain", "ensemble_accuracy", "last_sample_accuracy",
+    "ensemble_gain_points", "grad_evals", "sampling_seconds",
+)
 SUMMARY_COLUMNS = (
     "sampler", "kernel", "ensemble_accuracy", "pointwise_accuracy", "nll", "ece", "brier", "certain_share",
     "aurc", "chains", "samples_per_chain", "grad_evals", "sampling_seconds", "device",
@@ -182,22 +192,7 @@ def summary(*, predictive: Mapping[str, str], threshold: float, bins: int, table
     for name, (arrays, attrs) in _load(predictive).items():
         labels = arrays["test"]["labels"].astype(np.int64)
         scores = analysis.summary(_ensemble(arrays), labels, threshold=threshold, bins=bins)
-        trace = arrays["trace"]
+        scores.pop("accuracy")  # the same number as the facts' ensemble_accuracy
         device = attrs.get("device") or {}
-        rows.append({
-            "sampler": name,
-            "kernel": attrs["sampler"]["kernel"],
-            "ensemble_accuracy": scores["accuracy"],
-            "pointwise_accuracy": float(np.mean(trace["test"]["pointwise_accuracy"][-1])),
-            "nll": scores["nll"],
-            "ece": scores["ece"],
-            "brier": scores["brier"],
-            "certain_share": scores["certain_share"],
-            "aurc": scores["aurc"],
-            "chains": int(attrs["chains"]),
-            "samples_per_chain": int(attrs["num_samples"]),
-            "grad_evals": int(trace["grad_evals"][-1]),
-            "sampling_seconds": float(np.max(trace["wall_seconds"][-1])),
-            "device": device.get("device_kind", ""),
-        })
+        rows.append(_run_facts(name, arrays, attrs) | scores | {"device": device.get("device_kind", "")})
     _write_table(pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)), table)
