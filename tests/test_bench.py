@@ -12,7 +12,7 @@ pytestmark = pytest.mark.workflow
 
 
 def test_benchmark_record_has_every_field(tmp_path, capsys):
-    result = bench.main(["--scale", "0.01", "--samplers", "sgld", "--repeats", "1", "--chains", "1,2",
+    result = bench.main(["--scale", "0.01", "--samplers", "sgld", "--repeats", "2", "--chains", "1,2",
                          "--matmul-size", "256", "--out", str(tmp_path)])
     record = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
     assert record["phases"] == json.loads(json.dumps(result["phases"]))
@@ -26,6 +26,9 @@ def test_benchmark_record_has_every_field(tmp_path, capsys):
                       "grad_evals_per_second", "peak_host_mib", "floor_seconds", "times_floor", "final_accuracy"):
             assert row[field] > 0, (row["impl"], row["phase"], field)
         assert row["seconds_with_compile"] == pytest.approx(row["seconds"] + row["compile_seconds"])
+        assert row["repeats"] == len(row["all_seconds"]) == 2
+        if row["impl"] == "ours":  # the second run in the process reads its programs from the fresh cache
+            assert 0 < row["compile_seconds_cached"] < row["compile_seconds"], row
     assert {(r["sampler"], r["phase"]) for r in record["speedup"]} == {("sgld", "warmup"), ("sgld", "sampling")}
     assert [(r["chains"], r["phase"]) for r in record["chain_scaling"]] == [
         (1, "warmup"), (1, "sampling"), (2, "warmup"), (2, "sampling")

@@ -14,7 +14,8 @@ per sampler and phase: seconds without and with compile, steps and gradient
 evaluations per second, compile seconds, peak host (and device) memory and the
 ratio baseline / ours; chain scaling; and the arithmetic floor (FLOPs over a
 matrix-product rate measured on the same device). Each measurement runs in a
-fresh process, so peak memory and compile times are its own. It writes a JSON
+fresh process, so peak memory and compile times are its own; its repeats run in
+that process, the first compiling cold and the others from the persistent cache. It writes a JSON
 record and a TSV table and prints a short table.
 """
 
@@ -196,13 +197,25 @@ def measure_matmul(size: int) -> dict[str, Any]:
     return {"size": size, "seconds": seconds, "flops_per_second": 2 * size**3 / seconds}
 
 
-def _child(args: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+def _child(args: tuple[str, dict[str, Any]]) -> Any:
     kind, task = args
-    return {"ours": measure_ours, "baseline": measure_baseline, "matmul": lambda t: measure_matmul(t["size"])}[kind](task)
+    if kind == "matmul":
+        return measure_matmul(task["size"])
+    measure = {"ours": measure_ours, "baseline": measure_baseline}[kind]
+    if task.get("compilation_cache") is not None:
+        return [measure(task) for _ in range(task["repeats"])]
+    # A cache of this process's own: the first run compiles cold, the repeats read it back.
+    with tempfile.TemporaryDirectory() as cache:
+        return [measure(task | {"compilation_cache": cache}) for _ in range(task["repeats"])]
 
 
-def run_isolated(kind: str, task: dict[str, Any]) -> dict[str, Any]:
-    """Run one measurement in a fresh process (its own peak memory, compile and caches)."""
+def run_isolated(kind: str, task: dict[str, Any]) -> Any:
+    """Run one measurement in a fresh process (its own peak memory, compile and caches).
+
+    ``task["repeats"]`` runs share the process: the first one's compile is cold
+    (unless ``task["compilation_cache"]`` names a cache that already holds the
+    programs), the later ones' compile comes from the persistent cache.
+    """
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_child, ((kind, task),))
 
@@ -230,11 +243,14 @@ def phase_rows(impl: str, sampler: str, chains: int, grads_per_step: int, schedu
     rows = []
     for phase, steps in (("warmup", schedule["warmup_steps"]), ("sampling", schedule["sampling_steps"])):
         seconds = statistics.median(r[phase]["seconds"] for r in runs)
-        compile_seconds = statistics.median(r[phase]["compile_seconds"] for r in runs)
+        compile_seconds = runs[0][phase]["compile_seconds"]  # the process's first compile
+        cached = [r[phase]["compile_seconds"] for r in runs[1:]]
         rows.append({
             "impl": impl, "sampler": sampler, "chains": chains, "phase": phase, "steps": steps,
             "repeats": len(runs), "seconds": seconds, "seconds_with_compile": seconds + compile_seconds,
-            "compile_seconds": compile_seconds, "steps_per_second": steps / seconds,
+            "compile_seconds": compile_seconds,
+            "compile_seconds_cached": statistics.median(cached) if cached else None,
+            "steps_per_second": steps / seconds,
             "grad_evals_per_second": chains * steps * grads_per_step / seconds,
             "peak_host_mib": max(r["peak_host_mib"] for r in runs),
             "peak_device_mib": None if runs[0]["peak_device_mib"] is None else max(r["peak_device_mib"] for r in runs),
@@ -257,14 +273,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--scale", type=float, default=1.0, help="shorten every phase by this factor (quick runs)")
     parser.add_argument("--samplers", default="sgld,sghmc", help="comma-separated: sgld, sghmc")
     parser.add_argument("--chains", default=None, help="chain counts for the scaling table (default 1,2,4 on CPU, 1,2,4,8,16 on GPU)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per measurement, in one fresh process; medians are reported, and the first run's "
+                             "compile is the cold one")
     parser.add_argument("--scaling-scale", type=float, default=None,
                         help="scale of the chain-scaling runs (default: --scale); 0 skips them")
     parser.add_argument("--no-baseline", action="store_true", help="skip the reference loop")
     parser.add_argument("--thinning", type=int, default=1,
                         help="keep every n-th sampling step for the ensemble (ours only): fewer test-set passes")
     parser.add_argument("--matmul-size", type=int, default=None, help="matrix size for the rate (default 2048 CPU, 8192 GPU)")
-    parser.add_argument("--compilation-cache", default="", help="a persistent cache directory (default: none, cold compiles)")
+    parser.add_argument("--compilation-cache", default=None,
+                        help="a persistent cache directory shared by every measurement (default: a fresh one per "
+                             "process, so each first compile is cold)")
     parser.add_argument("--out", default="results/benchmarks", help="folder for the JSON record and TSV table")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -285,76 +305,91 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "source": args.source, "image_column": "image", "label_column": "label", "image_shape": [28, 28],
         "num_classes": 10, "synthetic": {"n_train": 4096, "n_test": 1024, "seed": None},
     }
+    matmul = run_isolated("matmul", {"size": args.matmul_size or (8192 if gpu else 2048)})
+    samplers = args.samplers.split(",")
+    created = provenance.now()
+    rows: list[dict[str, Any]] = []
+    scaling: list[dict[str, Any]] = []
+
+    def record() -> dict[str, Any]:
+        """The record so far: written after every measurement, so an interrupted run keeps what it measured."""
+        for row in rows:
+            grads = DEFAULT_SAMPLERS[row["sampler"]].get("num_integration_steps", 1) if row["sampler"] == "sghmc" else 1
+            passes = 1 / schedule.get("thinning", 1) if row["phase"] == "sampling" else 1 / schedule["eval_every"]
+            per_step = grads * work["gradient"] + passes * work["test_pass"]
+            floor = row["chains"] * row["steps"] * per_step / matmul["flops_per_second"]
+            row |= {"flops_per_step": per_step, "floor_seconds": floor, "times_floor": row["seconds"] / floor,
+                    "achieved_flops_per_second": row["chains"] * row["steps"] * per_step / row["seconds"]}
+        ratios = []
+        for name in samplers:
+            for phase in ("warmup", "sampling"):
+                pair = {r["impl"]: r for r in rows if r["sampler"] == name and r["phase"] == phase and r["chains"] == 1}
+                if {"baseline", "ours"} <= set(pair):
+                    ratios.append({"sampler": name, "phase": phase,
+                                   "speedup": pair["baseline"]["seconds"] / pair["ours"]["seconds"],
+                                   "speedup_with_compile": pair["baseline"]["seconds_with_compile"]
+                                   / pair["ours"]["seconds_with_compile"]})
+        result = {
+            "created": created,
+            "command": " ".join(["python -m bnn_sgmcmc.bench", *(argv if argv is not None else sys.argv[1:])]),
+            "host": platform.node(),
+            "cpu_count": os.cpu_count(),
+            "device": device,
+            "versions": provenance.versions(),
+            "source": args.source,
+            "data": {"n_train": n_train, "n_test": n_test, "splits": data_record["splits"]},
+            "schedule": schedule,
+            "scale": args.scale,
+            "model": MODEL,
+            "samplers": {s: DEFAULT_SAMPLERS[s] for s in samplers},
+            "flops": work,
+            "matmul": matmul,
+            "phases": rows,
+            "speedup": ratios,
+            "chain_scaling": scaling,
+            "total_seconds": time.perf_counter() - started,
+        }
+        write(result, Path(args.out))
+        return result
+
     with tempfile.TemporaryDirectory() as tmp:
-        images, record = data_mod.load_source(data_config, args.seed)
+        images, data_record = data_mod.load_source(data_config, args.seed)
         data_h5 = str(Path(tmp) / "data.h5")
         h5io.write_data_h5(data_h5, images, num_classes=10, attrs={"source": args.source})
         n_train, n_test = len(images.train.labels), len(images.test.labels)
-        rows, scaling = [], []
-        for name in args.samplers.split(","):
+        work = flops(28 * 28, MODEL["hidden"], 10, schedule["batch_size"], n_test)
+        for name in samplers:
             sampler_config = DEFAULT_SAMPLERS[name]
             grads = sampler_config.get("num_integration_steps", 1) if sampler_config["kernel"] == "sghmc" else 1
             task = {"data": data_h5, "sampler": name, "sampler_config": sampler_config, "schedule": schedule,
-                    "seed": args.seed, "chains": 1, "compilation_cache": args.compilation_cache}
+                    "seed": args.seed, "chains": 1, "repeats": args.repeats, "compilation_cache": args.compilation_cache}
             impls = ["ours"] if args.no_baseline else ["baseline", "ours"]
             for impl in impls:
-                runs = []
-                for r in range(args.repeats):
-                    runs.append(run_isolated(impl, task))
-                    print(f"{impl} {name} run {r + 1}: warmup {runs[-1]['warmup']['seconds']:.2f} s, "
-                          f"sampling {runs[-1]['sampling']['seconds']:.2f} s", file=sys.stderr)
+                runs = run_isolated(impl, task)
+                for r, run in enumerate(runs):
+                    print(f"{impl} {name} run {r + 1}: warmup {run['warmup']['seconds']:.2f} s "
+                          f"(compile {run['warmup']['compile_seconds']:.2f} s), sampling {run['sampling']['seconds']:.2f} s "
+                          f"(compile {run['sampling']['compile_seconds']:.2f} s)", file=sys.stderr, flush=True)
                 rows += phase_rows(impl, name, 1, grads, schedule, runs)
+                record()
             scaling_scale = args.scale if args.scaling_scale is None else args.scaling_scale
             scaled = scale_schedule(scaling_scale)
             for chains in chain_counts if scaling_scale > 0 else []:
                 if chains == 1 and scaled == schedule:  # already measured above
                     chain_rows = [r for r in rows if r["impl"] == "ours" and r["sampler"] == name]
                 else:
-                    runs = [run_isolated("ours", task | {"chains": chains, "schedule": scaled}) for _ in range(args.repeats)]
+                    runs = run_isolated("ours", task | {"chains": chains, "schedule": scaled})
+                    print(f"ours {name} x{chains}: warmup {statistics.median(r['warmup']['seconds'] for r in runs):.3f} s, "
+                          f"sampling {statistics.median(r['sampling']['seconds'] for r in runs):.3f} s",
+                          file=sys.stderr, flush=True)
                     chain_rows = phase_rows("ours", name, chains, grads, scaled, runs)
                 for row in chain_rows:
                     scaling.append({"sampler": name, "chains": chains, "phase": row["phase"], "steps": row["steps"],
                                     "seconds": row["seconds"], "seconds_per_chain": row["seconds"] / chains,
-                                    "peak_host_mib": row["peak_host_mib"]})
-        matmul = run_isolated("matmul", {"size": args.matmul_size or (8192 if gpu else 2048)})
-
-    work = flops(28 * 28, MODEL["hidden"], 10, schedule["batch_size"], n_test)
-    for row in rows:
-        grads = DEFAULT_SAMPLERS[row["sampler"]].get("num_integration_steps", 1) if row["sampler"] == "sghmc" else 1
-        passes = 1 / schedule.get("thinning", 1) if row["phase"] == "sampling" else 1 / schedule["eval_every"]
-        per_step = grads * work["gradient"] + passes * work["test_pass"]
-        floor = row["chains"] * row["steps"] * per_step / matmul["flops_per_second"]
-        row |= {"flops_per_step": per_step, "floor_seconds": floor, "times_floor": row["seconds"] / floor,
-                "achieved_flops_per_second": row["chains"] * row["steps"] * per_step / row["seconds"]}
-    ratios = []
-    for name in args.samplers.split(","):
-        for phase in ("warmup", "sampling"):
-            pair = {r["impl"]: r for r in rows if r["sampler"] == name and r["phase"] == phase and r["chains"] == 1}
-            if "baseline" in pair:
-                ratios.append({"sampler": name, "phase": phase,
-                               "speedup": pair["baseline"]["seconds"] / pair["ours"]["seconds"],
-                               "speedup_with_compile": pair["baseline"]["seconds_with_compile"] / pair["ours"]["seconds_with_compile"]})
-    result = {
-        "created": provenance.now(),
-        "command": " ".join(["python -m bnn_sgmcmc.bench", *(argv if argv is not None else sys.argv[1:])]),
-        "host": platform.node(),
-        "cpu_count": os.cpu_count(),
-        "device": device,
-        "versions": provenance.versions(),
-        "source": args.source,
-        "data": {"n_train": n_train, "n_test": n_test, "splits": record["splits"]},
-        "schedule": schedule,
-        "scale": args.scale,
-        "model": MODEL,
-        "samplers": {s: DEFAULT_SAMPLERS[s] for s in args.samplers.split(",")},
-        "flops": work,
-        "matmul": matmul,
-        "phases": rows,
-        "speedup": ratios,
-        "chain_scaling": scaling,
-        "total_seconds": time.perf_counter() - started,
-    }
-    write(result, Path(args.out))
+                                    "compile_seconds": row["compile_seconds"], "peak_host_mib": row["peak_host_mib"],
+                                    "peak_device_mib": row["peak_device_mib"]})
+                record()
+        result = record()
     print(table(result))
     return result
 
@@ -381,10 +416,12 @@ def write(result: dict[str, Any], folder: Path) -> None:
 def table(result: dict[str, Any]) -> str:
     lines = [f"device: {result['device']['device_kind']} ({result['device']['backend']}), "
              f"matmul {result['matmul']['flops_per_second'] / 1e9:.0f} GFLOP/s"]
-    lines.append(f"{'impl':9} {'sampler':7} {'phase':9} {'seconds':>9} {'+compile':>9} {'steps/s':>9} {'x floor':>8} {'acc':>6}")
+    lines.append(f"{'impl':9} {'sampler':7} {'phase':9} {'seconds':>9} {'compile':>8} {'cached':>7} {'steps/s':>9} "
+                 f"{'x floor':>8} {'acc':>6}")
     for r in result["phases"]:
-        lines.append(f"{r['impl']:9} {r['sampler']:7} {r['phase']:9} {r['seconds']:9.3f} {r['compile_seconds']:9.2f} "
-                     f"{r['steps_per_second']:9.1f} {r['times_floor']:8.2f} {r['final_accuracy']:6.3f}")
+        cached = "-" if r["compile_seconds_cached"] is None else f"{r['compile_seconds_cached']:.2f}"
+        lines.append(f"{r['impl']:9} {r['sampler']:7} {r['phase']:9} {r['seconds']:9.3f} {r['compile_seconds']:8.2f} "
+                     f"{cached:>7} {r['steps_per_second']:9.1f} {r['times_floor']:8.2f} {r['final_accuracy']:6.3f}")
     for r in result["speedup"]:
         lines.append(f"speedup {r['sampler']} {r['phase']}: {r['speedup']:.2f}x ({r['speedup_with_compile']:.2f}x with compile)")
     for r in result["chain_scaling"]:

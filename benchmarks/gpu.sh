@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU measurements of docs/benchmarks.md in one call, most important first,
+# each bounded so that the whole fits in BUDGET seconds (default 560):
+#   1. a 20-second smoke run of the benchmark on synthetic data (stops here if it fails);
+#   2. the benchmark for SGLD: reference loop against ours, then 1 to 64 chains;
+#   3. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh);
+#   4. the benchmark for SGHMC, with 1, 2, 8 and 16 chains.
+# Usage: benchmarks/gpu.sh MNIST_DIR OUT_DIR [BUDGET]
+# Each benchmark writes its JSON/TSV record after every measurement, so a step
+# cut short by its time limit still leaves what it measured.
+set -uo pipefail
+data=$1
+out=$2
+budget=${3:-560}
+export PYTHONUNBUFFERED=1
+mkdir -p "$out"
+t0=$SECONDS
+left() { echo $((budget - (SECONDS - t0))); }
+until_left() { local n=$(($(left) - $1)); echo $((n < 10 ? 10 : n)); } # seconds until $1 are left
+step() { echo "== $* ($(left) s left)"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+python3 -c 'import sys, jax, flax, optax, blackjax, snakemake; print(sys.version.split()[0], "jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, "blackjax", blackjax.__version__, "snakemake", snakemake.__version__, jax.devices())'
+
+step smoke
+timeout -k 5 90 python3 -m bnn_sgmcmc.bench --scale 0.01 --samplers sgld,sghmc --repeats 1 --chains 1 --no-baseline \
+    --matmul-size 1024 --out /tmp/smoke || { echo "smoke run failed: stopping"; exit 1; }
+
+step "benchmark sgld"
+timeout -k 5 "$(until_left 280)" python3 -m bnn_sgmcmc.bench --source "$data" --samplers sgld \
+    --chains 1,2,4,8,16,32,64 --repeats 3 --out "$out"
+
+step "end to end"
+timeout -k 5 "$(until_left 110)" benchmarks/end_to_end.sh "$data" /tmp/e2e
+tar czf "$out/end_to_end.tgz" -C /tmp e2e
+
+step "benchmark sghmc"
+timeout -k 5 "$(until_left 5)" python3 -m bnn_sgmcmc.bench --source "$data" --samplers sghmc \
+    --chains 1,2,8,16 --repeats 3 --out "$out"
+step done
