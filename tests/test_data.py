@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IDX_NAMES, idx_bytes, write_idx_folder
+from conftest import IDX_NAMES, REPO, idx_bytes, write_idx_folder
 
 from bnn_sgmcmc.config import resolve_source
 from bnn_sgmcmc.errors import ConfigError, DataError
@@ -218,3 +218,24 @@ def test_synthetic_is_learnable_but_not_trivial():
         b -= 0.5 * p.mean(0)
     accuracy = ((xt @ w + b).argmax(1) == yt).mean()
     assert 0.8 < accuracy < 0.99
+
+
+def test_nested_config_strings_get_the_schemas_types():
+    """`--config sampling='{chains: 8}'` reaches the Snakefile as '8': coerce types it, and only where the schema asks."""
+    import yaml
+
+    from bnn_sgmcmc.config import coerce
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    config = {
+        "seed": "3",
+        "data": {"source": "123", "image_shape": ["28", "28"]},
+        "sampling": {"chains": "8", "compilation_cache": "null", "eval_every": "ten"},
+        "samplers": {"mine": {"kernel": "sgld", "step_size": "4.5e-5"}},
+    }
+    coerce(config, schema)
+    assert config["seed"] == 3 and config["data"]["source"] == "123"  # a string stays a string
+    assert config["data"]["image_shape"] == [28, 28]
+    assert config["sampling"]["chains"] == 8 and config["sampling"]["compilation_cache"] is None
+    assert config["sampling"]["eval_every"] == "ten"  # left for the schema to reject by name
+    assert config["samplers"]["mine"]["step_size"] == pytest.approx(4.5e-5)

@@ -104,6 +104,46 @@ def resolve_source(source: str, key: str = "data.source") -> Source:
     return Source("hub", source)
 
 
+def _scalar(text: str, types: set[str]) -> Any:
+    """``text`` read as the first of the schema's non-string ``types`` it parses as, else unchanged."""
+    lowered = text.strip().lower()
+    if "boolean" in types and lowered in ("true", "false"):
+        return lowered == "true"
+    if "null" in types and lowered in ("null", "~", ""):
+        return None
+    for kind, parse in (("integer", int), ("number", float)):
+        if kind in types:
+            try:
+                return parse(text)
+            except ValueError:
+                continue
+    return text
+
+
+def coerce(value: Any, schema: dict[str, Any]) -> Any:
+    """Give strings the numeric or boolean type the schema asks for, in place where nested.
+
+    Snakemake reads a nested ``--config`` mapping as YAML without typing its
+    scalars: ``--config sampling='{chains: 8}'`` gives ``{'chains': '8'}``,
+    which the schema would reject although the user wrote a number.
+    """
+    types = schema.get("type", [])
+    types = {types} if isinstance(types, str) else set(types)
+    if isinstance(value, str) and "string" in types:
+        return None if "null" in types and value.strip() in ("null", "~") else value
+    if isinstance(value, str) and types & {"integer", "number", "boolean", "null"}:
+        return _scalar(value, types)
+    if isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key in value:
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = coerce(value[key], sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value[:] = [coerce(v, schema["items"]) for v in value]
+    return value
+
+
 def check(config: dict[str, Any]) -> None:
     """Check what the schema cannot; raise ConfigError naming the key and the fix."""
     resolve_source(config["data"]["source"])

@@ -1,13 +1,17 @@
 import sys
 
+import yaml
 from snakemake.utils import validate
 
 # The Snakefile checks the config with this checkout's package, installed or not.
 sys.path.insert(0, f"{workflow.basedir}/src")
 
-from bnn_sgmcmc.config import check as check_config, shard_chains
+from bnn_sgmcmc.config import check as check_config, coerce, shard_chains
 from bnn_sgmcmc.errors import ConfigError
 
+# Nested --config mappings arrive untyped ('{chains: 8}' gives '8'): type them first.
+with open(f"{workflow.basedir}/workflow/schemas/config.schema.yaml") as schema:
+    coerce(config, yaml.safe_load(schema))
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     check_config(config)
