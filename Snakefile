@@ -26,3 +26,7 @@ rule all:
         rules.threshold_analysis.output,
         expand(rules.uncertainty.output, sampler=SAMPLERS),
         expand(rules.calibration.output, sampler=SAMPLERS),
+        expand(rules.diagnostics.output, sampler=SAMPLERS),
+        rules.shift.output,
+        rules.ood.output,
+        rules.decisions.output,

@@ -12,4 +12,7 @@ with logs.to_file(snakemake.log[0]):
         threshold=snakemake.params.threshold,
         bins=snakemake.params.bins,
         table=snakemake.output.table,
+        diagnostics=dict(zip(snakemake.params.samplers, snakemake.input.diagnostics)),
+        ood_table=snakemake.input.ood,
+        decisions_table=snakemake.input.decisions,
     )

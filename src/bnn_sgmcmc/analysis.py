@@ -5,8 +5,10 @@ Every function here takes the per-example predictive probabilities ``probs``
 needed, the true ``labels`` [n] in 0..K-1, and returns plain numbers, numpy
 arrays or small frozen dataclasses: accuracy, confidence and the notebook's
 "certain" share, threshold and accuracy-rejection curves, proper scoring rules
-(NLL, Brier), reliability and ECE, and the entropy split into aleatoric and
-epistemic parts. Nothing here reads files, plots or needs JAX.
+(NLL, Brier), reliability and ECE, the entropy split into aleatoric and
+epistemic parts, AUROC for out-of-distribution detection, and decisions that
+minimise the posterior expected cost under a cost matrix. Nothing here reads
+files, plots or needs JAX.
 """
 
 from __future__ import annotations
@@ -16,24 +18,32 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "DecisionResult",
     "RejectionCurve",
     "Reliability",
     "ThresholdCurve",
     "accuracy",
+    "auroc",
+    "bayes_decisions",
     "brier",
     "certain_share",
     "confidence",
     "default_thresholds",
+    "check_costs",
     "ece",
     "entropy",
+    "evaluate_decisions",
+    "expected_costs",
     "most_uncertain",
     "mutual_information",
     "nll",
     "pool_chains",
+    "realised_costs",
     "rejection_curve",
     "reliability",
     "summary",
     "threshold_curve",
+    "threshold_decisions",
     "uncertain_per_class",
 ]
 
@@ -314,3 +324,123 @@ def summary(
         "certain_share": certain_share(p, threshold),
         "aurc": rejection_curve(p, y).aurc,
     }
+
+
+# --------------------------------------------------------------------------- out-of-distribution detection
+
+
+def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """Area under the ROC curve for telling out-of-distribution examples by a higher score.
+
+    The probability that a random out-of-distribution example scores above a
+    random in-distribution one, ties counting half (the Mann-Whitney statistic):
+    1.0 separates perfectly, 0.5 is chance.
+    """
+    a = np.asarray(in_scores, dtype=np.float64).ravel()
+    b = np.asarray(out_scores, dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"auroc needs examples on both sides, got {a.size} in and {b.size} out")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("scores contain NaN or infinite values")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([a, b]))  # average ranks for ties
+    rank_sum_out = ranks[a.size:].sum()
+    return float((rank_sum_out - b.size * (b.size + 1) / 2) / (a.size * b.size))
+
+
+# --------------------------------------------------------------------------- decisions under a cost matrix
+
+
+def check_costs(costs: np.ndarray | None, num_classes: int, reject: float | None = None) -> np.ndarray:
+    """The cost matrix as float64 [K, K] (rows: true class, columns: predicted class).
+
+    ``None`` gives the 0-1 loss. Raises ValueError for a wrong shape or a
+    negative or non-finite cost.
+    """
+    if costs is None:
+        return 1.0 - np.eye(num_classes)
+    c = np.asarray(costs, dtype=np.float64)
+    if c.shape != (num_classes, num_classes):
+        raise ValueError(f"the cost matrix must be {num_classes} x {num_classes} (true x predicted), got shape {c.shape}")
+    if not np.all(np.isfinite(c)) or np.any(c < 0):
+        raise ValueError("costs must be finite and non-negative")
+    if reject is not None and (not np.isfinite(reject) or reject < 0):
+        raise ValueError(f"the reject cost must be finite and non-negative, got {reject}")
+    return c
+
+
+def expected_costs(probs: np.ndarray, costs: np.ndarray, reject: float | None = None) -> np.ndarray:
+    """Posterior expected cost of each action [n, K] (+1 column for rejecting when ``reject`` is set).
+
+    Predicting class ``a`` costs ``sum_y p(y | x) costs[y, a]`` in expectation;
+    rejecting costs ``reject`` whatever the class.
+    """
+    p = _check_probs(probs)
+    c = check_costs(costs, p.shape[1], reject)
+    expected = p @ c
+    if reject is not None:
+        expected = np.concatenate([expected, np.full((p.shape[0], 1), float(reject))], axis=1)
+    return expected
+
+
+def bayes_decisions(probs: np.ndarray, costs: np.ndarray, reject: float | None = None) -> np.ndarray:
+    """The action of least posterior expected cost per example [n]: a class, or K for "reject"."""
+    return np.argmin(expected_costs(probs, costs, reject), axis=1)
+
+
+def threshold_decisions(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """The notebook's rule: the arg-max class where its probability reaches ``threshold``, else K (reject)."""
+    p = _check_probs(probs)
+    return np.where(p.max(axis=1) >= threshold, p.argmax(axis=1), p.shape[1])
+
+
+def realised_costs(actions: np.ndarray, labels: np.ndarray, costs: np.ndarray, reject: float | None = None) -> np.ndarray:
+    """What each action cost given the true label [n]; K (reject) costs ``reject``."""
+    actions = np.asarray(actions, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    c = np.asarray(costs, dtype=np.float64)
+    k = c.shape[0]
+    rejected = actions == k
+    if np.any(rejected) and reject is None:
+        raise ValueError("some actions reject, but no reject cost is set")
+    out = np.empty(actions.shape, dtype=np.float64)
+    out[~rejected] = c[labels[~rejected], actions[~rejected]]
+    out[rejected] = 0.0 if reject is None else float(reject)
+    return out
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    """How a decision rule did on a labelled set."""
+
+    expected_cost: float  # mean posterior expected cost of the chosen actions
+    realised_cost: float  # mean cost given the true labels
+    reject_share: float
+    accuracy_on_decided: float  # accuracy where the rule did not reject (nan if it rejected all)
+    confusions: np.ndarray  # [K, K+1] counts of (true class, action)
+
+
+def evaluate_decisions(
+    actions: np.ndarray, probs: np.ndarray, labels: np.ndarray, costs: np.ndarray, reject: float | None = None
+) -> DecisionResult:
+    """Expected (under ``probs``) and realised (under ``labels``) cost of ``actions``, and their confusions.
+
+    With no reject cost, rejections (from the threshold rule) are scored as
+    costing 0 and show in ``reject_share``.
+    """
+    p, y = _check(probs, labels)
+    c = check_costs(costs, p.shape[1], reject)
+    actions = np.asarray(actions, dtype=np.int64)
+    k = p.shape[1]
+    expected_all = expected_costs(p, c, 0.0 if reject is None else reject)
+    decided = actions < k
+    confusions = np.zeros((k, k + 1), dtype=np.int64)
+    np.add.at(confusions, (y, actions), 1)
+    return DecisionResult(
+        expected_cost=float(expected_all[np.arange(len(y)), actions].mean()),
+        realised_cost=float(realised_costs(actions, y, c, 0.0 if reject is None else reject).mean()),
+        reject_share=float(1 - decided.mean()),
+        accuracy_on_decided=float((actions[decided] == y[decided]).mean()) if decided.any() else float("nan"),
+        confusions=confusions,
+    )

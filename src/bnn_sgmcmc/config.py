@@ -144,9 +144,46 @@ def coerce(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
+def idx_image_shape(path: Path) -> tuple[int, ...]:
+    """The image shape in an IDX images file's header (gzipped or not), read without loading the images."""
+    import gzip
+    import struct
+
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    with (gzip.open if gzipped else open)(path, "rb") as fh:
+        header = fh.read(4)
+        if len(header) < 4 or header[:2] != b"\x00\x00":
+            raise ConfigError(f"{path} is not an IDX file (bad magic number).")
+        ndim = header[3]
+        dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
+    return tuple(dims[1:])
+
+
 def check(config: dict[str, Any]) -> None:
     """Check what the schema cannot; raise ConfigError naming the key and the fix."""
     resolve_source(config["data"]["source"])
+    ood = config.get("ood", {}).get("source")
+    if ood is not None:
+        found = resolve_source(ood, key="ood.source")
+        if found.form == "idx":
+            shape = idx_image_shape(find_idx_files(Path(found.location))["test_images"])
+            wanted = tuple(config["data"]["image_shape"])
+            if shape != wanted:
+                raise ConfigError(
+                    f"ood.source: the images in '{ood}' are {'x'.join(map(str, shape))}, data.image_shape is "
+                    f"{'x'.join(map(str, wanted))}; the model can only score images of its own shape. Point "
+                    "ood.source at a data set of that shape."
+                )
+    decision = config.get("decision", {})
+    costs = decision.get("costs")
+    k = config["data"]["num_classes"]
+    if costs is not None and (len(costs) != k or any(len(row) != k for row in costs)):
+        shape = f"{len(costs)} x {'/'.join(sorted({str(len(r)) for r in costs})) or 0}"
+        raise ConfigError(
+            f"decision.costs is {shape}; it must be data.num_classes x data.num_classes = {k} x {k} "
+            "(row: true class, column: predicted class)."
+        )
     sampling = config["sampling"]
     if sampling["shards"] > sampling["chains"]:
         raise ConfigError(

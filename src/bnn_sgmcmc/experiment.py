@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,13 @@ def enable_compilation_cache(directory: str | None) -> str | None:
     return str(directory)
 
 
+def _single(value: Any) -> str:
+    """A named input that an input function gave as [] or [path]: the path or ''."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    return str(value[0]) if len(value) else ""
+
+
 @dataclass(frozen=True)
 class SamplerJob:
     """What one warmup or sampling job runs on: one shard of one sampler's chains."""
@@ -60,6 +67,10 @@ class SamplerJob:
     checkpoint: str
     out: str
     warmup: str | None = None
+    #: Sampling only: what the predictive is evaluated on besides the test set
+    #: (``watch_examples``, ``shift``, ``ood_examples``), and the OOD data file.
+    evaluation: Mapping[str, Any] = field(default_factory=dict)
+    ood: str = ""
 
     #: Operational settings: read from the config rather than rule params, so that
     #: changing them does not rerun finished jobs.
@@ -82,6 +93,8 @@ class SamplerJob:
             checkpoint=smk.params.checkpoint,
             out=smk.output.h5,
             warmup=smk.input.get("warmup"),
+            evaluation=dict(smk.params.get("evaluation") or {}),
+            ood=_single(smk.input.get("ood")),
         )
 
 
@@ -125,6 +138,47 @@ def schedule_from_config(cfg: Mapping[str, Any]) -> sampling.Schedule:
     return sampling.Schedule(**{k: cfg[k] for k in fields if k in cfg})
 
 
+def watch_indices(n: int, count: int) -> np.ndarray:
+    """``count`` test examples spread evenly over the ``n`` (fixed, so every chain and run watches the same)."""
+    return np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(np.int64)) if count > 0 else np.zeros(0, np.int64)
+
+
+def evaluation_sets(
+    job: SamplerJob, test_images: np.ndarray, test_labels: np.ndarray, image_shape: tuple[int, ...]
+) -> dict[str, predictive.EvalSet]:
+    """The sets the sampling program evaluates every kept sample on.
+
+    ``test`` (with its watched examples), the shifted copies of the test split
+    (``shift/...``) and, with an OOD data file, its first ``ood_examples`` test
+    images (``ood``, unlabelled). Images come in [0, 1]; the warmup job, with no
+    ``evaluation``, gets the test set alone.
+    """
+    import jax.numpy as jnp
+
+    from bnn_sgmcmc import shift
+
+    n = len(test_labels)
+    flat = lambda x: jnp.asarray(x.reshape(len(x), -1))  # noqa: E731
+    labels = jnp.asarray(test_labels)
+    ev = job.evaluation
+    watch = watch_indices(n, int(ev.get("watch_examples", 0)))
+    sets = {"test": predictive.EvalSet(flat(test_images), labels, jnp.asarray(watch) if watch.size else None)}
+    if ev.get("shift"):
+        for name, images in shift.shifted_sets(test_images, ev["shift"], job.seed).items():
+            sets[name] = predictive.EvalSet(flat(images), labels[: len(images)])
+    if job.ood:
+        ood, attrs = h5io.read_data_h5(job.ood)
+        found = tuple(int(v) for v in attrs["image_shape"])
+        if found != image_shape:
+            raise DataError(
+                f"The out-of-distribution images in {job.ood} are {found}, the model's are {image_shape}; "
+                "ood.source must have images of the same shape as data.source."
+            )
+        images = ood.test.images[: int(ev.get("ood_examples", len(ood.test.labels)))]
+        sets["ood"] = predictive.EvalSet(flat(images.astype(np.float32) * float(attrs["pixel_scale"])), None)
+    return sets
+
+
 def setup(job: SamplerJob) -> Setup:
     """Load the data onto the device and build model, kernel and keys for one shard of chains."""
     import jax
@@ -152,8 +206,7 @@ def setup(job: SamplerJob) -> Setup:
         y=jnp.asarray(images.train.labels),
         scale=scale,
     )
-    test_x = images.test.images.reshape(len(images.test.labels), input_dim).astype(np.float32) * scale
-    eval_sets = {"test": predictive.EvalSet(jnp.asarray(test_x), jnp.asarray(images.test.labels))}
+    eval_sets = evaluation_sets(job, images.test.images.astype(np.float32) * scale, images.test.labels, image_shape)
     prior_scale = float(model_config["prior_scale"])
     grad_fn = sampling.grad_estimator(
         functools.partial(model.log_prior, prior_scale=prior_scale), model.log_likelihood_fn(mlp), n_train
@@ -168,12 +221,16 @@ def setup(job: SamplerJob) -> Setup:
         "seed": int(seed),
         "chains": [int(c) for c in chains],
         "warmup": {k: getattr(schedule, k) for k in ("batch_size", "batching", "warmup_steps")},
+        "evaluation": {k: job.evaluation[k] for k in sorted(job.evaluation)}
+        | ({"ood": h5io.read_data_h5(job.ood)[1]["splits"]["test"].get("images_sha256")} if job.ood else {}),
     }
+    if len(eval_sets) > 1:
+        log.info("evaluation sets: %s", ", ".join(f"{k} ({v.x.shape[0]})" for k, v in eval_sets.items()))
     log.info(
         "sampler %s (%s), chains %s, model %s (%d parameters), %d train / %d test images, devices %s",
         spec.name, spec.kernel, list(chains), list(model_config["hidden"]),
         model.num_params(jax.eval_shape(mlp.init, jax.random.key(0), jnp.zeros((1, input_dim)))),
-        n_train, len(test_x), jax.devices(),
+        n_train, len(images.test.labels), jax.devices(),
     )
     return Setup(
         spec=spec,
@@ -264,10 +321,15 @@ def sampling_arrays(
     for name, acc in state.acc.items():
         arrays[name] = {field: np.asarray(value) for field, value in acc._asdict().items()}
         labels = setup.eval_sets[name].labels
+        if setup.eval_sets[name].watch is not None:
+            arrays[name]["watch"] = np.asarray(setup.eval_sets[name].watch)
         if labels is not None:
             arrays[name]["labels"] = np.asarray(labels)
             trace[name] = {
-                m: np.asarray(state.trace[name][m], np.float32).reshape(-1, chains) for m in predictive.METRICS
+                m: np.asarray(state.trace[name][m], np.float32).reshape(
+                    (-1, *predictive.metric_shape(setup.eval_sets[name], m, chains))
+                )
+                for m in predictive.metric_names(setup.eval_sets[name])
             }
     if weights.get("step"):
         arrays["weights"] = {"step": np.asarray(weights["step"], np.int64), "params": _stack_weights(weights["params"])}
@@ -295,9 +357,10 @@ def sampling_state_from_arrays(
     }
     acc = {}
     for name, data in setup.eval_sets.items():
-        acc[name] = predictive.Accumulator(*(jnp.asarray(arrays[name][f]) for f in predictive.Accumulator._fields))
+        saved = h5io.lookup(arrays, name)
+        acc[name] = predictive.Accumulator(*(jnp.asarray(saved[f]) for f in predictive.Accumulator._fields))
         if data.labels is not None:
-            trace[name] = {m: list(trace_in[name][m]) for m in predictive.METRICS}
+            trace[name] = {m: list(h5io.lookup(trace_in, name)[m]) for m in predictive.metric_names(data)}
     state = sampling.SamplingState(
         params=jax.tree.map(jnp.asarray, arrays["params"]),
         acc=acc,

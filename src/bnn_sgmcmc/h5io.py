@@ -165,6 +165,13 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
     return flat
 
 
+def lookup(tree: dict[str, Any], path: str) -> Any:
+    """``tree['a']['b']`` for the path ``a/b`` of a tree read back from HDF5."""
+    for part in path.split("/"):
+        tree = tree[part]
+    return tree
+
+
 def write_tree(group: h5py.Group, tree: dict[str, Any], **options: Any) -> None:
     """Write a nested dict of arrays as HDF5 groups (one group per tree path)."""
     for path, array in _flatten(tree).items():
@@ -256,7 +263,7 @@ def _chain_axis(path: str, array: np.ndarray) -> int | None:
         return 0
     if path.startswith("weights/params/"):
         return 1
-    if path.startswith(("trace/", "warmup/trace/")) and array.ndim == 2:
+    if path.startswith(("trace/", "warmup/trace/")) and array.ndim >= 2:
         return 1
     return None
 

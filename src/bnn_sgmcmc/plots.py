@@ -194,3 +194,127 @@ def reliability(
         ax.set_ylim(0, 1)
         ax.set_title(f"{sampler}: reliability")
         ax.legend(loc="upper left")
+
+
+@contextlib.contextmanager
+def grid(path: str | Path, nrows: int, ncols: int, width: float = 4.2, height: float = 3.2, dpi: int = 150) -> Iterator:
+    """Like :func:`figure`, with ``nrows`` x ``ncols`` panels (a 2-D array of axes)."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+        try:
+            yield fig, axes
+            fig.tight_layout()
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=dpi)
+        finally:
+            plt.close(fig)
+
+
+def chain_traces(
+    steps: np.ndarray,
+    series: Mapping[str, np.ndarray],
+    rhats: Mapping[str, float],
+    threshold: float,
+    sampler: str,
+    color: str,
+    path: str | Path,
+    dpi: int = 150,
+) -> None:
+    """Trace plot: one panel per diagnosed quantity, one line per chain ([S, C] each), titled with its R-hat."""
+    styles = ["-", "--", ":", "-."]
+    with grid(path, len(series), 1, width=7.0, height=2.6, dpi=dpi) as (fig, axes):
+        for ax, (label, values) in zip(axes[:, 0], series.items()):
+            values = np.asarray(values)
+            for c in range(values.shape[1]):
+                ax.plot(steps, values[:, c], color=color, lw=0.9, alpha=0.9 if values.shape[1] == 1 else 0.7,
+                        ls=styles[c % len(styles)], label=f"chain {c}")
+            rhat = rhats[label]
+            flag = "  NOT CONVERGED" if rhat > threshold else ""
+            ax.set_title(f"{sampler}: {label}\nsplit R-hat {rhat:.3f}{flag}", color="firebrick" if flag else "black")
+            ax.set_ylabel(label.split(" of ")[0])
+        axes[-1, 0].set_xlabel("sampling step")
+        if np.asarray(next(iter(series.values()))).shape[1] <= 8:
+            axes[0, 0].legend(loc="lower right", ncols=4)
+
+
+def shift_curves(
+    curves: Mapping[str, Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]],
+    colors: Mapping[str, str],
+    path: str | Path,
+    dpi: int = 150,
+) -> None:
+    """Metrics against shift: ``curves[kind][metric][f"{sampler} | {predictor}"] = (levels, values)``.
+
+    Rows are metrics, columns kinds of shift; the sampler's colour, solid for
+    the ensemble and dashed for the last single sample.
+    """
+    kinds = list(curves)
+    metrics = list(next(iter(curves.values())))
+    xlabels = {"rotation": "rotation (degrees)", "noise": "noise standard deviation (pixels in [0, 1])"}
+    with grid(path, len(metrics), len(kinds), width=4.4, height=2.7, dpi=dpi) as (fig, axes):
+        for j, kind in enumerate(kinds):
+            for i, metric in enumerate(metrics):
+                ax = axes[i, j]
+                for label, (x, y) in curves[kind][metric].items():
+                    sampler, predictor = label.split(" | ")
+                    ax.plot(x, y, marker="o", ms=3, color=colors[sampler], ls="-" if predictor == "ensemble" else "--",
+                            label=f"{sampler}, {predictor}")
+                ax.set_ylabel(metric)
+                if i == 0:
+                    ax.set_title(f"against {kind}")
+                if i == len(metrics) - 1:
+                    ax.set_xlabel(xlabels.get(kind, kind))
+        axes[0, 0].legend(loc="best")
+
+
+def ood_histograms(
+    scores: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+    aurocs: Mapping[str, Mapping[str, float]],
+    path: str | Path,
+    dpi: int = 150,
+) -> None:
+    """Histograms of each score, in-distribution against OOD: ``scores[sampler][score] = (in, out)``."""
+    samplers = list(scores)
+    names = list(next(iter(scores.values())))
+    with grid(path, len(samplers), len(names), width=4.0, height=2.8, dpi=dpi) as (fig, axes):
+        for i, sampler in enumerate(samplers):
+            for j, name in enumerate(names):
+                ax = axes[i, j]
+                inside, outside = scores[sampler][name]
+                top = max(float(np.max(inside)), float(np.max(outside)), 1e-6)
+                bins = np.linspace(0, top, 40)
+                ax.hist(inside, bins=bins, density=True, alpha=0.55, color="tab:blue", label="test (in distribution)")
+                ax.hist(outside, bins=bins, density=True, alpha=0.55, color="tab:orange", label="OOD")
+                ax.set_title(f"{sampler}: {name} (AUROC {aurocs[sampler][name]:.3f})")
+                ax.set_xlabel(f"{name} (nats)")
+                ax.set_ylabel("density")
+        axes[0, 0].legend(loc="upper right")
+
+
+def unavailable(message: str, path: str | Path, dpi: int = 150) -> None:
+    """A figure that says why a step produced nothing to draw."""
+    with figure(path, dpi=dpi, width=6.0, height=1.6) as (fig, (ax,)):
+        ax.axis("off")
+        ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+
+
+def decision_costs(
+    rows: Sequence[Mapping[str, object]], colors: Mapping[str, str], path: str | Path, dpi: int = 150
+) -> None:
+    """Grouped bars per rule: realised cost (solid) and posterior expected cost (hatched), per sampler."""
+    rules = list(dict.fromkeys(str(r["rule"]) for r in rows))
+    samplers = list(dict.fromkeys(str(r["sampler"]) for r in rows))
+    width = 0.8 / (2 * len(samplers))
+    with figure(path, dpi=dpi, width=max(5.0, 1.6 * len(rules)), height=3.6) as (fig, (ax,)):
+        for s, sampler in enumerate(samplers):
+            for r, rule in enumerate(rules):
+                row = next(x for x in rows if x["sampler"] == sampler and x["rule"] == rule)
+                x0 = r - 0.4 + (2 * s) * width
+                ax.bar(x0, row["realised_cost"], width, color=colors[sampler],
+                       label=f"{sampler}, realised" if r == 0 else None)
+                ax.bar(x0 + width, row["expected_cost"], width, color="white", edgecolor=colors[sampler],
+                       hatch="///", label=f"{sampler}, expected" if r == 0 else None)
+        ax.set_xticks(range(len(rules)), rules)
+        ax.set_ylabel("mean cost per test example")
+        ax.set_title("decisions: realised against posterior expected cost")
+        ax.legend(loc="best")

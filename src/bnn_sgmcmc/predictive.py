@@ -17,10 +17,15 @@ import jax.numpy as jnp
 
 
 class EvalSet(NamedTuple):
-    """Inputs ``x`` [n, D] (float, scaled) and, for labelled sets, ``labels`` [n]."""
+    """Inputs ``x`` [n, D] (float, scaled) and, for labelled sets, ``labels`` [n].
+
+    ``watch`` (optional, labelled sets only) indexes a few examples whose
+    probability of the true class each sample reports, for chain diagnostics.
+    """
 
     x: jax.Array
     labels: jax.Array | None
+    watch: jax.Array | None = None
 
 
 class Accumulator(NamedTuple):
@@ -85,7 +90,21 @@ def fold(
                 "pointwise_accuracy": jax.vmap(accuracy, in_axes=(0, None))(log_probs, labels),
                 "mean_log_likelihood": picked.mean(axis=1),
             }
+            if data.watch is not None:
+                metrics[name]["watched_probs"] = jnp.exp(picked[:, data.watch])  # [C, m]
     return new, metrics
 
 
 METRICS = ("ensemble_accuracy", "pointwise_accuracy", "mean_log_likelihood")
+
+
+def metric_names(data: EvalSet) -> tuple[str, ...]:
+    """The per-sample trace metrics of an evaluation set: none unlabelled, ``METRICS`` (+ watched_probs)."""
+    if data.labels is None:
+        return ()
+    return METRICS + (("watched_probs",) if data.watch is not None else ())
+
+
+def metric_shape(data: EvalSet, name: str, chains: int) -> tuple[int, ...]:
+    """Shape of one kept sample's value of a trace metric."""
+    return (chains, data.watch.shape[0]) if name == "watched_probs" else (chains,)

@@ -182,17 +182,251 @@ COMPARISON_COLUMNS = (
 )
 SUMMARY_COLUMNS = (
     "sampler", "kernel", "ensemble_accuracy", "pointwise_accuracy", "nll", "ece", "brier", "certain_share",
-    "aurc", "chains", "samples_per_chain", "grad_evals", "sampling_seconds", "device",
+    "aurc", "rhat", "ess", "ess_per_second", "ess_per_1k_grad_evals", "ood_auroc_entropy", "ood_auroc_mi",
+    "decision_cost", "chains", "samples_per_chain", "grad_evals", "sampling_seconds", "device",
 )
 
 
-def summary(*, predictive: Mapping[str, str], threshold: float, bins: int, table: str) -> None:
-    """One row per sampler: accuracies, scores, certain share, compute and device."""
+def summary(
+    *, predictive: Mapping[str, str], threshold: float, bins: int, table: str,
+    diagnostics: Mapping[str, str] | None = None, ood_table: str | None = None, decisions_table: str | None = None,
+) -> None:
+    """One row per sampler: accuracies, scores, certain share, diagnostics, OOD AUROC, decision cost, compute.
+
+    ``diagnostics`` (per-sampler tables), ``ood_table`` and ``decisions_table``
+    are the other report rules' tables; their headline numbers join the row
+    (the worst R-hat and smallest ESS over the diagnosed quantities, the
+    ensemble's AUROCs, the realised cost of the posterior's Bayes decisions).
+    """
+    extra: dict[str, dict[str, Any]] = {}
+    for name, path in (diagnostics or {}).items():
+        frame = pd.read_csv(path, sep="\t")
+        extra.setdefault(name, {}).update(
+            rhat=frame["rhat"].max(), ess=frame["ess"].min(), ess_per_second=frame["ess_per_second"].min(),
+            ess_per_1k_grad_evals=frame["ess_per_1k_grad_evals"].min(),
+        )
+    if ood_table:
+        frame = pd.read_csv(ood_table, sep="\t")
+        for _, row in frame[frame["predictor"] == "ensemble"].iterrows():
+            key = {"predictive entropy": "ood_auroc_entropy", "mutual information": "ood_auroc_mi"}[row["score"]]
+            extra.setdefault(row["sampler"], {})[key] = row["auroc"]
+    if decisions_table:
+        frame = pd.read_csv(decisions_table, sep="\t")
+        for _, row in frame[frame["rule"] == "bayes (posterior)"].iterrows():
+            extra.setdefault(row["sampler"], {})["decision_cost"] = row["realised_cost"]
     rows = []
     for name, (arrays, attrs) in _load(predictive).items():
         labels = arrays["test"]["labels"].astype(np.int64)
         scores = analysis.summary(_ensemble(arrays), labels, threshold=threshold, bins=bins)
         scores.pop("accuracy")  # the same number as the facts' ensemble_accuracy
         device = attrs.get("device") or {}
-        rows.append(_run_facts(name, arrays, attrs) | scores | {"device": device.get("device_kind", "")})
+        rows.append(_run_facts(name, arrays, attrs) | scores | extra.get(name, {})
+                    | {"device": device.get("device_kind", "")})
     _write_table(pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)), table)
+
+
+# --------------------------------------------------------------------------- diagnostics, shift, OOD, decisions
+
+
+def _sampling_seconds(attrs: Mapping[str, Any]) -> float:
+    """Device seconds spent sampling: the sum over shards (they may run side by side)."""
+    runs = attrs.get("shard_runs") or [attrs]
+    return float(sum(float(r.get("run_seconds") or 0.0) for r in runs))
+
+
+def diagnostics_rows(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], threshold: float) -> list[dict[str, Any]]:
+    """Split R-hat and ESS of the traced predictions of one sampler, with ESS per second and per gradient."""
+    from bnn_sgmcmc import diagnostics
+
+    trace = arrays["trace"]["test"]
+    chains = int(attrs["chains"])
+    grad_evals = chains * int(arrays["trace"]["grad_evals"][-1])
+    seconds = _sampling_seconds(attrs)
+    quantities = {"mean test log-likelihood": np.asarray(trace["mean_log_likelihood"]).T}  # [C, S]
+    if "watched_probs" in trace:
+        quantities["true-class probability of watched examples"] = np.moveaxis(np.asarray(trace["watched_probs"]), 0, 1)
+    rows = []
+    for quantity, draws in quantities.items():
+        rhat = np.atleast_1d(diagnostics.split_rhat(draws))
+        ess = np.atleast_1d(diagnostics.ess(draws))
+        worst = float(np.nanmax(rhat))
+        row = {
+            "sampler": name, "quantity": quantity, "values": rhat.size, "chains": chains,
+            "samples_per_chain": draws.shape[1], "rhat": worst,
+            "ess": float(np.nanmin(ess)), "ess_median": float(np.nanmedian(ess)),
+            "ess_per_second": float(np.nanmin(ess)) / seconds if seconds > 0 else float("nan"),
+            "ess_per_1k_grad_evals": 1000 * float(np.nanmin(ess)) / grad_evals,
+            "converged": bool(worst <= threshold),
+        }
+        rows.append(row)
+        if not row["converged"]:
+            log.warning(
+                "%s: split R-hat of the %s is %.3f > %.3f: the chains have not converged (run longer warmup, more "
+                "samples or a smaller step size)", name, quantity, worst, threshold,
+            )
+    return rows
+
+
+def chain_diagnostics(
+    *, predictive: str, sampler: str, samplers: Sequence[str], threshold: float, table: str, figure: str, dpi: int
+) -> None:
+    """Rule diagnostics: the R-hat/ESS table and the trace plot of one sampler."""
+    from bnn_sgmcmc import diagnostics
+
+    arrays, attrs = h5io.read_predictive(predictive)
+    rows = diagnostics_rows(sampler, arrays, attrs, threshold)
+    trace = arrays["trace"]["test"]
+    series = {"mean test log-likelihood": np.asarray(trace["mean_log_likelihood"])}
+    rhats = {"mean test log-likelihood": rows[0]["rhat"]}
+    if "watched_probs" in trace:
+        watched = np.asarray(trace["watched_probs"])  # [S, C, m]
+        worst = int(np.nanargmax(np.atleast_1d(diagnostics.split_rhat(np.moveaxis(watched, 0, 1)))))
+        index = int(arrays["test"]["watch"][worst]) if "watch" in arrays["test"] else worst
+        label = f"true-class probability of test example {index} (largest R-hat of the watched)"
+        series[label] = watched[:, :, worst]
+        rhats[label] = rows[1]["rhat"]
+    plots.chain_traces(arrays["trace"]["sample_step"], series, rhats, threshold, sampler,
+                       plots.sampler_colors(samplers)[sampler], figure, dpi=dpi)
+    _write_table(pd.DataFrame(rows), table)
+
+
+SHIFT_METRICS = ("accuracy", "nll", "ece", "mean entropy")
+
+
+def _shift_scores(probs: np.ndarray, labels: np.ndarray, bins: int) -> dict[str, float]:
+    return {"accuracy": analysis.accuracy(probs, labels), "nll": analysis.nll(probs, labels),
+            "ece": analysis.ece(probs, labels, bins), "mean entropy": float(np.mean(analysis.entropy(probs)))}
+
+
+def shift(*, predictive: Mapping[str, str], bins: int, table: str, figure: str, dpi: int) -> None:
+    """Rule shift: accuracy, NLL, ECE and mean predictive entropy against each kind and level of shift.
+
+    The ensemble (all chains pooled) against the last single sample (per chain, averaged).
+    """
+    from bnn_sgmcmc import shift as shift_mod
+
+    rows, curves = [], {}
+    loaded = _load(predictive)
+    colors = plots.sampler_colors(list(loaded))
+    for name, (arrays, _) in loaded.items():
+        sets = arrays.get("shift", {})
+        names = [f"shift/{k}" for k in sets]
+        for kind in ("rotation", "noise"):
+            for level, set_name in shift_mod.levels(names, kind):
+                data = h5io.lookup(arrays, set_name)
+                labels = data["labels"].astype(np.int64)
+                predictors = {"ensemble": [analysis.pool_chains(data["probs"])], "last sample": list(data["last_probs"])}
+                for predictor, members in predictors.items():
+                    scores = [_shift_scores(p, labels, bins) for p in members]
+                    mean = {m: float(np.mean([s[m] for s in scores])) for m in SHIFT_METRICS}
+                    rows.append({"sampler": name, "shift": kind, "level": level, "predictor": predictor,
+                                 "examples": len(labels)} | mean)
+                    for m in SHIFT_METRICS:
+                        x, y = curves.setdefault(kind, {}).setdefault(m, {}).setdefault(f"{name} | {predictor}", ([], []))
+                        x.append(level)
+                        y.append(mean[m])
+    columns = ["sampler", "shift", "level", "predictor", "examples", *SHIFT_METRICS]
+    _write_table(pd.DataFrame(rows, columns=columns), table)
+    if curves:
+        plots.shift_curves(curves, colors, figure, dpi=dpi)
+    else:
+        plots.unavailable("No shifted test sets: shift.rotations and shift.noise are empty.", figure, dpi=dpi)
+
+
+OOD_COLUMNS = ("sampler", "score", "predictor", "auroc", "in_examples", "ood_examples", "in_mean", "ood_mean")
+
+
+def ood(*, predictive: Mapping[str, str], source: str | None, table: str, figure: str, dpi: int) -> None:
+    """Rule ood: AUROC of in- against out-of-distribution by predictive entropy and mutual information.
+
+    Without an OOD source the table and figure say the step was skipped.
+    """
+    loaded = _load(predictive)
+    if source is None or any("ood" not in arrays for arrays, _ in loaded.values()):
+        message = "Skipped: no out-of-distribution source (set ood.source, e.g. fashion_mnist or a local folder)."
+        log.info("%s", message)
+        _write_table(pd.DataFrame([{"sampler": s, "score": "skipped", "predictor": message} for s in loaded],
+                                  columns=list(OOD_COLUMNS)), table)
+        plots.unavailable(message, figure, dpi=dpi)
+        return
+    rows, scores, aurocs = [], {}, {}
+    for name, (arrays, _) in loaded.items():
+        per_set = {}
+        for set_name in ("test", "ood"):
+            data = arrays[set_name]
+            pooled, pooled_h = analysis.pool_chains(data["probs"]), analysis.pool_chains(data["mean_entropy"])
+            per_set[set_name] = {
+                "predictive entropy": analysis.entropy(pooled),
+                "mutual information": analysis.mutual_information(pooled, pooled_h),
+                "last-sample entropy": analysis.entropy(data["last_probs"][0]),
+            }
+        scores[name], aurocs[name] = {}, {}
+        for score in ("predictive entropy", "mutual information", "last-sample entropy"):
+            inside, outside = per_set["test"][score], per_set["ood"][score]
+            value = analysis.auroc(inside, outside)
+            rows.append({"sampler": name, "score": score,
+                         "predictor": "last sample (chain 0)" if score.startswith("last") else "ensemble",
+                         "auroc": value, "in_examples": len(inside), "ood_examples": len(outside),
+                         "in_mean": float(inside.mean()), "ood_mean": float(outside.mean())})
+            if not score.startswith("last"):
+                scores[name][score], aurocs[name][score] = (inside, outside), value
+    _write_table(pd.DataFrame(rows, columns=list(OOD_COLUMNS)), table)
+    plots.ood_histograms(scores, aurocs, figure, dpi=dpi)
+
+
+def decision_rows(
+    name: str, arrays: Mapping[str, Any], costs: Any, reject: float | None, threshold: float,
+    watch_pairs: Sequence[tuple[int, int]] = (),
+) -> list[dict[str, Any]]:
+    """Each decision rule's expected and realised cost on the test set, and its costliest confusions."""
+    labels = arrays["test"]["labels"].astype(np.int64)
+    pooled = analysis.pool_chains(arrays["test"]["probs"])
+    k = pooled.shape[1]
+    c = analysis.check_costs(costs, k, reject)
+    last = arrays["test"]["last_probs"][0]
+    rules = {
+        "bayes (posterior)": analysis.bayes_decisions(pooled, c, reject),
+        "bayes (last sample)": analysis.bayes_decisions(last, c, reject),
+        "argmax": pooled.argmax(axis=1),
+        f"threshold {threshold:g}": analysis.threshold_decisions(pooled, threshold),
+    }
+    pairs = list(watch_pairs) or costly_pairs(c, rules["argmax"], labels)
+    rows = []
+    for rule, actions in rules.items():
+        result = analysis.evaluate_decisions(actions, pooled, labels, c, reject)
+        row = {"sampler": name, "rule": rule, "expected_cost": result.expected_cost,
+               "realised_cost": result.realised_cost, "reject_share": result.reject_share,
+               "accuracy_on_decided": result.accuracy_on_decided,
+               "mistakes": int(result.confusions[:, :k].sum() - np.trace(result.confusions[:, :k]))}
+        for true, pred in pairs:
+            row[f"{true}->{pred}"] = int(result.confusions[true, pred])
+        rows.append(row)
+    return rows
+
+
+def costly_pairs(costs: np.ndarray, argmax: np.ndarray, labels: np.ndarray, n: int = 2) -> list[tuple[int, int]]:
+    """The (true, predicted) confusions to watch: the ``n`` most expensive ones, off the diagonal.
+
+    Equal costs (the 0-1 loss) are ranked by how often arg-max makes the mistake.
+    """
+    k = costs.shape[0]
+    counts = np.zeros((k, k))
+    np.add.at(counts, (labels, argmax), 1)
+    off = [(float(costs[i, j]), counts[i, j], i, j) for i in range(k) for j in range(k) if i != j]
+    return [(i, j) for _, _, i, j in sorted(off, key=lambda t: (-t[0], -t[1], t[2], t[3]))[:n]]
+
+
+def decisions(
+    *, predictive: Mapping[str, str], costs: Any, reject: float | None, threshold: float, table: str, figure: str,
+    dpi: int,
+) -> None:
+    """Rule decisions: least posterior expected cost against arg-max and the notebook's threshold rule."""
+    loaded = _load(predictive)
+    # The same confusions for every sampler: chosen on the first one.
+    arrays = next(iter(loaded.values()))[0]
+    labels, pooled = arrays["test"]["labels"].astype(np.int64), analysis.pool_chains(arrays["test"]["probs"])
+    pairs = costly_pairs(analysis.check_costs(costs, pooled.shape[1], reject), pooled.argmax(axis=1), labels)
+    rows = [row for name, (arrays, _) in loaded.items()
+            for row in decision_rows(name, arrays, costs, reject, threshold, pairs)]
+    _write_table(pd.DataFrame(rows), table)
+    plots.decision_costs(rows, plots.sampler_colors(list(loaded)), figure, dpi=dpi)

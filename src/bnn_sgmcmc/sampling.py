@@ -267,7 +267,6 @@ def sampling_program(
     length = schedule.eval_every
     thinning = schedule.thinning
     count_chains = keys.shape[0]
-    labelled = [name for name, s in eval_sets.items() if s.labels is not None]
 
     def chunk(params, acc, count, start, total):
         def body(carry, step):
@@ -281,8 +280,11 @@ def sampling_program(
                 return acc, count, metrics
 
             def skip(acc, count):
-                zeros = jnp.zeros(count_chains, jnp.float32)
-                return acc, count, {n: {m: zeros for m in predictive.METRICS} for n in labelled}
+                return acc, count, {
+                    n: {m: jnp.zeros(predictive.metric_shape(s, m, count_chains), jnp.float32)
+                        for m in predictive.metric_names(s)}
+                    for n, s in eval_sets.items() if s.labels is not None
+                }
 
             acc, count, metrics = jax.lax.cond(kept, fold, skip, acc, count)
             return (core, acc, count), (kept, metrics)
@@ -409,7 +411,7 @@ def new_sampling_state(params: Any, eval_sets: Mapping[str, EvalSet], num_classe
     trace: dict[str, Any] = {"step": [], "wall_seconds": []}
     for name, s in eval_sets.items():
         if s.labels is not None:
-            trace[name] = {m: [] for m in predictive.METRICS}
+            trace[name] = {m: [] for m in predictive.metric_names(s)}
     return SamplingState(params, predictive.init(eval_sets, chains, num_classes), 0, 0, trace)
 
 
@@ -447,7 +449,7 @@ def run_sampling(
         state.trace["step"].extend((state.step + offsets + 1).tolist())
         state.trace["wall_seconds"].extend((state.seconds + elapsed * (offsets + 1) / n_steps).tolist())
         for name in labelled:
-            for m in predictive.METRICS:
+            for m in state.trace[name]:
                 state.trace[name][m].extend(np.asarray(metrics[name][m])[offsets])
         state.params, state.acc, state.count = params, acc, int(count)
         state.step = min(state.step + schedule.eval_every, total)

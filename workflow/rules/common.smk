@@ -22,6 +22,15 @@ except ConfigError as err:
 # Data sets by name: the one the model is trained and tested on. Every data
 # path carries the name, so that more data sets can join without new rules.
 DATASETS = {"mnist": config["data"]}
+# The optional out-of-distribution set: the same loader, another source. A
+# synthetic one is drawn with another seed, so its glyphs are new classes.
+if config["ood"]["source"] is not None:
+    _synthetic = config["data"]["synthetic"]
+    _seed = config["seed"] if _synthetic["seed"] is None else _synthetic["seed"]
+    DATASETS["ood"] = config["data"] | {
+        "source": config["ood"]["source"],
+        "synthetic": _synthetic | {"seed": _seed + 1},
+    }
 
 
 wildcard_constraints:
@@ -67,6 +76,21 @@ def warmup_settings(wildcards):
 
 def sampling_settings(wildcards):
     return {k: config["sampling"][k] for k in SAMPLING_KEYS}
+
+
+def evaluation_settings(wildcards):
+    """What sampling evaluates besides the test set: watched examples, shifts, OOD."""
+    return {
+        "watch_examples": config["diagnostics"]["watch_examples"],
+        "shift": config["shift"],
+        "ood_examples": config["ood"]["examples"] if "ood" in DATASETS else 0,
+    }
+
+
+def ood_data(wildcards):
+    return (
+        expand(rules.preprocess.output.h5, dataset="ood") if "ood" in DATASETS else []
+    )
 
 
 def chains_of_shard(wildcards):

@@ -5,6 +5,10 @@ localrules:
     uncertainty,
     threshold_analysis,
     calibration,
+    diagnostics,
+    shift,
+    ood,
+    decisions,
     summary,
 
 
@@ -165,9 +169,129 @@ rule calibration:
         "../../scripts/report_calibration.py"
 
 
+rule diagnostics:
+    input:
+        predictive=rules.gather.output.h5,
+    output:
+        figure=report(
+            f"results/figures/diagnostics/{{sampler}}.{FMT}",
+            caption="../report/diagnostics.rst",
+            category="7. Chain diagnostics",
+            subcategory="{sampler}",
+            labels={"sampler": "{sampler}", "figure": "trace plot"},
+        ),
+        table=report(
+            "results/tables/diagnostics/{sampler}.tsv",
+            caption="../report/diagnostics_table.rst",
+            category="7. Chain diagnostics",
+            subcategory="{sampler}",
+            labels={"sampler": "{sampler}", "figure": "split R-hat and ESS (table)"},
+        ),
+    log:
+        "results/logs/report/diagnostics/{sampler}.log",
+    # BlackJAX's diagnostics: the sampling environment, run on the CPU.
+    conda:
+        SAMPLING_ENV
+    params:
+        samplers=list(SAMPLERS),
+        threshold=config["diagnostics"]["rhat_threshold"],
+        dpi=DPI,
+    script:
+        "../../scripts/report_diagnostics.py"
+
+
+rule shift:
+    input:
+        predictive=gathered_predictives,
+    output:
+        figure=report(
+            f"results/figures/shift.{FMT}",
+            caption="../report/shift.rst",
+            category="8. Distribution shift",
+            labels={"figure": "metrics against rotation and noise"},
+        ),
+        table=report(
+            "results/tables/shift.tsv",
+            caption="../report/shift_table.rst",
+            category="8. Distribution shift",
+            labels={"figure": "metrics against shift (table)"},
+        ),
+    log:
+        "results/logs/report/shift.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        bins=ANALYSIS["calibration_bins"],
+        dpi=DPI,
+    script:
+        "../../scripts/report_shift.py"
+
+
+rule ood:
+    input:
+        predictive=gathered_predictives,
+    output:
+        figure=report(
+            f"results/figures/ood.{FMT}",
+            caption="../report/ood.rst",
+            category="9. Out-of-distribution detection",
+            labels={"figure": "entropy and mutual information, in against out"},
+        ),
+        table=report(
+            "results/tables/ood.tsv",
+            caption="../report/ood_table.rst",
+            category="9. Out-of-distribution detection",
+            labels={"figure": "AUROC (table)"},
+        ),
+    log:
+        "results/logs/report/ood.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        source=config["ood"]["source"],
+        dpi=DPI,
+    script:
+        "../../scripts/report_ood.py"
+
+
+rule decisions:
+    input:
+        predictive=gathered_predictives,
+    output:
+        figure=report(
+            f"results/figures/decisions.{FMT}",
+            caption="../report/decisions.rst",
+            category="10. Decisions under a cost matrix",
+            labels={"figure": "realised against expected cost"},
+        ),
+        table=report(
+            "results/tables/decisions.tsv",
+            caption="../report/decisions_table.rst",
+            category="10. Decisions under a cost matrix",
+            labels={"figure": "decision rules compared (table)"},
+        ),
+    log:
+        "results/logs/report/decisions.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        costs=config["decision"]["costs"],
+        reject=config["decision"]["reject"],
+        threshold=ANALYSIS["threshold"],
+        dpi=DPI,
+    script:
+        "../../scripts/report_decisions.py"
+
+
 rule summary:
     input:
         predictive=gathered_predictives,
+        diagnostics=expand(rules.diagnostics.output.table, sampler=SAMPLERS),
+        ood=rules.ood.output.table,
+        decisions=rules.decisions.output.table,
     output:
         table=report(
             "results/tables/summary.tsv",

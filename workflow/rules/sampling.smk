@@ -28,6 +28,7 @@ rule sample:
     input:
         data=training_data,
         warmup=rules.warmup.output.h5,
+        ood=ood_data,
     output:
         h5="results/sampling/{sampler}/shard{shard}/predictive.h5",
     log:
@@ -43,6 +44,7 @@ rule sample:
         sampler=sampler_config,
         model=config["model"],
         sampling=sampling_settings,
+        evaluation=evaluation_settings,
         seed=config["seed"],
         chains=chains_of_shard,
         shards=len(SHARDS),
