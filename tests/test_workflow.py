@@ -6,6 +6,7 @@ import copy
 import re
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import (
@@ -126,10 +127,30 @@ def test_both_samplers_run_with_two_chains_in_two_shards(finished_run):
     assert not any((workdir / "results/checkpoints").rglob("*.h5"))
 
 
+def test_sampling_evaluates_shifted_ood_and_watched_sets(finished_run):
+    """Every kept sample was evaluated on the shifted and OOD sets, and traced the watched examples."""
+    workdir, config = finished_run
+    arrays, _ = h5io.read_predictive(workdir / "results/predictive/sgld.h5")
+    assert sorted(arrays["shift"]) == ["noise_0", "noise_0.5", "rotation_0", "rotation_180", "rotation_90"]
+    for data in arrays["shift"].values():
+        assert data["probs"].shape == (2, 128, 10) and data["labels"].shape == (128,)
+    # Level 0 is the unshifted start of the test set: the same predictions as there.
+    np.testing.assert_allclose(arrays["shift"]["rotation_0"]["probs"], arrays["test"]["probs"][:, :128], atol=1e-6)
+    assert arrays["ood"]["probs"].shape == (2, 128, 10) and "labels" not in arrays["ood"]
+    watch = arrays["test"]["watch"]
+    watched = arrays["trace"]["test"]["watched_probs"]  # [S, C, m]
+    assert watched.shape == (100, 2, 8) and watch.shape == (8,)
+    # The ensemble is the mean of the samples: the watched examples' traces must average to it.
+    labels = arrays["test"]["labels"][watch].astype(int)
+    ensemble = arrays["test"]["probs"][:, watch, labels]  # [C, m]
+    np.testing.assert_allclose(watched.mean(axis=0), ensemble, atol=1e-5)
+
+
 FIGURES = [
     "warmup.png", "comparison.png", "threshold.png", "rejection.png",
     *[f"uncertainty/{s}_{kind}.png" for s in ("sgld", "sghmc") for kind in ("images", "per_digit")],
-    "calibration/sgld.png", "calibration/sghmc.png",
+    "calibration/sgld.png", "calibration/sghmc.png", "diagnostics/sgld.png", "diagnostics/sghmc.png",
+    "shift.png", "ood.png", "decisions.png",
 ]
 
 
@@ -144,6 +165,19 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     calibration = pd.read_csv(workdir / "results/tables/calibration/sgld.tsv", sep="\t")
     assert calibration["predictor"].tolist() == ["ensemble", "last sample", "chain 0 ensemble", "chain 1 ensemble"]
     assert len(pd.read_csv(workdir / "results/tables/uncertainty/sghmc.tsv", sep="\t")) == 10
+    # The diagnostics, OOD and decision headline numbers reach the summary.
+    for column in ("rhat", "ess", "ess_per_second", "ess_per_1k_grad_evals", "ood_auroc_entropy", "ood_auroc_mi",
+                   "decision_cost"):
+        assert summary[column].notna().all() and (summary[column] > 0).all(), column
+    assert (summary["ood_auroc_mi"] > 0.6).all()  # unseen glyphs are told apart well above chance
+    diag = pd.read_csv(workdir / "results/tables/diagnostics/sgld.tsv", sep="\t")
+    assert diag["quantity"].tolist() == ["mean test log-likelihood", "true-class probability of watched examples"]
+    shift_table = pd.read_csv(workdir / "results/tables/shift.tsv", sep="\t")
+    assert len(shift_table) == 2 * 5 * 2  # samplers x levels x predictors
+    rot = shift_table[(shift_table["shift"] == "rotation") & (shift_table["predictor"] == "ensemble")]
+    assert (rot.groupby("sampler")["accuracy"].agg(lambda a: a.iloc[0] > a.iloc[-1])).all()  # 0 beats 180 degrees
+    decisions = pd.read_csv(workdir / "results/tables/decisions.tsv", sep="\t")
+    assert {"4->9", "7->1"} <= set(decisions.columns) and len(decisions) == 8
     assert (workdir / "results/report.html").stat().st_size > 100_000
 
 
@@ -163,8 +197,10 @@ def test_what_reruns_after_a_config_change(finished_run):
     changed = copy.deepcopy(config)
     changed["analysis"]["threshold"] = 0.8
     changed["plots"]["dpi"] = 80
+    changed["decision"]["reject"] = 0.2
     text = jobs(changed)
     assert re.search(r"^summary\s+1$", text, re.M) and re.search(r"^uncertainty\s+2$", text, re.M)
+    assert re.search(r"^decisions\s+1$", text, re.M)
     assert not re.search(r"^(warmup|sample|gather)\s", text, re.M)
     # A sampling setting reruns sampling, not warmup.
     changed = copy.deepcopy(config)
@@ -190,7 +226,9 @@ def test_the_report_renders_in_a_real_browser(finished_run, chromium):
             page.wait_for_load_state("networkidle")
             nav = page.inner_text("body")
             for category in ("1. Summary", "2. Warmup", "3. Sampler comparison", "4. Uncertainty",
-                             "5. Threshold analysis", "6. Calibration"):
+                             "5. Threshold analysis", "6. Calibration", "7. Chain diagnostics",
+                             "8. Distribution shift", "9. Out-of-distribution detection",
+                             "10. Decisions under a cost matrix"):
                 assert category in nav, category
             page.screenshot(path=str(ARTIFACTS / "report.png"))
             page.get_by_text("4. Uncertainty", exact=True).click()

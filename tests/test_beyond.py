@@ -1,0 +1,214 @@
+"""Chain diagnostics, shifted sets, OOD AUROC and cost-matrix decisions, on cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, snakemake
+from test_report import fake_predictive
+
+from bnn_sgmcmc import analysis, diagnostics, report, shift
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def test_independent_draws_mix_and_count_fully():
+    draws = np.random.default_rng(0).normal(size=(4, 2000))
+    assert diagnostics.split_rhat(draws) == pytest.approx(1.0, abs=0.01)
+    assert diagnostics.ess(draws) == pytest.approx(8000, rel=0.15)
+
+
+def test_identical_chains_agree():
+    """Copies of one well-mixed chain: nothing disagrees, so R-hat is 1."""
+    chain = np.random.default_rng(1).normal(size=(1, 2000))
+    assert diagnostics.split_rhat(np.repeat(chain, 4, axis=0)) == pytest.approx(1.0, abs=0.01)
+
+
+def test_chains_in_different_places_are_flagged():
+    draws = np.random.default_rng(2).normal(size=(4, 1000)) + np.arange(4)[:, None]
+    assert diagnostics.split_rhat(draws) > 1.5
+
+
+def test_a_drifting_single_chain_is_flagged_by_its_halves():
+    draws = np.random.default_rng(3).normal(size=(1, 1000)) + np.linspace(0, 4, 1000)
+    assert diagnostics.split_rhat(draws) > 1.2
+
+
+def test_ess_of_an_autocorrelated_chain():
+    """AR(1) with rho = 0.9: ESS = N (1 - rho) / (1 + rho)."""
+    rng = np.random.default_rng(4)
+    rho, n = 0.9, 20000
+    x = np.zeros((4, n))
+    noise = rng.normal(size=(4, n))
+    for t in range(1, n):
+        x[:, t] = rho * x[:, t - 1] + noise[:, t]
+    assert diagnostics.ess(x) == pytest.approx(4 * n * (1 - rho) / (1 + rho), rel=0.2)
+
+
+def test_diagnostics_per_trailing_value_and_too_few_draws():
+    draws = np.random.default_rng(5).normal(size=(2, 400, 3))
+    assert diagnostics.split_rhat(draws).shape == (3,) and diagnostics.ess(draws).shape == (3,)
+    with pytest.raises(ValueError, match="at least 4 draws"):
+        diagnostics.split_rhat(np.zeros((2, 3)))
+
+
+def test_diagnostics_table_reports_ess_per_second_and_gradient(tmp_path):
+    path = fake_predictive(tmp_path / "p.h5", chains=2, samples=200, grads=10)
+    arrays, attrs = report.h5io.read_predictive(path)
+    rng = np.random.default_rng(6)
+    arrays["trace"]["test"]["mean_log_likelihood"] = rng.normal(size=(200, 2))
+    arrays["trace"]["test"]["watched_probs"] = rng.uniform(size=(200, 2, 3))
+    attrs["run_seconds"] = 4.0
+    rows = report.diagnostics_rows("sgld", arrays, attrs, threshold=1.01)
+    assert [r["quantity"] for r in rows] == ["mean test log-likelihood", "true-class probability of watched examples"]
+    loglik = rows[0]
+    assert loglik["rhat"] == pytest.approx(1.0, abs=0.03) and loglik["ess"] > 250
+    assert loglik["ess_per_second"] == pytest.approx(loglik["ess"] / 4.0)
+    assert loglik["ess_per_1k_grad_evals"] == pytest.approx(1000 * loglik["ess"] / (2 * 200 * 10))
+    assert rows[1]["values"] == 3
+
+
+# --------------------------------------------------------------------------- shifted sets
+
+
+def test_zero_shift_leaves_the_images_unchanged():
+    images = np.random.default_rng(7).uniform(size=(5, 28, 28)).astype(np.float32)
+    sets = shift.shifted_sets(images, {"examples": 3, "rotations": [0, 90], "noise": [0, 0.5]}, seed=0)
+    assert list(sets) == ["shift/rotation_0", "shift/rotation_90", "shift/noise_0", "shift/noise_0.5"]
+    assert all(s.shape == (3, 28, 28) and s.dtype == np.float32 for s in sets.values())
+    np.testing.assert_array_equal(sets["shift/rotation_0"], images[:3])
+    np.testing.assert_array_equal(sets["shift/noise_0"], images[:3])
+    assert shift.levels(list(sets), "noise") == [(0.0, "shift/noise_0"), (0.5, "shift/noise_0.5")]
+
+
+def test_rotations_turn_the_image_about_its_centre():
+    image = np.zeros((1, 28, 28), np.float32)
+    image[0, 2:8, 13] = 1.0  # a vertical stroke in the top half
+    np.testing.assert_allclose(shift.rotate(image, 180), image[:, ::-1, ::-1], atol=1e-6)
+    turned = shift.rotate(image, 90)  # counter-clockwise: the stroke goes to the left half, lying down
+    rows, cols = np.nonzero(turned[0] > 0.5)
+    assert cols.max() < 14 and np.ptp(rows) <= 1 and np.ptp(cols) >= 5
+    np.testing.assert_allclose(shift.rotate(shift.rotate(image, 90), 270), image, atol=1e-6)
+
+
+def test_noise_is_seeded_and_clipped():
+    images = np.full((4, 28, 28), 0.5, np.float32)
+    a, b = shift.add_noise(images, 1.0, seed=3), shift.add_noise(images, 1.0, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert a.min() == 0.0 and a.max() == 1.0 and not np.array_equal(a, shift.add_noise(images, 1.0, seed=4))
+
+
+# --------------------------------------------------------------------------- OOD
+
+
+def test_auroc_known_values_and_brute_force():
+    assert analysis.auroc([0, 1, 2], [3, 4]) == 1.0
+    assert analysis.auroc([3, 4], [0, 1, 2]) == 0.0
+    assert analysis.auroc([1, 1], [1, 1]) == 0.5
+    rng = np.random.default_rng(8)
+    a, b = rng.integers(0, 5, 50), rng.integers(2, 8, 40)  # ties included
+    brute = np.mean([(y > x) + 0.5 * (y == x) for x in a for y in b])
+    assert analysis.auroc(a, b) == pytest.approx(brute)
+
+
+def test_ood_step_says_when_it_is_skipped(tmp_path):
+    files = {"sgld": str(fake_predictive(tmp_path / "sgld.h5"))}
+    report.ood(predictive=files, source=None, table=str(tmp_path / "ood.tsv"), figure=str(tmp_path / "ood.png"), dpi=60)
+    table = pd.read_csv(tmp_path / "ood.tsv", sep="\t")
+    assert table["score"].tolist() == ["skipped"] and "ood.source" in table["predictor"][0]
+    assert (tmp_path / "ood.png").stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+PROBS = np.array([[0.6, 0.4, 0.0], [0.1, 0.2, 0.7], [0.34, 0.33, 0.33]])
+COSTS = np.array([[0, 1, 1], [5, 0, 1], [1, 1, 0]], dtype=float)  # calling a true 1 a 0 costs 5
+
+
+def test_bayes_rule_on_a_crafted_three_class_example():
+    expected = analysis.expected_costs(PROBS, COSTS, reject=0.5)
+    np.testing.assert_allclose(expected[0], [2.0, 0.6, 1.0, 0.5])  # 0.4 x 5 for predicting 0
+    # Example 0: arg-max says 0, but a 40 % chance of a costly mistake makes rejecting cheapest.
+    assert analysis.bayes_decisions(PROBS, COSTS, reject=0.5).tolist() == [3, 2, 3]
+    # Without a reject option the rule picks class 1 for example 0, still not the arg-max.
+    assert analysis.bayes_decisions(PROBS, COSTS).tolist() == [1, 2, 1]
+    # Under 0-1 loss the Bayes rule is the arg-max.
+    assert analysis.bayes_decisions(PROBS, None).tolist() == PROBS.argmax(axis=1).tolist()
+    assert analysis.threshold_decisions(PROBS, 0.5).tolist() == [0, 2, 3]
+
+
+def test_decision_result_counts_costs_rejections_and_confusions():
+    labels = np.array([1, 2, 0])
+    result = analysis.evaluate_decisions(PROBS.argmax(axis=1), PROBS, labels, COSTS, reject=0.5)
+    assert result.realised_cost == pytest.approx((5 + 0 + 0) / 3)
+    assert result.expected_cost == pytest.approx((2.0 + 0.3 + 1.98) / 3)  # example 2: 0.33 x 5 + 0.33
+    assert result.reject_share == 0 and result.accuracy_on_decided == pytest.approx(2 / 3)
+    assert result.confusions[1, 0] == 1 and result.confusions.sum() == 3
+    bayes = analysis.evaluate_decisions(analysis.bayes_decisions(PROBS, COSTS, 0.5), PROBS, labels, COSTS, 0.5)
+    assert bayes.realised_cost == pytest.approx((0.5 + 0 + 0.5) / 3)
+    assert bayes.realised_cost < result.realised_cost
+
+
+@pytest.mark.parametrize("costs, match", [
+    (np.ones((2, 3)), "3 x 3"), (-np.eye(3), "non-negative"), (np.full((3, 3), np.nan), "non-negative"),
+])
+def test_bad_cost_matrices(costs, match):
+    with pytest.raises(ValueError, match=match):
+        analysis.check_costs(costs, 3)
+
+
+def test_the_example_costs_flag_the_expensive_confusions(tmp_path):
+    decision = yaml.safe_load((REPO / "examples/costly-confusions.yaml").read_text())["decision"]
+    files = {"sgld": str(fake_predictive(tmp_path / "sgld.h5"))}
+    report.decisions(predictive=files, costs=decision["costs"], reject=decision["reject"], threshold=0.9,
+                     table=str(tmp_path / "d.tsv"), figure=str(tmp_path / "d.png"), dpi=60)
+    table = pd.read_csv(tmp_path / "d.tsv", sep="\t")
+    assert table["rule"].tolist() == ["bayes (posterior)", "bayes (last sample)", "argmax", "threshold 0.9"]
+    assert {"4->9", "7->1"} <= set(table.columns)
+    bayes, argmax = table.iloc[0], table.iloc[2]
+    assert bayes["expected_cost"] <= argmax["expected_cost"]  # it minimises exactly this
+
+
+# --------------------------------------------------------------------------- bad config, before any job
+
+
+def _config(**changes):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["data"]["source"] = "synthetic"
+    for key, value in changes.items():
+        section, name = key.split("__")
+        config[section][name] = value
+    return config
+
+
+def test_a_cost_matrix_of_the_wrong_shape_stops_the_workflow(tmp_path):
+    out = snakemake(tmp_path, "-n", config=_config(decision__costs=[[0, 1], [1, 0]]))
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "decision.costs is 2 x 2" in text and "10 x 10" in text
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_negative_cost_stops_the_workflow(tmp_path):
+    costs = (1 - np.eye(10)).tolist()
+    costs[4][9] = -1
+    out = snakemake(tmp_path, "-n", config=_config(decision__costs=costs))
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "'decision'" in text and "minimum" in text
+
+
+def test_an_ood_source_of_another_image_shape_stops_the_workflow(tmp_path):
+    from conftest import write_idx_folder
+
+    from bnn_sgmcmc.data import ImageData, Split
+
+    rng = np.random.default_rng(9)
+    small = ImageData(*(Split(rng.integers(0, 256, (n, 14, 14), dtype=np.uint8), np.arange(n, dtype=np.uint8) % 10)
+                        for n in (20, 10)))
+    folder = write_idx_folder(tmp_path / "small", small, gz=True)
+    out = snakemake(tmp_path, "-n", config=_config(ood__source=str(folder)))
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "ood.source" in text and "14x14" in text
+    assert not (tmp_path / "results").exists()
