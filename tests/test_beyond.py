@@ -212,3 +212,10 @@ def test_an_ood_source_of_another_image_shape_stops_the_workflow(tmp_path):
     text = out.stdout + out.stderr
     assert out.returncode != 0 and "ood.source" in text and "14x14" in text
     assert not (tmp_path / "results").exists()
+
+
+def test_a_shift_without_its_own_level_zero_borrows_the_other_ones():
+    names = ["shift/rotation_0", "shift/rotation_90", "shift/noise_0.5", "shift/noise_0.25"]
+    assert shift.levels(names, "noise") == [(0.0, "shift/rotation_0"), (0.25, "shift/noise_0.25"),
+                                            (0.5, "shift/noise_0.5")]
+    assert shift.levels(names, "rotation") == [(0.0, "shift/rotation_0"), (90.0, "shift/rotation_90")]

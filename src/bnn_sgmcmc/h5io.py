@@ -151,7 +151,7 @@ def read_data_h5(path: str | os.PathLike) -> tuple[ImageData, dict[str, Any]]:
 # of writers: a checkpoint is simply a file of the same layout whose ``step``
 # attribute is short of the phase's total, plus what resuming needs.
 
-PREDICTIVE_SCHEMA_VERSION = 1
+PREDICTIVE_SCHEMA_VERSION = 2  # 2: shifted and OOD sets, watched examples
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:

@@ -63,6 +63,13 @@ def shifted_sets(images: np.ndarray, config: Mapping[str, Any], seed: int) -> di
 
 
 def levels(names: Sequence[str], kind: str) -> list[tuple[float, str]]:
-    """The ``(level, name)`` pairs of one kind of shift, in increasing level."""
-    found = [(parse_name(n)[1], n) for n in names if n.startswith("shift/") and parse_name(n)[0] == kind]
-    return sorted(found)
+    """The ``(level, name)`` pairs of one kind of shift, in increasing level.
+
+    Without a level 0 of its own, a kind borrows another kind's level 0 (the
+    unshifted images are the same), so that no set is evaluated twice.
+    """
+    parsed = [(*parse_name(n), n) for n in names if n.startswith("shift/")]
+    found = sorted((level, n) for k, level, n in parsed if k == kind)
+    if found and found[0][0] != 0:
+        found[:0] = [(0.0, n) for _, level, n in parsed if level == 0][:1]
+    return found
