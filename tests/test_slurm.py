@@ -63,12 +63,12 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
 
     # Every cluster job went through sbatch: Slurm allocated it and the plugin kept its log.
     allocations = re.findall(r"sched: Allocate JobId=(\d+)", (cluster.root / "slurmctld.log").read_text())
-    jobs = {"preprocess": 1, "warmup": 4, "sample": 4}  # 2 samplers x 2 shards
+    jobs = {"preprocess": 2, "warmup": 4, "sample": 4}  # MNIST and the OOD set; 2 samplers x 2 shards
     assert len(set(allocations)) >= sum(jobs.values())
     logs = workdir / ".snakemake" / "slurm_logs"
     for rule, count in jobs.items():
         assert len(list((logs / f"rule_{rule}").rglob("*.log"))) == count, rule
-    for rule in ("download", "gather", "summary"):
+    for rule in ("download", "gather", "diagnostics", "decisions", "summary"):
         assert not (logs / f"rule_{rule}").exists(), f"{rule} is a localrule"
 
     # Same arrays as the local run of the same config.

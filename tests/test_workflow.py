@@ -225,13 +225,13 @@ def test_the_report_renders_in_a_real_browser(finished_run, chromium):
             page.goto((workdir / "results/report.html").as_uri())
             page.wait_for_load_state("networkidle")
             nav = page.inner_text("body")
-            for category in ("1. Summary", "2. Warmup", "3. Sampler comparison", "4. Uncertainty",
-                             "5. Threshold analysis", "6. Calibration", "7. Chain diagnostics",
-                             "8. Distribution shift", "9. Out-of-distribution detection",
+            for category in ("01. Summary", "02. Warmup", "03. Sampler comparison", "04. Uncertainty",
+                             "05. Threshold analysis", "06. Calibration", "07. Chain diagnostics",
+                             "08. Distribution shift", "09. Out-of-distribution detection",
                              "10. Decisions under a cost matrix"):
                 assert category in nav, category
             page.screenshot(path=str(ARTIFACTS / "report.png"))
-            page.get_by_text("4. Uncertainty", exact=True).click()
+            page.get_by_text("04. Uncertainty", exact=True).click()
             page.get_by_text("sghmc", exact=True).first.click()
             page.wait_for_timeout(300)
             listing = page.inner_text("body")

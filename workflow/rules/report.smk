@@ -19,7 +19,7 @@ rule plot_warmup:
         figure=report(
             f"results/figures/warmup.{FMT}",
             caption="../report/warmup.rst",
-            category="2. Warmup",
+            category="02. Warmup",
             labels={"figure": "test accuracy during warmup"},
         ),
     log:
@@ -40,13 +40,13 @@ rule compare:
         figure=report(
             f"results/figures/comparison.{FMT}",
             caption="../report/comparison.rst",
-            category="3. Sampler comparison",
+            category="03. Sampler comparison",
             labels={"figure": "ensemble accuracy while sampling"},
         ),
         table=report(
             "results/tables/comparison.tsv",
             caption="../report/comparison_table.rst",
-            category="3. Sampler comparison",
+            category="03. Sampler comparison",
             labels={"figure": "ensemble against last sample (table)"},
         ),
     log:
@@ -68,14 +68,14 @@ rule uncertainty:
         images=report(
             f"results/figures/uncertainty/{{sampler}}_images.{FMT}",
             caption="../report/uncertain_images.rst",
-            category="4. Uncertainty",
+            category="04. Uncertainty",
             subcategory="{sampler}",
             labels={"sampler": "{sampler}", "figure": "least confident test images"},
         ),
         per_class=report(
             f"results/figures/uncertainty/{{sampler}}_per_digit.{FMT}",
             caption="../report/uncertain_per_digit.rst",
-            category="4. Uncertainty",
+            category="04. Uncertainty",
             subcategory="{sampler}",
             labels={
                 "sampler": "{sampler}",
@@ -85,7 +85,7 @@ rule uncertainty:
         table=report(
             "results/tables/uncertainty/{sampler}.tsv",
             caption="../report/uncertain_table.rst",
-            category="4. Uncertainty",
+            category="04. Uncertainty",
             subcategory="{sampler}",
             labels={
                 "sampler": "{sampler}",
@@ -112,19 +112,19 @@ rule threshold_analysis:
         figure=report(
             f"results/figures/threshold.{FMT}",
             caption="../report/threshold.rst",
-            category="5. Threshold analysis",
+            category="05. Threshold analysis",
             labels={"figure": "accuracy and dropped share against threshold"},
         ),
         rejection=report(
             f"results/figures/rejection.{FMT}",
             caption="../report/rejection.rst",
-            category="5. Threshold analysis",
+            category="05. Threshold analysis",
             labels={"figure": "accuracy-rejection curve"},
         ),
         table=report(
             "results/tables/threshold.tsv",
             caption="../report/threshold_table.rst",
-            category="5. Threshold analysis",
+            category="05. Threshold analysis",
             labels={"figure": "threshold curve (table)"},
         ),
     log:
@@ -146,14 +146,14 @@ rule calibration:
         figure=report(
             f"results/figures/calibration/{{sampler}}.{FMT}",
             caption="../report/reliability.rst",
-            category="6. Calibration",
+            category="06. Calibration",
             subcategory="{sampler}",
             labels={"sampler": "{sampler}", "figure": "reliability diagram"},
         ),
         table=report(
             "results/tables/calibration/{sampler}.tsv",
             caption="../report/calibration_table.rst",
-            category="6. Calibration",
+            category="06. Calibration",
             subcategory="{sampler}",
             labels={"sampler": "{sampler}", "figure": "NLL, Brier and ECE (table)"},
         ),
@@ -176,14 +176,14 @@ rule diagnostics:
         figure=report(
             f"results/figures/diagnostics/{{sampler}}.{FMT}",
             caption="../report/diagnostics.rst",
-            category="7. Chain diagnostics",
+            category="07. Chain diagnostics",
             subcategory="{sampler}",
             labels={"sampler": "{sampler}", "figure": "trace plot"},
         ),
         table=report(
             "results/tables/diagnostics/{sampler}.tsv",
             caption="../report/diagnostics_table.rst",
-            category="7. Chain diagnostics",
+            category="07. Chain diagnostics",
             subcategory="{sampler}",
             labels={"sampler": "{sampler}", "figure": "split R-hat and ESS (table)"},
         ),
@@ -207,13 +207,13 @@ rule shift:
         figure=report(
             f"results/figures/shift.{FMT}",
             caption="../report/shift.rst",
-            category="8. Distribution shift",
+            category="08. Distribution shift",
             labels={"figure": "metrics against rotation and noise"},
         ),
         table=report(
             "results/tables/shift.tsv",
             caption="../report/shift_table.rst",
-            category="8. Distribution shift",
+            category="08. Distribution shift",
             labels={"figure": "metrics against shift (table)"},
         ),
     log:
@@ -235,13 +235,13 @@ rule ood:
         figure=report(
             f"results/figures/ood.{FMT}",
             caption="../report/ood.rst",
-            category="9. Out-of-distribution detection",
+            category="09. Out-of-distribution detection",
             labels={"figure": "entropy and mutual information, in against out"},
         ),
         table=report(
             "results/tables/ood.tsv",
             caption="../report/ood_table.rst",
-            category="9. Out-of-distribution detection",
+            category="09. Out-of-distribution detection",
             labels={"figure": "AUROC (table)"},
         ),
     log:
@@ -296,7 +296,7 @@ rule summary:
         table=report(
             "results/tables/summary.tsv",
             caption="../report/summary.rst",
-            category="1. Summary",
+            category="01. Summary",
             labels={"figure": "one row per sampler"},
         ),
     log:
