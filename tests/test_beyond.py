@@ -219,3 +219,11 @@ def test_a_shift_without_its_own_level_zero_borrows_the_other_ones():
     assert shift.levels(names, "noise") == [(0.0, "shift/rotation_0"), (0.25, "shift/noise_0.25"),
                                             (0.5, "shift/noise_0.5")]
     assert shift.levels(names, "rotation") == [(0.0, "shift/rotation_0"), (90.0, "shift/rotation_90")]
+
+
+def test_too_few_samples_for_diagnostics_give_nan_not_a_failed_report(tmp_path):
+    path = fake_predictive(tmp_path / "p.h5", chains=2, samples=3)
+    report.chain_diagnostics(predictive=str(path), sampler="sgld", samplers=["sgld"], threshold=1.01,
+                             table=str(tmp_path / "d.tsv"), figure=str(tmp_path / "d.png"), dpi=60)
+    table = pd.read_csv(tmp_path / "d.tsv", sep="\t")
+    assert table["rhat"].isna().all() and not table["converged"].any()

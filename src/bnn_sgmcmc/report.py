@@ -247,8 +247,13 @@ def diagnostics_rows(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, A
         quantities["true-class probability of watched examples"] = np.moveaxis(np.asarray(trace["watched_probs"]), 0, 1)
     rows = []
     for quantity, draws in quantities.items():
-        rhat = np.atleast_1d(diagnostics.split_rhat(draws))
-        ess = np.atleast_1d(diagnostics.ess(draws))
+        if draws.shape[1] < 4:
+            log.warning("%s: %d kept samples per chain are too few for split R-hat and ESS (at least 4).",
+                        name, draws.shape[1])
+            rhat = ess = np.full(1, np.nan)
+        else:
+            rhat = np.atleast_1d(diagnostics.split_rhat(draws))
+            ess = np.atleast_1d(diagnostics.ess(draws))
         worst = float(np.nanmax(rhat))
         row = {
             "sampler": name, "quantity": quantity, "values": rhat.size, "chains": chains,
@@ -280,7 +285,9 @@ def chain_diagnostics(
     rhats = {"mean test log-likelihood": rows[0]["rhat"]}
     if "watched_probs" in trace:
         watched = np.asarray(trace["watched_probs"])  # [S, C, m]
-        worst = int(np.nanargmax(np.atleast_1d(diagnostics.split_rhat(np.moveaxis(watched, 0, 1)))))
+        per_example = (np.atleast_1d(diagnostics.split_rhat(np.moveaxis(watched, 0, 1))) if watched.shape[0] >= 4
+                       else np.zeros(watched.shape[2]))
+        worst = int(np.nanargmax(np.nan_to_num(per_example, nan=-np.inf)))
         index = int(arrays["test"]["watch"][worst]) if "watch" in arrays["test"] else worst
         label = f"true-class probability of test example {index} (largest R-hat of the watched)"
         series[label] = watched[:, :, worst]
