@@ -254,9 +254,12 @@ def diagnostics_rows(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, A
         else:
             rhat = np.atleast_1d(diagnostics.split_rhat(draws))
             ess = np.atleast_1d(diagnostics.ess(draws))
+            # A probability stuck at 0 or 1 in every draw has nothing to diagnose (0/0).
+            flat = np.atleast_1d(draws.reshape(draws.shape[0] * draws.shape[1], -1).std(axis=0) < 1e-6)
+            rhat, ess = np.where(flat, np.nan, rhat), np.where(flat, np.nan, ess)
         worst = float(np.nanmax(rhat))
         row = {
-            "sampler": name, "quantity": quantity, "values": rhat.size, "chains": chains,
+            "sampler": name, "quantity": quantity, "values": int(np.isfinite(rhat).sum()), "chains": chains,
             "samples_per_chain": draws.shape[1], "rhat": worst,
             "ess": float(np.nanmin(ess)), "ess_median": float(np.nanmedian(ess)),
             "ess_per_second": float(np.nanmin(ess)) / seconds if seconds > 0 else float("nan"),
