@@ -305,7 +305,7 @@ def decision_costs(
     rules = list(dict.fromkeys(str(r["rule"]) for r in rows))
     samplers = list(dict.fromkeys(str(r["sampler"]) for r in rows))
     width = 0.8 / (2 * len(samplers))
-    with figure(path, dpi=dpi, width=max(5.0, 1.6 * len(rules)), height=3.6) as (fig, (ax,)):
+    with figure(path, dpi=dpi, width=max(5.0, 2.2 * len(rules)), height=3.6) as (fig, (ax,)):
         for s, sampler in enumerate(samplers):
             for r, rule in enumerate(rules):
                 row = next(x for x in rows if x["sampler"] == sampler and x["rule"] == rule)
