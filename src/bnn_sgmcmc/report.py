@@ -257,16 +257,20 @@ def diagnostics_rows(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, A
             # A probability stuck at 0 or 1 in every draw has nothing to diagnose (0/0).
             flat = np.atleast_1d(draws.reshape(draws.shape[0] * draws.shape[1], -1).std(axis=0) < 1e-6)
             rhat, ess = np.where(flat, np.nan, rhat), np.where(flat, np.nan, ess)
-        worst = float(np.nanmax(rhat))
+        known = np.isfinite(rhat) & np.isfinite(ess)
+        worst = float(rhat[known].max()) if known.any() else float("nan")
+        least = float(ess[known].min()) if known.any() else float("nan")
         row = {
-            "sampler": name, "quantity": quantity, "values": int(np.isfinite(rhat).sum()), "chains": chains,
+            "sampler": name, "quantity": quantity, "values": int(known.sum()), "chains": chains,
             "samples_per_chain": draws.shape[1], "rhat": worst,
-            "ess": float(np.nanmin(ess)), "ess_median": float(np.nanmedian(ess)),
-            "ess_per_second": float(np.nanmin(ess)) / seconds if seconds > 0 else float("nan"),
-            "ess_per_1k_grad_evals": 1000 * float(np.nanmin(ess)) / grad_evals,
+            "ess": least, "ess_median": float(np.median(ess[known])) if known.any() else float("nan"),
+            "ess_per_second": least / seconds if seconds > 0 else float("nan"),
+            "ess_per_1k_grad_evals": 1000 * least / grad_evals,
             "converged": bool(worst <= threshold),
         }
         rows.append(row)
+        if not known.any():
+            continue
         if not row["converged"]:
             log.warning(
                 "%s: split R-hat of the %s is %.3f > %.3f: the chains have not converged (run longer warmup, more "
