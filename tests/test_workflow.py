@@ -178,6 +178,10 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     assert (rot.groupby("sampler")["accuracy"].agg(lambda a: a.iloc[0] > a.iloc[-1])).all()  # 0 beats 180 degrees
     decisions = pd.read_csv(workdir / "results/tables/decisions.tsv", sep="\t")
     assert {"4->9", "7->1"} <= set(decisions.columns) and len(decisions) == 8
+    for _, rows in decisions.groupby("sampler"):
+        bayes, argmax = rows.set_index("rule").loc["bayes (posterior)"], rows.set_index("rule").loc["argmax"]
+        assert bayes["expected_cost"] <= argmax["expected_cost"] + 1e-12  # the rule minimises it
+        assert bayes["4->9"] <= argmax["4->9"] and bayes["7->1"] <= argmax["7->1"]
     assert (workdir / "results/report.html").stat().st_size > 100_000
 
 
