@@ -71,3 +71,12 @@ def test_raw_round_trip_and_damage(tmp_path, images):
     path.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable .npz"):
         h5io.read_raw(path)
+
+
+def test_reading_only_the_test_split(tmp_path, images):
+    path = tmp_path / "data.h5"
+    h5io.write_data_h5(path, images, num_classes=10, attrs={"source": "test"})
+    data, attrs = h5io.read_data_h5(path, splits=("test",))
+    assert (data.test.images == images.test.images).all() and (data.test.labels == images.test.labels).all()
+    assert data.train.images.shape == (0, 28, 28) and data.train.labels.shape == (0,)
+    assert attrs["splits"]["train"]["rows"] == len(images.train.labels)

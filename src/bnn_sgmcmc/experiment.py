@@ -167,7 +167,7 @@ def evaluation_sets(
         for name, images in shift.shifted_sets(test_images, ev["shift"], job.seed).items():
             sets[name] = predictive.EvalSet(flat(images), labels[: len(images)])
     if job.ood:
-        ood, attrs = h5io.read_data_h5(job.ood)
+        ood, attrs = h5io.read_data_h5(job.ood, splits=("test",))
         found = tuple(int(v) for v in attrs["image_shape"])
         if found != image_shape:
             raise DataError(
@@ -222,7 +222,7 @@ def setup(job: SamplerJob) -> Setup:
         "chains": [int(c) for c in chains],
         "warmup": {k: getattr(schedule, k) for k in ("batch_size", "batching", "warmup_steps")},
         "evaluation": {k: job.evaluation[k] for k in sorted(job.evaluation)}
-        | ({"ood": h5io.read_data_h5(job.ood)[1]["splits"]["test"].get("images_sha256")} if job.ood else {}),
+        | ({"ood": h5io.read_data_h5(job.ood, splits=())[1]["splits"]["test"].get("images_sha256")} if job.ood else {}),
     }
     if len(eval_sets) > 1:
         log.info("evaluation sets: %s", ", ".join(f"{k} ({v.x.shape[0]})" for k, v in eval_sets.items()))

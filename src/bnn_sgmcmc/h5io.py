@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +126,13 @@ def write_data_h5(
                     group.attrs[key] = _attr(value)
 
 
-def read_data_h5(path: str | os.PathLike) -> tuple[ImageData, dict[str, Any]]:
-    """Read the data file; check its layout; return the arrays and the root attributes."""
+def read_data_h5(path: str | os.PathLike, splits: Sequence[str] = SPLITS) -> tuple[ImageData, dict[str, Any]]:
+    """Read the data file; check its layout; return the arrays and the root attributes.
+
+    Only the arrays of ``splits`` are read (say ``("test",)`` for a report);
+    the others come back empty, with the right image shape. Attributes are
+    always complete.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Data file {path} does not exist. Run the preprocess rule first.")
@@ -139,7 +144,11 @@ def read_data_h5(path: str | os.PathLike) -> tuple[ImageData, dict[str, Any]]:
                 f"{path} lacks {', '.join(missing)}; it was not written by this workflow's "
                 "preprocess rule. Delete it and rerun."
             )
-        data = ImageData(**{s: Split(h5[s]["images"][...], h5[s]["labels"][...]) for s in SPLITS})
+        data = ImageData(**{
+            s: Split(h5[s]["images"][...], h5[s]["labels"][...]) if s in splits
+            else Split(np.zeros((0, *h5[s]["images"].shape[1:]), np.uint8), np.zeros(0, np.uint8))
+            for s in SPLITS
+        })
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in h5.attrs.items()}
         attrs["splits"] = {s: read_attrs(h5[s]) for s in SPLITS}
     return data, attrs

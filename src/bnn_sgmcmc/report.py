@@ -94,7 +94,7 @@ def uncertainty(
 ) -> None:
     """The least confident test predictions (figure and table) and uncertain counts per digit."""
     arrays, _ = h5io.read_predictive(predictive)
-    images, _ = h5io.read_data_h5(data)
+    images, _ = h5io.read_data_h5(data, splits=("test",))  # the training images are not needed
     probs = _ensemble(arrays)
     labels = arrays["test"]["labels"].astype(np.int64)
     if len(images.test.labels) != len(labels) or not np.array_equal(images.test.labels, labels):
