@@ -234,29 +234,49 @@ def _sampling_seconds(attrs: Mapping[str, Any]) -> float:
     return float(sum(float(r.get("run_seconds") or 0.0) for r in runs))
 
 
-def diagnostics_rows(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], threshold: float) -> list[dict[str, Any]]:
-    """Split R-hat and ESS of the traced predictions of one sampler, with ESS per second and per gradient."""
+LOGLIK = "mean test log-likelihood"
+WATCHED = "true-class probability of watched examples"
+
+
+def _split_diagnostics(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split R-hat and ESS per traced value of [C, S, ...] draws; NaN where there is nothing to diagnose.
+
+    That is every value with fewer than 4 draws per chain, and a probability
+    stuck at 0 or 1 in every draw (0/0).
+    """
     from bnn_sgmcmc import diagnostics
 
+    if draws.shape[1] < 4:
+        nan = np.full(draws.shape[2:] or (1,), np.nan)
+        return nan, nan
+    rhat = np.atleast_1d(diagnostics.split_rhat(draws))
+    ess = np.atleast_1d(diagnostics.ess(draws))
+    flat = np.atleast_1d(draws.reshape(draws.shape[0] * draws.shape[1], -1).std(axis=0) < 1e-6)
+    return np.where(flat, np.nan, rhat), np.where(flat, np.nan, ess)
+
+
+def _diagnosed(arrays: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per diagnosed quantity: its draws [C, S, ...] and their split R-hat and ESS per value."""
     trace = arrays["trace"]["test"]
+    quantities = {LOGLIK: np.asarray(trace["mean_log_likelihood"]).T}  # [C, S]
+    if "watched_probs" in trace:
+        quantities[WATCHED] = np.moveaxis(np.asarray(trace["watched_probs"]), 0, 1)  # [C, S, m]
+    return {quantity: (draws, *_split_diagnostics(draws)) for quantity, draws in quantities.items()}
+
+
+def diagnostics_rows(
+    name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], threshold: float,
+    diagnosed: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+) -> list[dict[str, Any]]:
+    """Split R-hat and ESS of the traced predictions of one sampler, with ESS per second and per gradient."""
     chains = int(attrs["chains"])
     grad_evals = chains * int(arrays["trace"]["grad_evals"][-1])
     seconds = _sampling_seconds(attrs)
-    quantities = {"mean test log-likelihood": np.asarray(trace["mean_log_likelihood"]).T}  # [C, S]
-    if "watched_probs" in trace:
-        quantities["true-class probability of watched examples"] = np.moveaxis(np.asarray(trace["watched_probs"]), 0, 1)
     rows = []
-    for quantity, draws in quantities.items():
+    for quantity, (draws, rhat, ess) in (diagnosed or _diagnosed(arrays)).items():
         if draws.shape[1] < 4:
             log.warning("%s: %d kept samples per chain are too few for split R-hat and ESS (at least 4).",
                         name, draws.shape[1])
-            rhat = ess = np.full(1, np.nan)
-        else:
-            rhat = np.atleast_1d(diagnostics.split_rhat(draws))
-            ess = np.atleast_1d(diagnostics.ess(draws))
-            # A probability stuck at 0 or 1 in every draw has nothing to diagnose (0/0).
-            flat = np.atleast_1d(draws.reshape(draws.shape[0] * draws.shape[1], -1).std(axis=0) < 1e-6)
-            rhat, ess = np.where(flat, np.nan, rhat), np.where(flat, np.nan, ess)
         known = np.isfinite(rhat) & np.isfinite(ess)
         worst = float(rhat[known].max()) if known.any() else float("nan")
         least = float(ess[known].min()) if known.any() else float("nan")
@@ -269,9 +289,7 @@ def diagnostics_rows(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, A
             "converged": bool(worst <= threshold),
         }
         rows.append(row)
-        if not known.any():
-            continue
-        if not row["converged"]:
+        if known.any() and not row["converged"]:
             log.warning(
                 "%s: split R-hat of the %s is %.3f > %.3f: the chains have not converged (run longer warmup, more "
                 "samples or a smaller step size)", name, quantity, worst, threshold,
@@ -283,21 +301,18 @@ def chain_diagnostics(
     *, predictive: str, sampler: str, samplers: Sequence[str], threshold: float, table: str, figure: str, dpi: int
 ) -> None:
     """Rule diagnostics: the R-hat/ESS table and the trace plot of one sampler."""
-    from bnn_sgmcmc import diagnostics
-
     arrays, attrs = h5io.read_predictive(predictive)
-    rows = diagnostics_rows(sampler, arrays, attrs, threshold)
+    diagnosed = _diagnosed(arrays)
+    rows = diagnostics_rows(sampler, arrays, attrs, threshold, diagnosed)
     trace = arrays["trace"]["test"]
-    series = {"mean test log-likelihood": np.asarray(trace["mean_log_likelihood"])}
-    rhats = {"mean test log-likelihood": rows[0]["rhat"]}
-    if "watched_probs" in trace:
-        watched = np.asarray(trace["watched_probs"])  # [S, C, m]
-        per_example = (np.atleast_1d(diagnostics.split_rhat(np.moveaxis(watched, 0, 1))) if watched.shape[0] >= 4
-                       else np.zeros(watched.shape[2]))
-        worst = int(np.nanargmax(np.nan_to_num(per_example, nan=-np.inf)))
+    series = {LOGLIK: np.asarray(trace["mean_log_likelihood"])}
+    rhats = {LOGLIK: rows[0]["rhat"]}
+    if WATCHED in diagnosed:
+        watched, per_example, _ = diagnosed[WATCHED]  # [C, S, m]
+        worst = int(np.argmax(np.nan_to_num(per_example, nan=-np.inf)))
         index = int(arrays["test"]["watch"][worst]) if "watch" in arrays["test"] else worst
         label = f"true-class probability of test example {index} (largest R-hat of the watched)"
-        series[label] = watched[:, :, worst]
+        series[label] = watched[:, :, worst].T  # [S, C]
         rhats[label] = rows[1]["rhat"]
     plots.chain_traces(arrays["trace"]["sample_step"], series, rhats, threshold, sampler,
                        plots.sampler_colors(samplers)[sampler], figure, dpi=dpi)
