@@ -43,16 +43,9 @@ def sampler_colors(samplers: Sequence[str]) -> dict[str, str]:
 
 @contextlib.contextmanager
 def figure(path: str | Path, ncols: int = 1, width: float = 5.0, height: float = 3.6, dpi: int = 150) -> Iterator:
-    """A styled figure with ``ncols`` panels, saved to ``path`` when the block ends."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
-        try:
-            yield fig, axes[0]
-            fig.tight_layout()
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=dpi)
-        finally:
-            plt.close(fig)
+    """A styled figure with ``ncols`` panels in one row, saved to ``path`` when the block ends."""
+    with grid(path, 1, ncols, width=width, height=height, dpi=dpi) as (fig, axes):
+        yield fig, axes[0]
 
 
 def _chain_lines(ax, x: np.ndarray, y: np.ndarray, color: str, label: str) -> None:
@@ -198,7 +191,7 @@ def reliability(
 
 @contextlib.contextmanager
 def grid(path: str | Path, nrows: int, ncols: int, width: float = 4.2, height: float = 3.2, dpi: int = 150) -> Iterator:
-    """Like :func:`figure`, with ``nrows`` x ``ncols`` panels (a 2-D array of axes)."""
+    """A styled figure with ``nrows`` x ``ncols`` panels (a 2-D array of axes), saved to ``path`` when the block ends."""
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
         try:
