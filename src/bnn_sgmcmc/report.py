@@ -405,9 +405,9 @@ def ood(*, predictive: Mapping[str, str], source: str | None, table: str, figure
 
 def decision_rows(
     name: str, arrays: Mapping[str, Any], costs: Any, reject: float | None, threshold: float,
-    watch_pairs: Sequence[tuple[int, int]] = (),
+    pairs: Sequence[tuple[int, int]],
 ) -> list[dict[str, Any]]:
-    """Each decision rule's expected and realised cost on the test set, and its costliest confusions."""
+    """Each decision rule's expected and realised cost on the test set, and its counts of the ``pairs`` confusions."""
     labels = arrays["test"]["labels"].astype(np.int64)
     pooled = analysis.pool_chains(arrays["test"]["probs"])
     k = pooled.shape[1]
@@ -419,7 +419,6 @@ def decision_rows(
         "argmax": pooled.argmax(axis=1),
         f"threshold {threshold:g}": analysis.threshold_decisions(pooled, threshold),
     }
-    pairs = list(watch_pairs) or costly_pairs(c, rules["argmax"], labels)
     rows = []
     for rule, actions in rules.items():
         result = analysis.evaluate_decisions(actions, pooled, labels, c, reject)

@@ -13,13 +13,12 @@ boundary continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import functools
-
 import os
 
 # Several jobs may share one GPU: take memory as needed, not 75 % of the card up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+import functools
 import logging
 import sys
 import time
