@@ -98,7 +98,7 @@ def make_synthetic_config(config: dict, cache: Path) -> dict:
     config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3}
     config["analysis"] |= {"uncertain_images": 10, "threshold": 0.9}
     # Every step of the diagnostics, shift, OOD and decision reports, on small sets.
-    config["diagnostics"]["watch_examples"] = 8
+    config["diagnostics"] |= {"draws_per_chain": 100, "least_converged": 6}
     config["shift"] |= {"examples": 128, "rotations": [0, 90, 180], "noise": [0.5]}
     config["ood"] |= {"source": "synthetic", "examples": 128}  # another seed: glyphs of unseen classes
     config["decision"] = yaml.safe_load((REPO / "examples/costly-confusions.yaml").read_text())["decision"]

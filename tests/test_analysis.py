@@ -22,6 +22,7 @@ from bnn_sgmcmc.analysis import (
     most_uncertain,
     mutual_information,
     nll,
+    pool_log_chains,
     pool_chains,
     rejection_curve,
     reliability,
@@ -217,14 +218,26 @@ Y3 = np.array([0, 0, 1])  # probabilities of the labels: 0.8, 0.25, 0.5
 def test_nll_by_hand():
     expected = -(math.log(0.8) + math.log(0.25) + math.log(0.5)) / 3
     assert expected == pytest.approx(0.767528, abs=1e-6)
-    assert nll(P3, Y3) == pytest.approx(expected)
+    assert nll(np.log(P3), Y3) == pytest.approx(expected)
 
 
-def test_nll_floors_zero_probability():
-    probs = np.array([[1.0, 0.0]])
-    assert nll(probs, np.array([1])) == pytest.approx(-math.log(1e-12))
-    assert nll(probs, np.array([1]), eps=1e-3) == pytest.approx(math.log(1000))
-    assert nll(probs, np.array([0])) == 0.0
+def test_nll_is_exact_where_probabilities_underflow():
+    """Log-probabilities of -200 and -745 are probabilities of 0 in float32 (and the second in float64):
+    the score is the exact 200 and 745 nats, with no floor (the old 1e-12 floor capped it at 27.6)."""
+    log_probs = np.array([[0.0, -200.0], [-745.0, 0.0]], dtype=np.float32)
+    assert np.exp(log_probs).min() == 0.0
+    assert nll(log_probs[:1], np.array([1])) == pytest.approx(200.0)
+    assert nll(log_probs, np.array([1, 0])) == pytest.approx((200.0 + 745.0) / 2)
+    assert nll(log_probs, np.array([0, 1])) == 0.0
+
+
+def test_pooled_log_probabilities_are_the_log_of_the_pooled_probabilities_without_underflow():
+    probs = np.array([[[0.9, 0.1]], [[0.5, 0.5]]])
+    np.testing.assert_allclose(pool_log_chains(np.log(probs)), np.log(pool_chains(probs)))
+    tiny = np.array([[[0.0, -1000.0]], [[0.0, -1001.0]]])  # exp underflows even in float64
+    np.testing.assert_allclose(pool_log_chains(tiny)[0, 1], -1000 + math.log((1 + math.exp(-1)) / 2))
+    with pytest.raises(ValueError, match=r"\[C, n, K\]"):
+        pool_log_chains(np.zeros((2, 2)))
 
 
 def test_brier_by_hand():
@@ -355,16 +368,16 @@ def test_pool_chains_is_mean_over_chains():
 
 
 def test_summary_matches_functions():
-    s = summary(P5, Y5, threshold=0.8, bins=4)
+    s = summary(np.log(P5), Y5, threshold=0.8, bins=4)  # from log-probabilities
     assert set(s) == {"accuracy", "nll", "brier", "ece", "certain_share", "aurc"}
     assert all(isinstance(v, float) for v in s.values())
     assert s["accuracy"] == accuracy(P5, Y5)
-    assert s["nll"] == nll(P5, Y5)
-    assert s["brier"] == brier(P5, Y5)
-    assert s["ece"] == ece(P5, Y5, bins=4)
+    assert s["nll"] == nll(np.log(P5), Y5)
+    assert s["brier"] == pytest.approx(brier(P5, Y5))
+    assert s["ece"] == pytest.approx(ece(P5, Y5, bins=4))
     assert s["certain_share"] == 0.2  # only 0.9 > 0.8
     assert s["aurc"] == rejection_curve(P5, Y5).aurc
-    assert summary(P5, Y5)["certain_share"] == 0.0  # default threshold 0.95
+    assert summary(np.log(P5), Y5)["certain_share"] == 0.0  # default threshold 0.95
 
 
 # --- validation -----------------------------------------------------------------------

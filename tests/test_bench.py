@@ -36,3 +36,17 @@ def test_benchmark_record_has_every_field(tmp_path, capsys):
     assert record["matmul"]["flops_per_second"] > 0 and record["flops"]["test_pass"] > record["flops"]["gradient"] / 3
     assert (tmp_path / next(tmp_path.glob("bench-*.tsv")).name).read_text().startswith("impl\tsampler")
     assert "speedup sgld warmup" in capsys.readouterr().out
+
+
+def test_function_space_benchmark_record(tmp_path):
+    from bnn_sgmcmc import bench_function_space
+
+    result = bench_function_space.main(["--draws", "20", "--chains", "2", "--examples", "50", "--sampling-chains", "2",
+                                        "--sampling-steps", "30", "--out", str(tmp_path)])
+    record = json.loads(next(tmp_path.glob("function_space-*.json")).read_text())
+    assert record["report"] == json.loads(json.dumps(result["report"]))
+    assert record["report"]["examples"] == 50 and record["report"]["flagged"] >= 1  # a tenth disagree
+    assert 0 < record["report"]["seconds"] and record["report"]["peak_host_mib"] > 0
+    sampling = record["sampling"]
+    assert sampling["with"]["draws"] == 15 and sampling["without"]["draws"] == 0  # every 2nd of 30 kept samples
+    assert sampling["overhead"] == pytest.approx(sampling["with"]["seconds"] / sampling["without"]["seconds"] - 1)

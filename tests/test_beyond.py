@@ -11,63 +11,50 @@ from test_report import fake_predictive
 
 from bnn_sgmcmc import analysis, diagnostics, report, shift
 
-# --------------------------------------------------------------------------- diagnostics
+# --------------------------------------------------------------------------- diagnostics report
 
 
-def test_independent_draws_mix_and_count_fully():
-    draws = np.random.default_rng(0).normal(size=(4, 2000))
-    assert diagnostics.split_rhat(draws) == pytest.approx(1.0, abs=0.01)
-    assert diagnostics.ess(draws) == pytest.approx(8000, rel=0.15)
-
-
-def test_identical_chains_agree():
-    """Copies of one well-mixed chain: nothing disagrees, so R-hat is 1."""
-    chain = np.random.default_rng(1).normal(size=(1, 2000))
-    assert diagnostics.split_rhat(np.repeat(chain, 4, axis=0)) == pytest.approx(1.0, abs=0.01)
-
-
-def test_chains_in_different_places_are_flagged():
-    draws = np.random.default_rng(2).normal(size=(4, 1000)) + np.arange(4)[:, None]
-    assert diagnostics.split_rhat(draws) > 1.5
-
-
-def test_a_drifting_single_chain_is_flagged_by_its_halves():
-    draws = np.random.default_rng(3).normal(size=(1, 1000)) + np.linspace(0, 4, 1000)
-    assert diagnostics.split_rhat(draws) > 1.2
-
-
-def test_ess_of_an_autocorrelated_chain():
-    """AR(1) with rho = 0.9: ESS = N (1 - rho) / (1 + rho)."""
-    rng = np.random.default_rng(4)
-    rho, n = 0.9, 20000
-    x = np.zeros((4, n))
-    noise = rng.normal(size=(4, n))
-    for t in range(1, n):
-        x[:, t] = rho * x[:, t - 1] + noise[:, t]
-    assert diagnostics.ess(x) == pytest.approx(4 * n * (1 - rho) / (1 + rho), rel=0.2)
-
-
-def test_diagnostics_per_trailing_value_and_too_few_draws():
-    draws = np.random.default_rng(5).normal(size=(2, 400, 3))
-    assert diagnostics.split_rhat(draws).shape == (3,) and diagnostics.ess(draws).shape == (3,)
-    with pytest.raises(ValueError, match="at least 4 draws"):
-        diagnostics.split_rhat(np.zeros((2, 3)))
-
-
-def test_diagnostics_table_reports_ess_per_second_and_gradient(tmp_path):
+def test_diagnostics_table_reports_every_traced_quantity_with_ess_per_second_and_gradient(tmp_path):
     path = fake_predictive(tmp_path / "p.h5", chains=2, samples=200, grads=10)
     arrays, attrs = report.h5io.read_predictive(path)
     rng = np.random.default_rng(6)
     arrays["trace"]["test"]["mean_log_likelihood"] = rng.normal(size=(200, 2))
-    arrays["trace"]["test"]["watched_probs"] = rng.uniform(size=(200, 2, 3))
+    arrays["trace"]["test"]["pointwise_accuracy"] = rng.uniform(size=(200, 2))
+    arrays["trace"]["shift"] = {"rotation_90": {"mean_log_likelihood": rng.normal(size=(200, 2)) + [0, 3]},
+                                "rotation_30": {"mean_log_likelihood": rng.normal(size=(200, 2))}}
     attrs["run_seconds"] = 4.0
-    rows = report.diagnostics_rows("sgld", arrays, attrs, threshold=1.01)
-    assert [r["quantity"] for r in rows] == ["mean test log-likelihood", "true-class probability of watched examples"]
+    rows = report.diagnostics_rows("sgld", arrays, attrs, threshold=1.01, ess_per_chain=100)
+    assert [(r["set"], r["quantity"]) for r in rows] == [
+        ("test", "mean log-likelihood"), ("test", "accuracy"),
+        ("shift/rotation_30", "mean log-likelihood"), ("shift/rotation_90", "mean log-likelihood"),
+    ]
     loglik = rows[0]
-    assert loglik["rhat"] == pytest.approx(1.0, abs=0.03) and loglik["ess"] > 250
-    assert loglik["ess_per_second"] == pytest.approx(loglik["ess"] / 4.0)
-    assert loglik["ess_per_1k_grad_evals"] == pytest.approx(1000 * loglik["ess"] / (2 * 200 * 10))
-    assert rows[1]["values"] == 3
+    assert loglik["rhat"] == pytest.approx(1.0, abs=0.03) and loglik["ess_bulk"] > 250 and loglik["converged"]
+    assert loglik["rhat"] == pytest.approx(float(diagnostics.rhat(arrays["trace"]["test"]["mean_log_likelihood"].T)))
+    assert loglik["ess_bulk_per_second"] == pytest.approx(loglik["ess_bulk"] / 4.0)
+    assert loglik["ess_bulk_per_1k_grad_evals"] == pytest.approx(1000 * loglik["ess_bulk"] / (2 * 200 * 10))
+    assert rows[3]["rhat"] > 1.5 and not rows[3]["converged"]  # its chains sit 3 apart
+
+
+def test_the_verdict_names_the_worst_quantity_and_the_samples_still_needed(tmp_path, caplog):
+    path = fake_predictive(tmp_path / "p.h5", chains=2, samples=200, grads=10)
+    arrays, attrs = report.h5io.read_predictive(path)
+    rng = np.random.default_rng(7)
+    arrays["trace"]["test"]["mean_log_likelihood"] = np.cumsum(rng.normal(size=(200, 2)), axis=0)  # random walks
+    arrays["trace"]["test"]["pointwise_accuracy"] = rng.uniform(size=(200, 2))
+    arrays["trace"]["wall_seconds"] = np.repeat(0.01 * np.arange(1, 201)[:, None], 2, 1)
+    attrs["schedule"] = {"thinning": 5}
+    function_space = np.full(40, 1.0)
+    rows = report.diagnostics_rows("sgld", arrays, attrs, 1.01, 100)
+    found = report.run_verdict("sgld", rows, function_space, arrays, attrs, 1.01, 0.99, 100)
+    assert not found["converged"] and found["ess_target"] == 200
+    assert "(mean log-likelihood (test))" in found["failures"]
+    ess = min(rows[0]["ess_bulk"], rows[0]["ess_tail"])
+    assert found["more_samples_per_chain"] == int(np.ceil(200 * 200 / ess)) - 200
+    assert found["suggested_sampling_steps"] == 5 * (200 + found["more_samples_per_chain"])
+    assert found["more_seconds"] == pytest.approx(found["more_samples_per_chain"] * 0.01)
+    assert found["fs_share_rhat_ok"] is None  # no function-space row without draws
+    assert "sgld: NOT converged" in caplog.text
 
 
 # --------------------------------------------------------------------------- shifted sets
@@ -221,9 +208,17 @@ def test_a_shift_without_its_own_level_zero_borrows_the_other_ones():
     assert shift.levels(names, "rotation") == [(0.0, "shift/rotation_0"), (90.0, "shift/rotation_90")]
 
 
-def test_too_few_samples_for_diagnostics_give_nan_not_a_failed_report(tmp_path):
+def test_too_few_samples_for_diagnostics_give_nan_not_a_failed_report(tmp_path, caplog):
     path = fake_predictive(tmp_path / "p.h5", chains=2, samples=3)
-    report.chain_diagnostics(predictive=str(path), sampler="sgld", samplers=["sgld"], threshold=1.01,
-                             table=str(tmp_path / "d.tsv"), figure=str(tmp_path / "d.png"), dpi=60)
-    table = pd.read_csv(tmp_path / "d.tsv", sep="\t")
+    data = tmp_path / "data.h5"
+    test = report.h5io.Split(np.zeros((40, 28, 28), np.uint8), (np.arange(40) % 10).astype(np.uint8))
+    report.h5io.write_data_h5(data, report.h5io.ImageData(train=test, test=test), num_classes=10, attrs={})
+    out = {k: str(tmp_path / f"{k}.{'png' if k.endswith('figure') or k == 'histogram' else 'tsv'}")
+           for k in ("table", "verdict_table", "least_table", "figure", "histogram", "least_figure")}
+    report.chain_diagnostics(predictive=str(path), data=str(data), sampler="sgld", samplers=["sgld"], threshold=1.01,
+                             ess_per_chain=100, function_space_share=0.99, least=5, dpi=60, **out)
+    table = pd.read_csv(out["table"], sep="\t")
     assert table["rhat"].isna().all() and not table["converged"].any()
+    verdict = pd.read_csv(out["verdict_table"], sep="\t").iloc[0]
+    assert not verdict["converged"] and "no traced quantity could be diagnosed" in verdict["failures"]
+    assert "too few for split R-hat" in caplog.text

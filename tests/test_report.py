@@ -21,8 +21,8 @@ def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel=
     steps = np.arange(1, samples + 1)
     arrays = {
         "chain": np.arange(chains),
-        "test": {"probs": probs, "last_probs": probs[:, ::-1].copy(), "mean_entropy": np.zeros((chains, n), np.float32),
-                 "labels": labels},
+        "test": {"log_probs": np.log(probs), "last_log_probs": np.log(probs[:, ::-1]),
+                 "mean_entropy": np.zeros((chains, n), np.float32), "labels": labels},
         "trace": {
             "sample_step": steps, "grad_evals": grads * steps,
             "wall_seconds": np.repeat(0.5 * steps[:, None], chains, 1),
@@ -34,7 +34,7 @@ def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel=
                              "wall_seconds": np.ones((2, chains)), "test_accuracy": np.full((2, chains), 0.6, np.float32)}},
     }
     attrs = {"sampler": {"kernel": kernel}, "chains": chains, "num_samples": samples,
-             "device": {"device_kind": "cpu"}}
+             "device": {"device_kind": "cpu"}, "schema_version": h5io.PREDICTIVE_SCHEMA_VERSION}
     h5io.write_arrays(path, arrays, attrs)
     return path
 
@@ -122,3 +122,32 @@ def test_a_predictive_file_with_mismatched_shapes_is_named(tmp_path):
     with pytest.raises(DataError, match=r"bad.h5: 'test/mean_entropy' should have shape \[2, 40\]"):
         report.summary(predictive={"sgld": str(path)}, threshold=0.5, bins=15, table=str(tmp_path / "s.tsv"))
     assert not (tmp_path / "s.tsv").exists()
+
+
+def test_nll_on_shifted_sets_is_exact_where_probabilities_underflow(tmp_path):
+    """A shifted set whose true-class log-probabilities lie between -110 and -300 (probabilities of 0 in
+    float32): the shift table's NLL equals the float64 value computed here, for the ensemble (the
+    log-mean-exp over chains) and for the last sample (averaged over chains)."""
+    path = fake_predictive(tmp_path / "p.h5", chains=3, n=40)
+    rng = np.random.default_rng(1)
+    labels = (np.arange(40) % 10).astype(np.uint8)
+    logits = rng.normal(size=(3, 40, 10))
+    logits[:, np.arange(40), labels] -= rng.uniform(110, 300, size=(3, 40))
+    log_probs = (logits - np.logaddexp.reduce(logits, axis=2, keepdims=True)).astype(np.float32)
+    last = np.roll(log_probs, 1, axis=0)
+    assert np.exp(log_probs[:, np.arange(40), labels]).max() == 0.0  # every true-class probability underflows
+    with h5py.File(path, "a") as f:
+        for level in (0, 0.5):
+            group = f.create_group(f"shift/noise_{level}")
+            group["log_probs"], group["last_log_probs"] = log_probs, last
+            group["mean_entropy"], group["labels"] = np.zeros((3, 40), np.float32), labels
+    report.shift(predictive={"sgld": str(path)}, bins=15, table=str(tmp_path / "s.tsv"),
+                 figure=str(tmp_path / "s.png"), dpi=60)
+    table = read(tmp_path / "s.tsv")
+    picked = log_probs.astype(np.float64)[:, np.arange(40), labels]  # [C, n]
+    ensemble = -np.mean(np.logaddexp.reduce(picked, axis=0) - np.log(3))
+    last_sample = -np.mean(last.astype(np.float64)[:, np.arange(40), labels])
+    rows = table.set_index(["level", "predictor"])["nll"]
+    assert rows[(0.5, "ensemble")] == pytest.approx(ensemble, rel=1e-5)  # tables keep 6 digits
+    assert rows[(0.5, "last sample")] == pytest.approx(last_sample, rel=1e-5)
+    assert ensemble > 100  # the old floor of 1e-12 capped every example at 27.6 nats

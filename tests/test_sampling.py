@@ -138,6 +138,8 @@ SAMPLING = {
     "batch_size": 32, "batching": "replacement", "warmup_steps": 60, "sampling_steps": 40,
     "eval_every": 10, "thinning": 1, "save_weights_every": 0, "checkpoint_every": 0, "compilation_cache": "",
 }
+#: Sampling jobs record function-space draws: 40 kept samples thinned to at most 15 (every 3rd).
+EVALUATION = {"draws_per_chain": 15}
 SAMPLERS = {
     "sgld": {"kernel": "sgld", "step_size": 5e-4},
     "sghmc": {"kernel": "sghmc", "step_size": 2e-2, "alpha": 2.0, "num_integration_steps": 3},
@@ -152,7 +154,7 @@ def job(kind: str, data_h5: str, tmp_path, name: str = "sgld", chains=(0, 1), ta
         model_config=overrides.pop("model_config", {"hidden": [16], "prior_scale": 1.0, "init": "flax"}),
         sampling_config=SAMPLING | overrides.pop("sampling", {}), seed=overrides.pop("seed", 0),
         chains=list(chains), shard=0, shards=1, checkpoint=str(tmp_path / tag / f"ckpt-{kind}.h5"), out=str(out),
-        warmup=overrides.pop("warmup", None),
+        warmup=overrides.pop("warmup", None), evaluation=overrides.pop("evaluation", EVALUATION),
     )
     getattr(steps, kind)(spec)
     return out
@@ -162,7 +164,10 @@ def arrays(path):
     return h5io._flatten(h5io.read_arrays(path)[0])
 
 
-RESULT_ARRAYS = ("params", "test/", "trace/test", "trace/sample_step", "trace/grad_evals", "warmup/trace/test_accuracy", "chain")
+RESULT_ARRAYS = (
+    "params", "test/", "trace/test", "trace/sample_step", "trace/grad_evals", "warmup/trace/test_accuracy", "chain",
+    "draws/",
+)
 
 
 def assert_same_results(a, b, exact=True):
@@ -271,9 +276,18 @@ def test_sigkill_mid_warmup_then_rerun_matches_an_uninterrupted_run(data_h5, tmp
 def test_predictive_file_schema(data_h5, tmp_path):
     warm = job("warmup", data_h5, tmp_path)
     pred = job("sample", data_h5, tmp_path, warmup=str(warm), sampling={"thinning": 2, "save_weights_every": 20})
-    got, attrs = h5io.read_predictive(pred)
-    assert got["test"]["probs"].shape == (2, 128, 10) and got["test"]["probs"].dtype == np.float32
+    got, attrs = h5io.read_predictive(pred, draws=True)
+    assert got["test"]["log_probs"].shape == (2, 128, 10) and got["test"]["log_probs"].dtype == np.float32
+    assert got["test"]["last_log_probs"].shape == (2, 128, 10)
+    np.testing.assert_array_equal(got["test"]["probs"], np.exp(got["test"]["log_probs"]))  # derived on reading
     np.testing.assert_allclose(got["test"]["probs"].sum(-1), 1.0, atol=1e-4)
+    # 20 kept samples, at most 15 draws: every 2nd kept sample (steps 4, 8, ..., 40), float16.
+    assert got["draws"]["step"].tolist() == list(range(4, 41, 4))
+    draws = got["draws"]["test"]["true_class_log_prob"]
+    assert draws.shape == (10, 2, 128) and draws.dtype == np.float16
+    last = got["test"]["last_log_probs"][:, np.arange(128), got["test"]["labels"]]
+    np.testing.assert_allclose(draws[-1], last, rtol=1e-3, atol=1e-6)  # the last draw is the last sample
+    assert "draws" not in h5io.read_predictive(pred)[0]  # read only when asked for
     assert got["test"]["mean_entropy"].shape == (2, 128)
     assert got["test"]["labels"].shape == (128,)
     assert got["trace"]["sample_step"].tolist() == list(range(2, 41, 2))  # thinning 2
@@ -303,6 +317,11 @@ def test_gather_joins_shards_along_chains(data_h5, tmp_path):
     assert got["chain"].tolist() == [0, 1, 2] and attrs["chains"] == 3
     assert got["test"]["probs"].shape == (3, 128, 10)
     assert got["trace"]["test"]["ensemble_accuracy"].shape == (40, 3)
+    shards = [h5io.read_predictive(p, draws=True)[0]["draws"] for p in preds]
+    joined = h5io.read_predictive(out, draws=True)[0]["draws"]
+    np.testing.assert_array_equal(joined["step"], shards[0]["step"])
+    np.testing.assert_array_equal(joined["test"]["true_class_log_prob"],
+                                  np.concatenate([d["test"]["true_class_log_prob"] for d in shards], axis=1))
     assert [r["chains"] for r in attrs["shard_runs"]] == [[0], [1, 2]]
     np.testing.assert_array_equal(got["test"]["probs"][1:], h5io.read_predictive(preds[1])[0]["test"]["probs"])
 
@@ -311,8 +330,20 @@ def test_a_predictive_file_missing_a_dataset_is_named(tmp_path):
     path = tmp_path / "broken.h5"
     with h5py.File(path, "w") as f:
         f["chain"] = np.arange(2)
-    with pytest.raises(DataError, match=r"broken.h5 lacks the datasets test/probs, test/mean_entropy, test/last_probs"):
+    with pytest.raises(DataError, match=r"broken.h5 lacks the datasets test/log_probs, test/mean_entropy, test/last_log_probs"):
         h5io.read_predictive(path)
+
+
+def test_a_predictive_file_of_an_older_layout_says_to_rerun_sampling(data_h5, tmp_path):
+    warm = job("warmup", data_h5, tmp_path)
+    pred = job("sample", data_h5, tmp_path, warmup=str(warm))
+    with h5py.File(pred, "a") as f:
+        f.attrs["schema_version"] = 2
+    with pytest.raises(DataError, match=r"layout version 2; this workflow reads version 3.*--forcerun sample"):
+        h5io.read_predictive(pred)
+    with pytest.raises(DataError, match=r"layout version 2"):
+        steps.gather(shards=[str(pred)], out=str(tmp_path / "gathered.h5"))
+    assert not (tmp_path / "gathered.h5").exists()
 
 
 def test_last_probs_are_the_last_samples_own_predictions(data_h5, tmp_path):
@@ -332,3 +363,34 @@ def test_progress_bar():
     assert sampling.progress_bar(0, 100, 10) == "[..........]"
     assert sampling.progress_bar(50, 100, 10) == "[#####.....]"
     assert sampling.progress_bar(100, 100, 10) == "[##########]"
+
+
+def test_the_ensemble_log_predictive_is_exact_where_probabilities_underflow():
+    """Three samples give the true class log-probabilities -120, -150 and -200, which are 0 as float32
+    probabilities: the accumulated log predictive equals the float64 log-mean-exp, so the NLL is the exact
+    121.1 nats (a running mean of probabilities would be 0, and a floor of 1e-12 would report 27.6)."""
+    from bnn_sgmcmc import analysis, predictive
+
+    def predict(params, x):  # the same logits for every example
+        return jax.nn.log_softmax(jnp.broadcast_to(params["logits"], (x.shape[0], 2)))
+
+    sets = {"test": predictive.EvalSet(jnp.zeros((3, 1)), jnp.array([1, 1, 1]), draws=True)}
+    acc = predictive.init(sets, chains=1, num_classes=2)
+    for count, gap in enumerate((120.0, 150.0, 200.0), start=1):
+        params = {"logits": jnp.array([[0.0, -gap]])}
+        acc, metrics = predictive.fold(acc, params, jnp.int32(count), sets, predict)
+        np.testing.assert_allclose(metrics["test"]["mean_log_likelihood"], [-gap], rtol=1e-6)
+    assert float(jnp.exp(acc["test"].log_probs[0, 0, 1])) == 0.0
+    gaps = np.array([120.0, 150.0, 200.0])
+    exact = np.logaddexp.reduce(-gaps) - np.log(3)  # float64
+    np.testing.assert_allclose(np.asarray(acc["test"].log_probs[0, :, 1], np.float64), exact, rtol=1e-6)
+    labels = np.ones(3, np.int64)
+    assert analysis.nll(np.asarray(acc["test"].log_probs[0]), labels) == pytest.approx(-exact, rel=1e-6)
+    np.testing.assert_allclose(acc["test"].last_log_probs[0, :, 1], -200.0, rtol=1e-6)
+    assert metrics["test"]["true_class_log_prob"].dtype == jnp.float16
+
+
+def test_draws_keep_every_kth_kept_sample():
+    assert sampling.draws_every(1000, 1000) == 1 and sampling.draws_every(1000, 300) == 4
+    assert sampling.draws_every(100_000, 1000) == 100 and sampling.draws_every(10, 0) == 0
+    assert 1000 // sampling.draws_every(1000, 300) <= 300

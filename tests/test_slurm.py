@@ -61,8 +61,10 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
     out = snakemake(workdir, "--profile", str(profile), config=config, env=cluster.env, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + cluster.logs()
 
-    # Every cluster job went through sbatch: Slurm allocated it and the plugin kept its log.
-    allocations = re.findall(r"sched: Allocate JobId=(\d+)", (cluster.root / "slurmctld.log").read_text())
+    # Every cluster job went through sbatch: Slurm started it (the main scheduler logs "Allocate", the
+    # backfill scheduler, which starts jobs that wait, "Started") and the plugin kept its log.
+    allocations = re.findall(r"(?:sched: Allocate|sched/backfill: _start_job: Started) JobId=(\d+)",
+                             (cluster.root / "slurmctld.log").read_text())
     jobs = {"preprocess": 2, "warmup": 4, "sample": 4}  # MNIST and the OOD set; 2 samplers x 2 shards
     assert len(set(allocations)) >= sum(jobs.values())
     logs = workdir / ".snakemake" / "slurm_logs"
@@ -73,10 +75,12 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
 
     # Same arrays as the local run of the same config.
     for sampler in config["samplers"]:
-        here = h5io.read_predictive(workdir / f"results/predictive/{sampler}.h5")[0]
-        there = h5io.read_predictive(local_dir / f"results/predictive/{sampler}.h5")[0]
-        for key in ("probs", "mean_entropy", "last_probs", "labels"):
+        here = h5io.read_predictive(workdir / f"results/predictive/{sampler}.h5", draws=True)[0]
+        there = h5io.read_predictive(local_dir / f"results/predictive/{sampler}.h5", draws=True)[0]
+        for key in ("log_probs", "mean_entropy", "last_log_probs", "labels"):
             np.testing.assert_array_equal(here["test"][key], there["test"][key], err_msg=f"{sampler} {key}")
+        np.testing.assert_array_equal(here["draws"]["test"]["true_class_log_prob"],
+                                      there["draws"]["test"]["true_class_log_prob"], err_msg=sampler)
     local_summary = (local_dir / "results/tables/summary.tsv").read_text().splitlines()
     slurm_summary = (workdir / "results/tables/summary.tsv").read_text().splitlines()
     assert [line.split("\t")[:3] for line in slurm_summary] == [line.split("\t")[:3] for line in local_summary]

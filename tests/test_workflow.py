@@ -127,29 +127,35 @@ def test_both_samplers_run_with_two_chains_in_two_shards(finished_run):
     assert not any((workdir / "results/checkpoints").rglob("*.h5"))
 
 
-def test_sampling_evaluates_shifted_ood_and_watched_sets(finished_run):
-    """Every kept sample was evaluated on the shifted and OOD sets, and traced the watched examples."""
+def test_sampling_evaluates_shifted_ood_sets_and_records_function_space_draws(finished_run):
+    """Every kept sample was evaluated on the shifted and OOD sets, and recorded its true-class
+    log-probability of every test example."""
     workdir, config = finished_run
-    arrays, _ = h5io.read_predictive(workdir / "results/predictive/sgld.h5")
+    arrays, _ = h5io.read_predictive(workdir / "results/predictive/sgld.h5", draws=True)
     assert sorted(arrays["shift"]) == ["noise_0.5", "rotation_0", "rotation_180", "rotation_90"]
     for data in arrays["shift"].values():
-        assert data["probs"].shape == (2, 128, 10) and data["labels"].shape == (128,)
+        assert data["log_probs"].shape == (2, 128, 10) and data["labels"].shape == (128,)
     # Level 0 is the unshifted start of the test set: the same predictions as there.
-    np.testing.assert_allclose(arrays["shift"]["rotation_0"]["probs"], arrays["test"]["probs"][:, :128], atol=1e-6)
-    assert arrays["ood"]["probs"].shape == (2, 128, 10) and "labels" not in arrays["ood"]
-    watch = arrays["test"]["watch"]
-    watched = arrays["trace"]["test"]["watched_probs"]  # [S, C, m]
-    assert watched.shape == (100, 2, 8) and watch.shape == (8,)
-    # The ensemble is the mean of the samples: the watched examples' traces must average to it.
-    labels = arrays["test"]["labels"][watch].astype(int)
-    ensemble = arrays["test"]["probs"][:, watch, labels]  # [C, m]
-    np.testing.assert_allclose(watched.mean(axis=0), ensemble, atol=1e-5)
+    np.testing.assert_allclose(arrays["shift"]["rotation_0"]["log_probs"], arrays["test"]["log_probs"][:, :128],
+                               atol=1e-5)
+    assert arrays["ood"]["log_probs"].shape == (2, 128, 10) and "labels" not in arrays["ood"]
+    draws = arrays["draws"]["test"]["true_class_log_prob"]  # [D, C, n] float16
+    assert draws.shape == (100, 2, 256) and draws.dtype == np.float16
+    np.testing.assert_array_equal(arrays["draws"]["step"], arrays["trace"]["sample_step"])
+    # The ensemble is the mean of the samples: the draws (every kept sample here) must average to it.
+    labels = arrays["test"]["labels"].astype(int)
+    ensemble = arrays["test"]["probs"][:, np.arange(256), labels]  # [C, n]
+    np.testing.assert_allclose(np.exp(draws.astype(np.float64)).mean(axis=0), ensemble, atol=2e-3)
+    # A sample's mean log-likelihood is the mean of its true-class log-probabilities.
+    np.testing.assert_allclose(draws.astype(np.float64).mean(axis=2), arrays["trace"]["test"]["mean_log_likelihood"],
+                               rtol=2e-3)
 
 
 FIGURES = [
     "warmup.png", "comparison.png", "threshold.png", "rejection.png",
     *[f"uncertainty/{s}_{kind}.png" for s in ("sgld", "sghmc") for kind in ("images", "per_digit")],
-    "calibration/sgld.png", "calibration/sghmc.png", "diagnostics/sgld.png", "diagnostics/sghmc.png",
+    "calibration/sgld.png", "calibration/sghmc.png",
+    *[f"diagnostics/{s}{kind}.png" for s in ("sgld", "sghmc") for kind in ("", "_function_space", "_least_converged")],
     "shift.png", "ood.png", "decisions.png",
 ]
 
@@ -166,13 +172,27 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     assert calibration["predictor"].tolist() == ["ensemble", "last sample", "chain 0 ensemble", "chain 1 ensemble"]
     assert len(pd.read_csv(workdir / "results/tables/uncertainty/sghmc.tsv", sep="\t")) == 10
     # The diagnostics, OOD and decision headline numbers reach the summary.
-    for column in ("rhat", "ess", "ess_per_second", "ess_per_1k_grad_evals", "ood_auroc_entropy", "ood_auroc_mi",
-                   "decision_cost"):
+    for column in ("rhat", "ess_bulk", "ess_tail", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals",
+                   "fs_share_rhat_1.1", "ood_auroc_entropy", "ood_auroc_mi", "decision_cost"):
         assert summary[column].notna().all() and (summary[column] > 0).all(), column
     assert (summary["ood_auroc_mi"] > 0.6).all()  # unseen glyphs are told apart well above chance
+    # 100 kept samples of 2 chains are far from an ESS of 200: the verdict says so, and how far.
+    assert not summary["converged"].any() and summary["verdict"].str.startswith("not converged: ").all()
+    assert (summary["more_samples_per_chain"] > 0).all() and (summary["more_seconds"] > 0).all()
     diag = pd.read_csv(workdir / "results/tables/diagnostics/sgld.tsv", sep="\t")
-    assert diag["quantity"].tolist() == ["mean test log-likelihood", "true-class probability of watched examples"]
+    assert diag[["set", "quantity"]].values.tolist()[:2] == [["test", "mean log-likelihood"], ["test", "accuracy"]]
+    assert len(diag) == 2 * 5 + 1  # two quantities of test and 4 shifted sets, then the function space
+    fs = diag.iloc[-1]
+    assert fs["quantity"] == report.FUNCTION_SPACE and fs["values"] <= 256
+    assert 0 <= fs["share_rhat_ok"] <= fs["share_rhat_1.1"] <= 1
+    least = pd.read_csv(workdir / "results/tables/diagnostics/sgld_least_converged.tsv", sep="\t")
+    assert len(least) == 6 and least["rhat"].is_monotonic_decreasing and least["rhat"].iloc[0] == fs["rhat"]
     shift_table = pd.read_csv(workdir / "results/tables/shift.tsv", sep="\t")
+    # The last sample's exact NLL is minus its traced mean log-likelihood, averaged over the chains.
+    arrays, _ = h5io.read_predictive(workdir / "results/predictive/sgld.h5")
+    traced = -arrays["trace"]["shift"]["noise_0.5"]["mean_log_likelihood"][-1].astype(np.float64).mean()
+    last = shift_table.set_index(["sampler", "shift", "level", "predictor"]).loc[("sgld", "noise", 0.5, "last sample")]
+    assert last["nll"] == pytest.approx(traced, rel=1e-5)
     assert len(shift_table) == 2 * 5 * 2  # samplers x levels (noise borrows rotation 0) x predictors
     rot = shift_table[(shift_table["shift"] == "rotation") & (shift_table["predictor"] == "ensemble")]
     assert (rot.groupby("sampler")["accuracy"].agg(lambda a: a.iloc[0] > a.iloc[-1])).all()  # 0 beats 180 degrees
@@ -202,13 +222,19 @@ def test_what_reruns_after_a_config_change(finished_run):
     changed["analysis"]["threshold"] = 0.8
     changed["plots"]["dpi"] = 80
     changed["decision"]["reject"] = 0.2
+    changed["diagnostics"] |= {"rhat_threshold": 1.05, "ess_per_chain": 50, "least_converged": 3}
     text = jobs(changed)
     assert re.search(r"^summary\s+1$", text, re.M) and re.search(r"^uncertainty\s+2$", text, re.M)
-    assert re.search(r"^decisions\s+1$", text, re.M)
+    assert re.search(r"^decisions\s+1$", text, re.M) and re.search(r"^diagnostics\s+2$", text, re.M)
     assert not re.search(r"^(warmup|sample|gather)\s", text, re.M)
     # A sampling setting reruns sampling, not warmup.
     changed = copy.deepcopy(config)
     changed["sampling"]["sampling_steps"] = 150
+    text = jobs(changed)
+    assert re.search(r"^sample\s+4$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
+    # So does the number of function-space draws, which sampling records.
+    changed = copy.deepcopy(config)
+    changed["diagnostics"]["draws_per_chain"] = 50
     text = jobs(changed)
     assert re.search(r"^sample\s+4$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
 
@@ -242,6 +268,14 @@ def test_the_report_renders_in_a_real_browser(finished_run, chromium):
             for label in ("least confident test images", "uncertain predictions per digit"):
                 assert label in listing, label
             page.screenshot(path=str(ARTIFACTS / "report-uncertainty.png"))
+            page.get_by_text("Results", exact=True).click()  # back to the categories
+            page.get_by_text("07. Chain diagnostics", exact=True).click()
+            page.get_by_text("sgld", exact=True).first.click()
+            page.wait_for_timeout(300)
+            listing = page.inner_text("body")
+            for label in ("function-space R-hat", "least converged test examples", "convergence verdict (table)"):
+                assert label in listing, label
+            page.screenshot(path=str(ARTIFACTS / "report-diagnostics.png"))
         finally:
             browser.close()
     assert errors == []

@@ -1,8 +1,9 @@
 """Report numbers from posterior-predictive probabilities.
 
 Every function here takes the per-example predictive probabilities ``probs``
-[n, K] (each row the mean over kept weight samples, so it sums to 1) and, where
-needed, the true ``labels`` [n] in 0..K-1, and returns plain numbers, numpy
+[n, K] (each row the mean over kept weight samples, so it sums to 1), or for
+the log score their logarithms ``log_probs``, and, where needed, the true
+``labels`` [n] in 0..K-1, and returns plain numbers, numpy
 arrays or small frozen dataclasses: accuracy, confidence and the notebook's
 "certain" share, threshold and accuracy-rejection curves, proper scoring rules
 (NLL, Brier), reliability and ECE, the entropy split into aleatoric and
@@ -38,6 +39,7 @@ __all__ = [
     "mutual_information",
     "nll",
     "pool_chains",
+    "pool_log_chains",
     "realised_costs",
     "rejection_curve",
     "reliability",
@@ -197,12 +199,16 @@ def rejection_curve(probs: np.ndarray, labels: np.ndarray) -> RejectionCurve:
     return RejectionCurve(coverage=k / n, accuracy=acc, aurc=float(np.mean(1.0 - acc)))
 
 
-def nll(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-12) -> float:
-    """Mean negative log-likelihood of the labels, ``mean_i -log(max(p[i, y_i], eps))``, in nats."""
-    p, y = _check(probs, labels)
-    # The floor keeps a confidently wrong zero-probability prediction finite.
-    py = np.maximum(p[np.arange(p.shape[0]), y], eps)
-    return float(np.mean(-np.log(py)))
+def nll(log_probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the labels, ``mean_i -log_probs[i, y_i]``, in nats.
+
+    The logarithmic score (Good, 1952; Gneiting and Raftery, 2007) from
+    log-probabilities, with no floor: a true-class probability of 1e-40, which
+    is 0 in float32, scores its exact 92.1 nats instead of a capped value.
+    """
+    lp = np.asarray(log_probs, dtype=np.float64)
+    _, y = _check(np.exp(lp), labels)
+    return float(-np.mean(lp[np.arange(lp.shape[0]), y]))
 
 
 def brier(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -308,17 +314,26 @@ def pool_chains(probs: np.ndarray) -> np.ndarray:
     return p.mean(axis=0)
 
 
+def pool_log_chains(log_probs: np.ndarray) -> np.ndarray:
+    """:func:`pool_chains` in log space: ``log mean_c exp(log_probs[c])`` over the chains axis, [C, n, K] -> [n, K]."""
+    lp = np.asarray(log_probs, dtype=np.float64)
+    if lp.ndim != 3 or lp.shape[0] == 0:
+        raise ValueError(f"log_probs must be [C, n, K] with C >= 1, got shape {lp.shape}")
+    return np.logaddexp.reduce(lp, axis=0) - np.log(lp.shape[0])
+
+
 def summary(
-    probs: np.ndarray, labels: np.ndarray, threshold: float = 0.95, bins: int = 15
+    log_probs: np.ndarray, labels: np.ndarray, threshold: float = 0.95, bins: int = 15
 ) -> dict[str, float]:
-    """Headline numbers: accuracy, nll, brier, ece, certain_share and aurc, as floats.
+    """Headline numbers from log-probabilities: accuracy, nll, brier, ece, certain_share and aurc, as floats.
 
     ``certain_share`` uses ``threshold`` and ``ece`` uses ``bins``, as in the functions so named.
     """
-    p, y = _check(probs, labels)
+    lp = np.asarray(log_probs, dtype=np.float64)
+    p, y = _check(np.exp(lp), labels)
     return {
         "accuracy": accuracy(p, y),
-        "nll": nll(p, y),
+        "nll": nll(lp, y),
         "brier": brier(p, y),
         "ece": ece(p, y, bins),
         "certain_share": certain_share(p, threshold),

@@ -65,6 +65,7 @@ def _setup(task: dict[str, Any]):
         data=task["data"], sampler=task["sampler"], sampler_config=task["sampler_config"],
         model_config=MODEL, sampling_config={"thinning": 1, "batching": "replacement"} | task["schedule"],
         seed=task["seed"], chains=list(range(task["chains"])), shard=0, shards=1, checkpoint="", out="",
+        evaluation=task.get("evaluation", {}),
     )
     return experiment.setup(job)
 
@@ -83,13 +84,14 @@ def measure_ours(task: dict[str, Any]) -> dict[str, Any]:
     state = sampling.new_sampling_state(warm.params, setup.eval_sets, setup.num_classes)
     state, sample_compile = sampling.run_sampling(
         setup.spec, setup.step_fn, setup.train, setup.schedule, setup.keys, state,
-        setup.eval_sets, setup.predict, setup.chains,
+        setup.eval_sets, setup.predict, setup.chains, every=setup.draws_every,
     )
     return {
         "warmup": {"seconds": warm.seconds, "compile_seconds": warm_compile,
                    "final_accuracy": float(np.mean(warm.trace["test_accuracy"][-1]))},
         "sampling": {"seconds": state.seconds, "compile_seconds": sample_compile,
-                     "final_accuracy": float(np.mean(state.trace["test"]["ensemble_accuracy"][-1]))},
+                     "final_accuracy": float(np.mean(state.trace["test"]["ensemble_accuracy"][-1])),
+                     "draws": len(state.draws.get("step", []))},
         "peak_host_mib": _peak_host_mib(),
         "peak_device_mib": _peak_device_mib(),
     }

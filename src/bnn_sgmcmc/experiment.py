@@ -68,7 +68,7 @@ class SamplerJob:
     out: str
     warmup: str | None = None
     #: Sampling only: what the predictive is evaluated on besides the test set
-    #: (``watch_examples``, ``shift``, ``ood_examples``), and the OOD data file.
+    #: (``draws_per_chain``, ``shift``, ``ood_examples``), and the OOD data file.
     evaluation: Mapping[str, Any] = field(default_factory=dict)
     ood: str = ""
 
@@ -113,6 +113,8 @@ class Setup:
     predict: Any
     model_config: dict[str, Any]
     fingerprint: dict[str, Any]
+    #: Every this-many-th kept sample records the test set's per-example draws (0: none).
+    draws_every: int = 0
 
     def evaluate(self, params: Any) -> Any:
         """Test accuracy of one chain's parameters (the warmup trace)."""
@@ -138,17 +140,12 @@ def schedule_from_config(cfg: Mapping[str, Any]) -> sampling.Schedule:
     return sampling.Schedule(**{k: cfg[k] for k in fields if k in cfg})
 
 
-def watch_indices(n: int, count: int) -> np.ndarray:
-    """``count`` test examples spread evenly over the ``n`` (fixed, so every chain and run watches the same)."""
-    return np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(np.int64)) if count > 0 else np.zeros(0, np.int64)
-
-
 def evaluation_sets(
     job: SamplerJob, test_images: np.ndarray, test_labels: np.ndarray, image_shape: tuple[int, ...]
 ) -> dict[str, predictive.EvalSet]:
     """The sets the sampling program evaluates every kept sample on.
 
-    ``test`` (with its watched examples), the shifted copies of the test split
+    ``test`` (with per-example draws unless ``draws_per_chain`` is 0), the shifted copies of the test split
     (``shift/...``) and, with an OOD data file, its first ``ood_examples`` test
     images (``ood``, unlabelled). Images come in [0, 1]; the warmup job, with no
     ``evaluation``, gets the test set alone.
@@ -161,8 +158,7 @@ def evaluation_sets(
     flat = lambda x: jnp.asarray(x.reshape(len(x), -1))  # noqa: E731
     labels = jnp.asarray(test_labels)
     ev = job.evaluation
-    watch = watch_indices(n, int(ev.get("watch_examples", 0)))
-    sets = {"test": predictive.EvalSet(flat(test_images), labels, jnp.asarray(watch) if watch.size else None)}
+    sets = {"test": predictive.EvalSet(flat(test_images), labels, int(ev.get("draws_per_chain", 0)) > 0)}
     if ev.get("shift"):
         for name, images in shift.shifted_sets(test_images, ev["shift"], job.seed).items():
             sets[name] = predictive.EvalSet(flat(images), labels[: len(images)])
@@ -246,6 +242,9 @@ def setup(job: SamplerJob) -> Setup:
         predict=model.predict_fn(mlp),
         model_config=dict(model_config),
         fingerprint=fingerprint,
+        draws_every=sampling.draws_every(
+            schedule.sampling_steps // schedule.thinning, int(job.evaluation.get("draws_per_chain", 0))
+        ),
     )
 
 
@@ -321,16 +320,19 @@ def sampling_arrays(
     for name, acc in state.acc.items():
         arrays[name] = {field: np.asarray(value) for field, value in acc._asdict().items()}
         labels = setup.eval_sets[name].labels
-        if setup.eval_sets[name].watch is not None:
-            arrays[name]["watch"] = np.asarray(setup.eval_sets[name].watch)
         if labels is not None:
             arrays[name]["labels"] = np.asarray(labels)
             trace[name] = {
-                m: np.asarray(state.trace[name][m], np.float32).reshape(
-                    (-1, *predictive.metric_shape(setup.eval_sets[name], m, chains))
-                )
+                m: np.asarray(state.trace[name][m], np.float32).reshape(-1, chains)
                 for m in predictive.metric_names(setup.eval_sets[name])
             }
+    if len(state.draws) > 1:
+        arrays["draws"] = {"step": np.asarray(state.draws["step"], np.int64)}
+        for name, values in state.draws.items():
+            if name != "step":
+                n = setup.eval_sets[name].x.shape[0]
+                leaf = h5io.FUNCTION_SPACE.rsplit("/", 1)[1]
+                arrays["draws"][name] = {leaf: np.asarray(values, np.float16).reshape(-1, chains, n)}
     if weights.get("step"):
         arrays["weights"] = {"step": np.asarray(weights["step"], np.int64), "params": _stack_weights(weights["params"])}
     if with_params:
@@ -361,6 +363,13 @@ def sampling_state_from_arrays(
         acc[name] = predictive.Accumulator(*(jnp.asarray(saved[f]) for f in predictive.Accumulator._fields))
         if data.labels is not None:
             trace[name] = {m: list(h5io.lookup(trace_in, name)[m]) for m in predictive.metric_names(data)}
+    draws: dict[str, list] = {"step": []} | {name: [] for name, data in setup.eval_sets.items() if data.draws}
+    if len(draws) > 1:
+        saved = arrays["draws"]
+        draws["step"] = saved["step"].tolist()
+        for name in draws:
+            if name != "step":
+                draws[name] = list(h5io.lookup(saved, name)[h5io.FUNCTION_SPACE.rsplit("/", 1)[1]])
     state = sampling.SamplingState(
         params=jax.tree.map(jnp.asarray, arrays["params"]),
         acc=acc,
@@ -368,6 +377,7 @@ def sampling_state_from_arrays(
         step=int(attrs["step"]),
         trace=trace,
         seconds=float(attrs["run_seconds"]),
+        draws=draws,
     )
     weights: dict[str, Any] = {"step": [], "params": []}
     if "weights" in arrays:

@@ -160,7 +160,8 @@ def read_data_h5(path: str | os.PathLike, splits: Sequence[str] = SPLITS) -> tup
 # of writers: a checkpoint is simply a file of the same layout whose ``step``
 # attribute is short of the phase's total, plus what resuming needs.
 
-PREDICTIVE_SCHEMA_VERSION = 2  # 2: shifted and OOD sets, watched examples
+#: 2: shifted and OOD sets; 3: log-probabilities instead of probabilities, function-space draws.
+PREDICTIVE_SCHEMA_VERSION = 3
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
@@ -187,11 +188,11 @@ def write_tree(group: h5py.Group, tree: dict[str, Any], **options: Any) -> None:
         group.create_dataset(path, data=array, **options)
 
 
-def read_tree(group: h5py.Group) -> dict[str, Any]:
-    """Read HDF5 groups back into a nested dict of numpy arrays."""
+def read_tree(group: h5py.Group, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read HDF5 groups back into a nested dict of numpy arrays, leaving out the top-level names in ``skip``."""
     return {
         key: read_tree(item) if isinstance(item, h5py.Group) else item[...]
-        for key, item in group.items()
+        for key, item in group.items() if key not in skip
     }
 
 
@@ -233,8 +234,13 @@ def write_arrays(path: str | os.PathLike, arrays: dict[str, Any], attrs: dict[st
             write_attrs(h5, attrs)
 
 
-def read_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a file written by :func:`write_arrays`; name the file and what is missing if incomplete."""
+def read_arrays(
+    path: str | os.PathLike, required: tuple[str, ...] = (), skip: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a file written by :func:`write_arrays` (but its top-level groups in ``skip``).
+
+    Names the file and what is missing if it is incomplete.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist.")
@@ -246,17 +252,21 @@ def read_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> tupl
                     f"{path} lacks the datasets {', '.join(missing)}; it is incomplete or was not "
                     "written by this workflow. Delete it and rerun the rule that makes it."
                 )
-            return read_tree(h5), read_attrs(h5)
+            return read_tree(h5, skip), read_attrs(h5)
     except OSError as err:
         raise DataError(f"{path} is not a readable HDF5 file ({err}). Delete it and rerun.") from err
 
 
+#: The function-space draws: every recorded kept sample's log-probability of the true class of every
+#: test example, [D, C, n] float16 (kept samples first), beside their steps in ``draws/step`` [D].
+FUNCTION_SPACE = "draws/test/true_class_log_prob"
+
 #: Datasets every predictive file has (beside one group per evaluation set).
 PREDICTIVE_REQUIRED = (
     "chain",
-    "test/probs",
+    "test/log_probs",
     "test/mean_entropy",
-    "test/last_probs",
+    "test/last_log_probs",
     "test/labels",
     "trace/sample_step",
     "trace/grad_evals",
@@ -268,18 +278,32 @@ PREDICTIVE_REQUIRED = (
 def _chain_axis(path: str, array: np.ndarray) -> int | None:
     """Which axis of a predictive-file dataset runs over chains (None: shared by all chains)."""
     leaf = path.rsplit("/", 1)[-1]
-    if path == "chain" or leaf in ("probs", "mean_entropy", "last_probs"):
+    if path == "chain" or leaf in ("log_probs", "mean_entropy", "last_log_probs"):
         return 0
     if path.startswith("weights/params/"):
         return 1
-    if path.startswith(("trace/", "warmup/trace/")) and array.ndim >= 2:
+    if path.startswith(("trace/", "warmup/trace/", "draws/")) and array.ndim >= 2:
         return 1
     return None
+
+
+def check_predictive_version(path: str | os.PathLike, attrs: dict[str, Any]) -> None:
+    """Refuse a predictive file of another layout version, saying how to remake it."""
+    version = attrs.get("schema_version")
+    if version != PREDICTIVE_SCHEMA_VERSION:
+        raise DataError(
+            f"{path} has predictive file layout version {version}; this workflow reads version "
+            f"{PREDICTIVE_SCHEMA_VERSION} (exact log-probabilities and function-space draws, docs/schema.md). "
+            "It was made by an older version of the workflow: rerun sampling, for example with "
+            "`snakemake --cores all --forcerun sample`."
+        )
 
 
 def gather_predictive(paths: list[str], out: str | os.PathLike) -> None:
     """Concatenate shards' predictive files along their chain axes; shared arrays must agree."""
     shards = [read_arrays(p, required=PREDICTIVE_REQUIRED) for p in paths]
+    for path, (_, attrs) in zip(paths, shards):
+        check_predictive_version(path, attrs)
     flats = [_flatten(arrays) for arrays, _ in shards]
     names = set(flats[0])
     for path, flat in zip(paths, flats):
@@ -320,18 +344,36 @@ def gather_predictive(paths: list[str], out: str | os.PathLike) -> None:
     write_arrays(out, nested, attrs)
 
 
-def read_predictive(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a predictive file (shard or gathered), checking its layout and shapes."""
-    arrays, attrs = read_arrays(path, required=PREDICTIVE_REQUIRED)
+def _with_probabilities(tree: dict[str, Any]) -> None:
+    """Beside each set's ``log_probs`` and ``last_log_probs``, their exponentials ``probs`` and ``last_probs``."""
+    for value in list(tree.values()):
+        if isinstance(value, dict):
+            _with_probabilities(value)
+    for name in ("log_probs", "last_log_probs"):
+        if name in tree:
+            tree[name.replace("log_probs", "probs")] = np.exp(tree[name])
+
+
+def read_predictive(path: str | os.PathLike, draws: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a predictive file (shard or gathered), checking its layout version and shapes.
+
+    Every set gets ``probs`` and ``last_probs`` (the exponentials of the stored
+    log-probabilities) for the metrics that take probabilities. The
+    function-space draws (``draws/``, up to hundreds of MB) are read only when
+    ``draws`` is true.
+    """
+    arrays, attrs = read_arrays(path, required=PREDICTIVE_REQUIRED, skip=() if draws else ("draws",))
+    check_predictive_version(path, attrs)
     chains = arrays["chain"].shape[0]
-    probs = arrays["test"]["probs"]
+    log_probs = arrays["test"]["log_probs"]
     checks = [
-        ("test/probs", probs.ndim == 3 and probs.shape[0] == chains, f"[chains={chains}, n, classes]"),
-        ("test/mean_entropy", arrays["test"]["mean_entropy"].shape == probs.shape[:2], f"{list(probs.shape[:2])}"),
-        ("test/last_probs", arrays["test"]["last_probs"].shape == probs.shape, f"{list(probs.shape)}"),
-        ("test/labels", arrays["test"]["labels"].shape == probs.shape[1:2], f"[{probs.shape[1]}]"),
+        ("test/log_probs", log_probs.ndim == 3 and log_probs.shape[0] == chains, f"[chains={chains}, n, classes]"),
+        ("test/mean_entropy", arrays["test"]["mean_entropy"].shape == log_probs.shape[:2], f"{list(log_probs.shape[:2])}"),
+        ("test/last_log_probs", arrays["test"]["last_log_probs"].shape == log_probs.shape, f"{list(log_probs.shape)}"),
+        ("test/labels", arrays["test"]["labels"].shape == log_probs.shape[1:2], f"[{log_probs.shape[1]}]"),
     ]
     for name, ok, expected in checks:
         if not ok:
             raise DataError(f"{path}: '{name}' should have shape {expected}; the file is damaged or foreign. Rerun sampling.")
+    _with_probabilities(arrays)
     return arrays, attrs

@@ -17,6 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on cluster nodes
 
+import matplotlib.ticker  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -204,8 +206,7 @@ def grid(path: str | Path, nrows: int, ncols: int, width: float = 4.2, height: f
 
 
 def chain_traces(
-    steps: np.ndarray,
-    series: Mapping[str, np.ndarray],
+    series: Mapping[str, tuple[np.ndarray, np.ndarray]],
     rhats: Mapping[str, float],
     threshold: float,
     sampler: str,
@@ -213,21 +214,88 @@ def chain_traces(
     path: str | Path,
     dpi: int = 150,
 ) -> None:
-    """Trace plot: one panel per diagnosed quantity, one line per chain ([S, C] each), titled with its R-hat."""
+    """Trace plot: one panel per diagnosed quantity, ``series[label] = (steps [S], values [S, C])``, one
+    line per chain, titled with its rank-normalised split R-hat."""
     styles = ["-", "--", ":", "-."]
     with grid(path, len(series), 1, width=7.0, height=2.6, dpi=dpi) as (fig, axes):
-        for ax, (label, values) in zip(axes[:, 0], series.items()):
+        for ax, (label, (steps, values)) in zip(axes[:, 0], series.items()):
             values = np.asarray(values)
             for c in range(values.shape[1]):
                 ax.plot(steps, values[:, c], color=color, lw=0.9, alpha=0.9 if values.shape[1] == 1 else 0.7,
                         ls=styles[c % len(styles)], label=f"chain {c}")
             rhat = rhats[label]
             flag = "  NOT CONVERGED" if rhat > threshold else ""
-            ax.set_title(f"{sampler}: {label}\nsplit R-hat {rhat:.3f}{flag}", color="firebrick" if flag else "black")
+            ax.set_title(f"{sampler}: {label}\nR-hat {rhat:.3f}{flag}", color="firebrick" if flag else "black")
             ax.set_ylabel(label.split(" of ")[0])
         axes[-1, 0].set_xlabel("sampling step")
-        if np.asarray(next(iter(series.values()))).shape[1] <= 8:
+        if np.asarray(next(iter(series.values()))[1]).shape[1] <= 8:
             axes[0, 0].legend(loc="lower right", ncols=4)
+
+
+def rhat_histogram(
+    rhat: np.ndarray, threshold: float, sampler: str, color: str, chains: int, path: str | Path, dpi: int = 150
+) -> None:
+    """Histogram of the R-hat of every test example on a log scale of R-hat - 1, with the thresholds marked."""
+    known = rhat[np.isfinite(rhat)]
+    settled = len(rhat) - len(known)
+    excess = np.clip(known - 1, 1e-5, None)
+    top = max(float(excess.max()) if len(excess) else 0.2, 0.2)
+    with figure(path, dpi=dpi, width=6.5, height=3.6) as (fig, (ax,)):
+        ax.hist(excess, bins=np.geomspace(1e-5, top * 1.01, 60), color=color, alpha=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{1 + x:g}"))
+        for value, style in ((threshold, "--"), (1.1, ":")):
+            share = float(np.mean(~(rhat > value))) if len(rhat) else float("nan")
+            ax.axvline(value - 1, color="black", ls=style, lw=1,
+                       label=f"R-hat <= {value:g}: {100 * share:.1f}% of examples")
+        ax.set_xlabel("R-hat of the true-class probability (log scale of R-hat - 1)")
+        ax.set_ylabel("test examples")
+        one = "one chain, halves only" if chains == 1 else f"{chains} chains"
+        ax.set_title(f"{sampler}: function-space R-hat of {len(rhat):,} test examples ({one})"
+                     + (f"\n{settled:,} examples with every draw equal are not shown" if settled else ""))
+        ax.legend(loc="upper right")
+
+
+def least_converged(
+    images: np.ndarray,
+    labels: np.ndarray,
+    rhat: np.ndarray,
+    steps: np.ndarray,
+    probs: np.ndarray,
+    sampler: str,
+    color: str,
+    path: str | Path,
+    dpi: int = 150,
+) -> None:
+    """The least converged test examples: each image beside the trace of its true-class probability
+    (``probs`` [D, C, k] over the draws' ``steps``), one line per chain."""
+    k = len(images)
+    cols = min(4, max(k, 1))
+    rows = max(1, int(np.ceil(k / cols)))
+    styles = ["-", "--", ":", "-."]
+    with plt.rc_context(STYLE):
+        fig = plt.figure(figsize=(4.4 * cols, 1.9 * rows))
+        try:
+            outer = fig.add_gridspec(rows, cols, wspace=0.35, hspace=0.75)
+            for i in range(k):
+                inner = outer[i // cols, i % cols].subgridspec(1, 2, width_ratios=[1, 2.6], wspace=0.08)
+                ax_img, ax = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
+                ax_img.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+                ax_img.axis("off")
+                for c in range(probs.shape[1]):
+                    ax.plot(steps, probs[:, c, i], color=color, lw=0.7, ls=styles[c % len(styles)],
+                            alpha=0.9 if probs.shape[1] == 1 else 0.7)
+                ax.set_ylim(-0.03, 1.03)
+                ax.set_title(f"#{i + 1}: label {labels[i]}, R-hat {rhat[i]:.2f}", fontsize=8)
+                ax.tick_params(labelsize=7)
+                if i % cols:
+                    ax.set_yticklabels([])
+            fig.suptitle(f"{sampler}: the {k} least converged test examples "
+                         "(true-class probability against sampling step, one line per chain)", fontsize=10)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        finally:
+            plt.close(fig)
 
 
 def shift_curves(

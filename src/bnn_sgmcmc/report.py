@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bnn_sgmcmc import analysis, h5io, plots
+from bnn_sgmcmc import analysis, diagnostics, h5io, plots
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,26 @@ def _write_table(frame: pd.DataFrame, path: str) -> None:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
+def _ensemble_log(group: Mapping[str, Any]) -> np.ndarray:
+    """Log-probabilities of all chains pooled: each chain's posterior-predictive mean, averaged (equal sample
+    counts), in log space so that the NLL stays exact."""
+    return analysis.pool_log_chains(group["log_probs"])
+
+
 def _ensemble(arrays: Mapping[str, Any]) -> np.ndarray:
-    """All chains pooled: each chain's posterior-predictive mean, averaged (equal sample counts)."""
-    return analysis.pool_chains(arrays["test"]["probs"])
+    """Probabilities of all chains pooled, on the test set."""
+    return np.exp(_ensemble_log(arrays["test"]))
+
+
+def _predictors(group: Mapping[str, Any], chains: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
+    """The predictors a set is scored by, as log-probabilities: the ensemble of all chains pooled, each
+    chain's last sample (a list, to average over) and, given ``chains``, each chain's own ensemble."""
+    log_probs = group["log_probs"]
+    out = {"ensemble": [_ensemble_log(group)], "last sample": list(group["last_log_probs"])}
+    if chains is not None and log_probs.shape[0] > 1:
+        for c, chain in enumerate(chains):
+            out[f"chain {int(chain)} ensemble"] = [log_probs[c]]
+    return out
 
 
 def _run_facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,16 +160,6 @@ def threshold(
     _write_table(pd.concat(frames, ignore_index=True), table)
 
 
-def _predictors(arrays: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
-    """The predictors calibration compares; a list holds one array per chain to average over."""
-    probs, last = arrays["test"]["probs"], arrays["test"]["last_probs"]
-    out = {"ensemble": [analysis.pool_chains(probs)], "last sample": list(last)}
-    if probs.shape[0] > 1:
-        for c, chain in enumerate(arrays["chain"]):
-            out[f"chain {int(chain)} ensemble"] = [probs[c]]
-    return out
-
-
 def calibration(
     *, predictive: str, sampler: str, samplers: Sequence[str], bins: int, figure: str, table: str, dpi: int
 ) -> None:
@@ -160,17 +167,17 @@ def calibration(
     arrays, _ = h5io.read_predictive(predictive)
     labels = arrays["test"]["labels"].astype(np.int64)
     rows, diagrams = [], {}
-    for predictor, members in _predictors(arrays).items():
+    for predictor, members in _predictors(arrays["test"], arrays["chain"]).items():
         scores = [
-            {"accuracy": analysis.accuracy(p, labels), "nll": analysis.nll(p, labels),
-             "brier": analysis.brier(p, labels), "ece": analysis.ece(p, labels, bins)}
-            for p in members
+            {"accuracy": analysis.accuracy(np.exp(lp), labels), "nll": analysis.nll(lp, labels),
+             "brier": analysis.brier(np.exp(lp), labels), "ece": analysis.ece(np.exp(lp), labels, bins)}
+            for lp in members
         ]
         rows.append({"sampler": sampler, "predictor": predictor, "members": len(members)}
                     | {k: float(np.mean([s[k] for s in scores])) for k in scores[0]})
         if predictor in ("ensemble", "last sample"):
             diagrams[predictor if len(members) == 1 else f"{predictor} (chain {int(arrays['chain'][0])})"] = (
-                analysis.reliability(members[0], labels, bins)
+                analysis.reliability(np.exp(members[0]), labels, bins)
             )
     plots.reliability(diagrams, sampler, plots.sampler_colors(samplers)[sampler], figure, dpi=dpi)
     _write_table(pd.DataFrame(rows), table)
@@ -182,8 +189,15 @@ COMPARISON_COLUMNS = (
 )
 SUMMARY_COLUMNS = (
     "sampler", "kernel", "ensemble_accuracy", "pointwise_accuracy", "nll", "ece", "brier", "certain_share",
-    "aurc", "rhat", "ess", "ess_per_second", "ess_per_1k_grad_evals", "ood_auroc_entropy", "ood_auroc_mi",
-    "decision_cost", "chains", "samples_per_chain", "grad_evals", "sampling_seconds", "device",
+    "aurc", "converged", "rhat", "ess_bulk", "ess_tail", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals",
+    "fs_share_rhat_ok", "fs_share_rhat_1.1", "more_samples_per_chain", "more_seconds", "verdict",
+    "ood_auroc_entropy", "ood_auroc_mi", "decision_cost", "chains", "samples_per_chain", "grad_evals",
+    "sampling_seconds", "device",
+)
+#: What the summary takes from each sampler's diagnostics verdict table.
+VERDICT_IN_SUMMARY = (
+    "converged", "rhat", "ess_bulk", "ess_tail", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals",
+    "fs_share_rhat_ok", "fs_share_rhat_1.1", "more_samples_per_chain", "more_seconds",
 )
 
 
@@ -193,18 +207,18 @@ def summary(
 ) -> None:
     """One row per sampler: accuracies, scores, certain share, diagnostics, OOD AUROC, decision cost, compute.
 
-    ``diagnostics`` (per-sampler tables), ``ood_table`` and ``decisions_table``
-    are the other report rules' tables; their headline numbers join the row
-    (the worst R-hat and smallest ESS over the diagnosed quantities, the
+    ``diagnostics`` (per-sampler verdict tables), ``ood_table`` and
+    ``decisions_table`` are the other report rules' tables; their headline
+    numbers join the row (the convergence verdict with the worst R-hat and
+    smallest ESS over the traced quantities and the function-space shares, the
     ensemble's AUROCs, the realised cost of the posterior's Bayes decisions).
     """
     extra: dict[str, dict[str, Any]] = {}
     for name, path in (diagnostics or {}).items():
-        frame = pd.read_csv(path, sep="\t")
-        extra.setdefault(name, {}).update(
-            rhat=frame["rhat"].max(), ess=frame["ess"].min(), ess_per_second=frame["ess_per_second"].min(),
-            ess_per_1k_grad_evals=frame["ess_per_1k_grad_evals"].min(),
-        )
+        row = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""]).iloc[0]
+        failures = row["failures"] if isinstance(row["failures"], str) else ""
+        extra.setdefault(name, {}).update({k: row[k] for k in VERDICT_IN_SUMMARY})
+        extra[name]["verdict"] = "converged" if row["converged"] else f"not converged: {failures}"
     if ood_table:
         frame = pd.read_csv(ood_table, sep="\t")
         for _, row in frame[frame["predictor"] == "ensemble"].iterrows():
@@ -217,7 +231,7 @@ def summary(
     rows = []
     for name, (arrays, attrs) in _load(predictive).items():
         labels = arrays["test"]["labels"].astype(np.int64)
-        scores = analysis.summary(_ensemble(arrays), labels, threshold=threshold, bins=bins)
+        scores = analysis.summary(_ensemble_log(arrays["test"]), labels, threshold=threshold, bins=bins)
         scores.pop("accuracy")  # the same number as the facts' ensemble_accuracy
         device = attrs.get("device") or {}
         rows.append(_run_facts(name, arrays, attrs) | scores | extra.get(name, {})
@@ -234,96 +248,184 @@ def _sampling_seconds(attrs: Mapping[str, Any]) -> float:
     return float(sum(float(r.get("run_seconds") or 0.0) for r in runs))
 
 
-LOGLIK = "mean test log-likelihood"
-WATCHED = "true-class probability of watched examples"
+#: The traced per-sample scalars that are diagnosed, by their trace name.
+TRACED = {"mean_log_likelihood": "mean log-likelihood", "pointwise_accuracy": "accuracy"}
+FUNCTION_SPACE = "true-class probability, every example"
 
 
-def _split_diagnostics(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split R-hat and ESS per traced value of [C, S, ...] draws; NaN where there is nothing to diagnose.
-
-    That is every value with fewer than 4 draws per chain, and a probability
-    stuck at 0 or 1 in every draw (0/0).
-    """
-    from bnn_sgmcmc import diagnostics
-
-    if draws.shape[1] < 4:
-        nan = np.full(draws.shape[2:] or (1,), np.nan)
-        return nan, nan
-    rhat = np.atleast_1d(diagnostics.split_rhat(draws))
-    ess = np.atleast_1d(diagnostics.ess(draws))
-    flat = np.atleast_1d(draws.reshape(draws.shape[0] * draws.shape[1], -1).std(axis=0) < 1e-6)
-    return np.where(flat, np.nan, rhat), np.where(flat, np.nan, ess)
+def _traced_draws(trace: Mapping[str, Any], prefix: str = "") -> dict[tuple[str, str], np.ndarray]:
+    """Per (evaluation set, quantity): the draws [C, S] of each traced scalar, for every labelled set."""
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for key, value in trace.items():
+        if not isinstance(value, Mapping):
+            continue
+        name = f"{prefix}{key}"
+        for metric, label in TRACED.items():
+            if metric in value:
+                out[(name, label)] = np.asarray(value[metric], dtype=np.float64).T
+        out |= _traced_draws(value, f"{name}/")
+    return out
 
 
-def _diagnosed(arrays: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per diagnosed quantity: its draws [C, S, ...] and their split R-hat and ESS per value."""
-    trace = arrays["trace"]["test"]
-    quantities = {LOGLIK: np.asarray(trace["mean_log_likelihood"]).T}  # [C, S]
-    if "watched_probs" in trace:
-        quantities[WATCHED] = np.moveaxis(np.asarray(trace["watched_probs"]), 0, 1)  # [C, S, m]
-    return {quantity: (draws, *_split_diagnostics(draws)) for quantity, draws in quantities.items()}
+def _set_order(name: str) -> tuple[bool, str, float]:
+    """The test set first, then the shifted sets by kind and level (``shift/rotation_30`` before ``_135``)."""
+    kind, _, level = name.rpartition("_")
+    try:
+        return name != "test", kind, float(level)
+    except ValueError:
+        return name != "test", name, 0.0
+
+
+DIAGNOSTICS_COLUMNS = (
+    "sampler", "set", "quantity", "values", "chains", "samples_per_chain", "rhat", "ess_bulk", "ess_tail",
+    "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals", "share_rhat_ok", "share_rhat_1.1", "converged",
+)
+VERDICT_COLUMNS = (
+    "sampler", "converged", "chains", "samples_per_chain", "rhat", "ess_bulk", "ess_tail", "ess_target",
+    "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals", "fs_examples", "fs_share_rhat_ok", "fs_share_rhat_1.1",
+    "more_samples_per_chain", "suggested_sampling_steps", "more_seconds", "failures", "criterion", "note",
+)
 
 
 def diagnostics_rows(
     name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], threshold: float,
-    diagnosed: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    ess_per_chain: float, function_space: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """Split R-hat and ESS of the traced predictions of one sampler, with ESS per second and per gradient."""
+    """Rank-normalised split R-hat, bulk and tail ESS of every traced quantity of one sampler, with the ESS
+    rates per second and per 1,000 gradient evaluations; a last row summarises ``function_space`` (R-hat per
+    test example) by the largest R-hat and the shares of examples at most ``threshold`` and 1.1."""
     chains = int(attrs["chains"])
-    grad_evals = chains * int(arrays["trace"]["grad_evals"][-1])
+    grad_evals = chains * int(arrays["trace"]["grad_evals"][-1]) if len(arrays["trace"]["grad_evals"]) else 0
     seconds = _sampling_seconds(attrs)
     rows = []
-    for quantity, (draws, rhat, ess) in (diagnosed or _diagnosed(arrays)).items():
-        if draws.shape[1] < 4:
-            log.warning("%s: %d kept samples per chain are too few for split R-hat and ESS (at least 4).",
-                        name, draws.shape[1])
-        known = np.isfinite(rhat) & np.isfinite(ess)
-        worst = float(rhat[known].max()) if known.any() else float("nan")
-        least = float(ess[known].min()) if known.any() else float("nan")
-        row = {
-            "sampler": name, "quantity": quantity, "values": int(known.sum()), "chains": chains,
-            "samples_per_chain": draws.shape[1], "rhat": worst,
-            "ess": least, "ess_median": float(np.median(ess[known])) if known.any() else float("nan"),
-            "ess_per_second": least / seconds if seconds > 0 else float("nan"),
-            "ess_per_1k_grad_evals": 1000 * least / grad_evals,
-            "converged": bool(worst <= threshold),
-        }
-        rows.append(row)
-        if known.any() and not row["converged"]:
-            log.warning(
-                "%s: split R-hat of the %s is %.3f > %.3f: the chains have not converged (run longer warmup, more "
-                "samples or a smaller step size)", name, quantity, worst, threshold,
-            )
+    traced = dict(sorted(_traced_draws(arrays["trace"]).items(), key=lambda kv: _set_order(kv[0][0])))
+    samples = next(iter(traced.values())).shape[1] if traced else 0
+    # Every traced quantity at once, as the trailing axis: one compiled program per statistic.
+    found = diagnostics.diagnose(np.stack(list(traced.values()), axis=-1)) if traced else None
+    for i, (set_name, quantity) in enumerate(traced):
+        rhat, bulk, tail = (float(found.rhat[i]), float(found.ess_bulk[i]), float(found.ess_tail[i]))
+        rows.append({
+            "sampler": name, "set": set_name, "quantity": quantity, "values": int(np.isfinite(rhat)),
+            "chains": chains, "samples_per_chain": samples, "rhat": rhat, "ess_bulk": bulk, "ess_tail": tail,
+            "ess_bulk_per_second": bulk / seconds if seconds > 0 else float("nan"),
+            "ess_bulk_per_1k_grad_evals": 1000 * bulk / grad_evals if grad_evals else float("nan"),
+            "converged": bool(rhat <= threshold and min(bulk, tail) >= ess_per_chain * chains),
+        })
+    if traced and samples < 4:
+        log.warning("%s: %d kept samples per chain are too few for split R-hat and ESS (at least 4).", name, samples)
+    if function_space is not None:
+        known = function_space[np.isfinite(function_space)]
+        agree = ~(function_space > threshold)  # an example whose every draw is equal agrees with itself
+        rows.append({
+            "sampler": name, "set": "test", "quantity": FUNCTION_SPACE, "values": len(known), "chains": chains,
+            "samples_per_chain": int(arrays["draws"]["step"].shape[0]),
+            "rhat": float(known.max()) if len(known) else float("nan"),
+            "share_rhat_ok": float(agree.mean()) if len(agree) else float("nan"),
+            "share_rhat_1.1": float((~(function_space > 1.1)).mean()) if len(agree) else float("nan"),
+            "converged": bool(len(known) == 0 or known.max() <= threshold),
+        })
     return rows
 
 
+def run_verdict(
+    name: str, rows: Sequence[Mapping[str, Any]], function_space: np.ndarray | None, arrays: Mapping[str, Any],
+    attrs: Mapping[str, Any], threshold: float, function_space_share: float, ess_per_chain: float,
+) -> dict[str, Any]:
+    """The one-row verdict of a sampler (converged or not, by which criterion, how many more samples)."""
+    traced = [r for r in rows if r["quantity"] != FUNCTION_SPACE]
+    label = lambda r: f"{r['quantity']} ({r['set']})"  # noqa: E731
+    chains, samples = int(attrs["chains"]), int(attrs["num_samples"])
+    wall = float(np.max(arrays["trace"]["wall_seconds"][-1])) if samples else float("nan")
+    found = diagnostics.verdict(
+        rhats={label(r): r["rhat"] for r in traced},
+        ess={label(r): float(np.fmin(r["ess_bulk"], r["ess_tail"])) for r in traced},
+        function_space=function_space, chains=chains, samples_per_chain=samples,
+        seconds_per_sample=wall / samples if samples else float("nan"),
+        rhat_threshold=threshold, function_space_share=function_space_share, ess_per_chain=ess_per_chain,
+    )
+    (log.info if found.converged else log.warning)("%s", found.sentence(name))
+    fs = next((r for r in rows if r["quantity"] == FUNCTION_SPACE), {})
+    thinning = int((attrs.get("schedule") or {}).get("thinning", 1))
+    worst = lambda key, pick: pick((r[key] for r in traced if np.isfinite(r[key])), default=float("nan"))  # noqa: E731
+    return {
+        "sampler": name, "converged": found.converged, "chains": chains, "samples_per_chain": samples,
+        "rhat": worst("rhat", max), "ess_bulk": worst("ess_bulk", min), "ess_tail": worst("ess_tail", min),
+        "ess_target": found.ess_target, "ess_bulk_per_second": worst("ess_bulk_per_second", min),
+        "ess_bulk_per_1k_grad_evals": worst("ess_bulk_per_1k_grad_evals", min),
+        "fs_examples": fs.get("values"), "fs_share_rhat_ok": fs.get("share_rhat_ok"),
+        "fs_share_rhat_1.1": fs.get("share_rhat_1.1"),
+        "more_samples_per_chain": found.more_samples_per_chain,
+        "suggested_sampling_steps": None if found.more_samples_per_chain is None
+        else (samples + found.more_samples_per_chain) * thinning,
+        "more_seconds": found.more_seconds, "failures": "; ".join(found.failures), "criterion": found.criterion,
+        "note": found.note,
+    }
+
+
+def least_converged(function_space: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` test examples of largest R-hat (NaN, nothing to diagnose, never), largest first."""
+    order = np.argsort(-np.nan_to_num(function_space, nan=-np.inf), kind="stable")
+    return order[: min(k, int(np.isfinite(function_space).sum()))]
+
+
 def chain_diagnostics(
-    *, predictive: str, sampler: str, samplers: Sequence[str], threshold: float, table: str, figure: str, dpi: int
+    *, predictive: str, data: str, sampler: str, samplers: Sequence[str], threshold: float,
+    ess_per_chain: float, function_space_share: float, least: int, table: str, verdict_table: str, least_table: str, figure: str,
+    histogram: str, least_figure: str, dpi: int,
 ) -> None:
-    """Rule diagnostics: the R-hat/ESS table and the trace plot of one sampler."""
-    arrays, attrs = h5io.read_predictive(predictive)
-    diagnosed = _diagnosed(arrays)
-    rows = diagnostics_rows(sampler, arrays, attrs, threshold, diagnosed)
-    trace = arrays["trace"]["test"]
-    series = {LOGLIK: np.asarray(trace["mean_log_likelihood"])}
-    rhats = {LOGLIK: rows[0]["rhat"]}
-    if WATCHED in diagnosed:
-        watched, per_example, _ = diagnosed[WATCHED]  # [C, S, m]
-        worst = int(np.argmax(np.nan_to_num(per_example, nan=-np.inf)))
-        index = int(arrays["test"]["watch"][worst]) if "watch" in arrays["test"] else worst
-        label = f"true-class probability of test example {index} (largest R-hat of the watched)"
-        series[label] = watched[:, :, worst].T  # [S, C]
-        rhats[label] = rows[1]["rhat"]
-    plots.chain_traces(arrays["trace"]["sample_step"], series, rhats, threshold, sampler,
-                       plots.sampler_colors(samplers)[sampler], figure, dpi=dpi)
-    _write_table(pd.DataFrame(rows), table)
+    """Rule diagnostics: per-quantity and function-space convergence, the verdict, and their figures."""
+    arrays, attrs = h5io.read_predictive(predictive, draws=True)
+    color = plots.sampler_colors(samplers)[sampler]
+    draws = h5io.lookup(arrays, h5io.FUNCTION_SPACE) if "draws" in arrays else None  # [D, C, n] float16
+    function_space = diagnostics.function_space_rhat(draws) if draws is not None else None
+    rows = diagnostics_rows(sampler, arrays, attrs, threshold, ess_per_chain, function_space)
+    _write_table(pd.DataFrame(rows, columns=list(DIAGNOSTICS_COLUMNS)), table)
+    found = run_verdict(sampler, rows, function_space, arrays, attrs, threshold, function_space_share, ess_per_chain)
+    _write_table(pd.DataFrame([found], columns=list(VERDICT_COLUMNS)), verdict_table)
+
+    loglik = next(r for r in rows if (r["set"], r["quantity"]) == ("test", TRACED["mean_log_likelihood"]))
+    series = {"mean test log-likelihood": (arrays["trace"]["sample_step"], arrays["trace"]["test"]["mean_log_likelihood"])}
+    rhats = {"mean test log-likelihood": loglik["rhat"]}
+    labels = arrays["test"]["labels"].astype(np.int64)
+    idx = least_converged(function_space, least) if function_space is not None else np.zeros(0, np.int64)
+    if len(idx):
+        worst = f"true-class probability of test example {int(idx[0])} (largest R-hat in function space)"
+        series[worst] = (arrays["draws"]["step"], np.exp(draws[:, :, idx[0]].astype(np.float64)))  # [D], [D, C]
+        rhats[worst] = float(function_space[idx[0]])
+    plots.chain_traces(series, rhats, threshold, sampler, color, figure, dpi=dpi)
+
+    pooled = _ensemble(arrays)
+    chain_means = np.exp(arrays["test"]["log_probs"][:, idx, labels[idx]]) if len(idx) else np.zeros((0, 0))
+    _write_table(pd.DataFrame({
+        "test_index": idx, "label": labels[idx], "rhat": function_space[idx] if len(idx) else [],
+        "predicted": pooled[idx].argmax(axis=1), "ensemble_true_class_prob": pooled[idx, labels[idx]],
+        "chain_mean_min": chain_means.min(axis=0) if len(idx) else [],
+        "chain_mean_max": chain_means.max(axis=0) if len(idx) else [],
+    }), least_table)
+    if function_space is None:
+        message = "No function-space draws: diagnostics.draws_per_chain is 0."
+        plots.unavailable(message, histogram, dpi=dpi)
+        plots.unavailable(message, least_figure, dpi=dpi)
+        return
+    plots.rhat_histogram(function_space, threshold, sampler, color, int(attrs["chains"]), histogram, dpi=dpi)
+    if not len(idx):
+        plots.unavailable("Nothing to diagnose: every draw of every test example is the same.", least_figure, dpi=dpi)
+        return
+    images, _ = h5io.read_data_h5(data, splits=("test",))
+    if len(images.test.labels) != len(labels) or not np.array_equal(images.test.labels, labels):
+        raise h5io.DataError(f"{predictive} was made from other test data than {data}; rerun sampling.")
+    plots.least_converged(
+        images.test.images[idx], labels[idx], function_space[idx], arrays["draws"]["step"],
+        np.exp(draws[:, :, idx].astype(np.float64)), sampler, color, least_figure, dpi=dpi,
+    )
 
 
 SHIFT_METRICS = ("accuracy", "nll", "ece", "mean entropy")
 
 
-def _shift_scores(probs: np.ndarray, labels: np.ndarray, bins: int) -> dict[str, float]:
-    return {"accuracy": analysis.accuracy(probs, labels), "nll": analysis.nll(probs, labels),
+def _shift_scores(log_probs: np.ndarray, labels: np.ndarray, bins: int) -> dict[str, float]:
+    probs = np.exp(log_probs)
+    return {"accuracy": analysis.accuracy(probs, labels), "nll": analysis.nll(log_probs, labels),
             "ece": analysis.ece(probs, labels, bins), "mean entropy": float(np.mean(analysis.entropy(probs)))}
 
 
@@ -344,9 +446,8 @@ def shift(*, predictive: Mapping[str, str], bins: int, table: str, figure: str, 
             for level, set_name in shift_mod.levels(names, kind):
                 data = h5io.lookup(arrays, set_name)
                 labels = data["labels"].astype(np.int64)
-                predictors = {"ensemble": [analysis.pool_chains(data["probs"])], "last sample": list(data["last_probs"])}
-                for predictor, members in predictors.items():
-                    scores = [_shift_scores(p, labels, bins) for p in members]
+                for predictor, members in _predictors(data).items():
+                    scores = [_shift_scores(lp, labels, bins) for lp in members]
                     mean = {m: float(np.mean([s[m] for s in scores])) for m in SHIFT_METRICS}
                     rows.append({"sampler": name, "shift": kind, "level": level, "predictor": predictor,
                                  "examples": len(labels)} | mean)

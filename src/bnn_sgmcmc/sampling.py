@@ -278,12 +278,12 @@ def sampling_program(
 
     One chunk of sampling: every kept step (each ``thinning``-th) folds its
     predictions on every evaluation set into the accumulators; ``trace`` holds,
-    per step of the chunk, whether it was kept and the per-chain metrics.
+    per step of the chunk, whether it was kept and the per-chain metrics (and,
+    for sets with ``draws``, the per-example true-class log-probabilities).
     """
     advance, start_core = _advance_fn(step_fn, data, schedule, keys)
     length = schedule.eval_every
     thinning = schedule.thinning
-    count_chains = keys.shape[0]
 
     def chunk(params, acc, count, start, total):
         def body(carry, step):
@@ -297,11 +297,8 @@ def sampling_program(
                 return acc, count, metrics
 
             def skip(acc, count):
-                return acc, count, {
-                    n: {m: jnp.zeros(predictive.metric_shape(s, m, count_chains), jnp.float32)
-                        for m in predictive.metric_names(s)}
-                    for n, s in eval_sets.items() if s.labels is not None
-                }
+                shapes = jax.eval_shape(fold, acc, count)[2]
+                return acc, count, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
             acc, count, metrics = jax.lax.cond(kept, fold, skip, acc, count)
             return (core, acc, count), (kept, metrics)
@@ -413,7 +410,12 @@ def _record(state: WarmupState, step: int, seconds: float, accuracy: np.ndarray)
 
 @dataclass
 class SamplingState:
-    """Sampling after ``step`` steps: parameters, accumulators and the per-sample trace so far."""
+    """Sampling after ``step`` steps: parameters, accumulators, the per-sample trace and the draws so far.
+
+    ``draws`` holds, for every ``draws_every``-th kept sample, its step
+    (``draws["step"]``) and per set with draws its [C, n] true-class
+    log-probabilities (``draws[set]``).
+    """
 
     params: Any
     acc: dict[str, predictive.Accumulator]
@@ -421,6 +423,7 @@ class SamplingState:
     step: int
     trace: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    draws: dict[str, list] = field(default_factory=dict)
 
 
 def new_sampling_state(params: Any, eval_sets: Mapping[str, EvalSet], num_classes: int) -> SamplingState:
@@ -429,7 +432,15 @@ def new_sampling_state(params: Any, eval_sets: Mapping[str, EvalSet], num_classe
     for name, s in eval_sets.items():
         if s.labels is not None:
             trace[name] = {m: [] for m in predictive.metric_names(s)}
-    return SamplingState(params, predictive.init(eval_sets, chains, num_classes), 0, 0, trace)
+    draws = {"step": []} | {name: [] for name, s in eval_sets.items() if s.draws}
+    return SamplingState(params, predictive.init(eval_sets, chains, num_classes), 0, 0, trace, draws=draws)
+
+
+def draws_every(kept_samples: int, draws_per_chain: int) -> int:
+    """Keep every this-many-th kept sample as a draw, so that at most ``draws_per_chain`` are kept (0: none)."""
+    if draws_per_chain <= 0:
+        return 0
+    return max(1, -(-kept_samples // draws_per_chain))
 
 
 def run_sampling(
@@ -443,8 +454,12 @@ def run_sampling(
     predict: Callable,
     chains: Sequence[int],
     on_chunk: Callable[[SamplingState], None] = lambda s: None,
+    every: int = 0,
 ) -> tuple[SamplingState, float]:
-    """Run sampling from ``state`` to ``schedule.sampling_steps``; return the state and compile seconds."""
+    """Run sampling from ``state`` to ``schedule.sampling_steps``; return the state and compile seconds.
+
+    Every ``every``-th kept sample (see :func:`draws_every`; 0: none) joins the draws.
+    """
     total = schedule.sampling_steps
     program = sampling_program(step_fn, data, schedule, phase_keys(keys, "sampling"), eval_sets, predict)
     args = (state.params, state.acc, jnp.int32(state.count))
@@ -468,6 +483,12 @@ def run_sampling(
         for name in labelled:
             for m in state.trace[name]:
                 state.trace[name][m].extend(np.asarray(metrics[name][m])[offsets])
+        if every and len(state.draws) > 1:
+            chosen = offsets[(state.count + 1 + np.arange(len(offsets))) % every == 0]
+            state.draws["step"].extend((state.step + chosen + 1).tolist())
+            for name in state.draws:
+                if name != "step":
+                    state.draws[name].extend(np.asarray(metrics[name][predictive.DRAWS])[chosen])
         state.params, state.acc, state.count = params, acc, int(count)
         state.step = min(state.step + schedule.eval_every, total)
         state.seconds += elapsed

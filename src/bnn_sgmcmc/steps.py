@@ -193,7 +193,9 @@ def sample(job: Any) -> None:
     fingerprint = setup.fingerprint | {
         "sampling": {
             k: sampling_config[k] for k in ("sampling_steps", "thinning", "eval_every", "save_weights_every")
-        }
+        },
+        # A checkpoint of another file layout cannot be resumed: it is ignored, and sampling restarts.
+        "schema_version": h5io.PREDICTIVE_SCHEMA_VERSION,
     }
     save_every = int(sampling_config.get("save_weights_every", 0))
     ckpt = _Checkpointer(job.checkpoint, sampling_config.get("checkpoint_every", 60))
@@ -228,7 +230,7 @@ def sample(job: Any) -> None:
     try:
         state, compile_seconds = sampling.run_sampling(
             setup.spec, setup.step_fn, setup.train, schedule, setup.keys, state,
-            setup.eval_sets, setup.predict, setup.chains, on_chunk,
+            setup.eval_sets, setup.predict, setup.chains, on_chunk, every=setup.draws_every,
         )
     except DivergenceError:
         ckpt.remove()

@@ -79,9 +79,9 @@ def sampling_settings(wildcards):
 
 
 def evaluation_settings(wildcards):
-    """What sampling evaluates besides the test set: watched examples, shifts, OOD."""
+    """What sampling records besides the test set: function-space draws, shifts, OOD."""
     return {
-        "watch_examples": config["diagnostics"]["watch_examples"],
+        "draws_per_chain": config["diagnostics"]["draws_per_chain"],
         "shift": config["shift"],
         "ood_examples": config["ood"]["examples"] if "ood" in DATASETS else 0,
     }

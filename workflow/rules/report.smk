@@ -172,6 +172,7 @@ rule calibration:
 rule diagnostics:
     input:
         predictive=rules.gather.output.h5,
+        data=training_data,
     output:
         figure=report(
             f"results/figures/diagnostics/{{sampler}}.{FMT}",
@@ -180,12 +181,43 @@ rule diagnostics:
             subcategory="{sampler}",
             labels={"sampler": "{sampler}", "figure": "trace plot"},
         ),
+        histogram=report(
+            f"results/figures/diagnostics/{{sampler}}_function_space.{FMT}",
+            caption="../report/function_space.rst",
+            category="07. Chain diagnostics",
+            subcategory="{sampler}",
+            labels={"sampler": "{sampler}", "figure": "function-space R-hat"},
+        ),
+        least_figure=report(
+            f"results/figures/diagnostics/{{sampler}}_least_converged.{FMT}",
+            caption="../report/least_converged.rst",
+            category="07. Chain diagnostics",
+            subcategory="{sampler}",
+            labels={"sampler": "{sampler}", "figure": "least converged test examples"},
+        ),
         table=report(
             "results/tables/diagnostics/{sampler}.tsv",
             caption="../report/diagnostics_table.rst",
             category="07. Chain diagnostics",
             subcategory="{sampler}",
-            labels={"sampler": "{sampler}", "figure": "split R-hat and ESS (table)"},
+            labels={"sampler": "{sampler}", "figure": "R-hat and ESS (table)"},
+        ),
+        verdict=report(
+            "results/tables/diagnostics/{sampler}_verdict.tsv",
+            caption="../report/verdict_table.rst",
+            category="07. Chain diagnostics",
+            subcategory="{sampler}",
+            labels={"sampler": "{sampler}", "figure": "convergence verdict (table)"},
+        ),
+        least_table=report(
+            "results/tables/diagnostics/{sampler}_least_converged.tsv",
+            caption="../report/least_converged_table.rst",
+            category="07. Chain diagnostics",
+            subcategory="{sampler}",
+            labels={
+                "sampler": "{sampler}",
+                "figure": "least converged test examples (table)",
+            },
         ),
     log:
         "results/logs/report/diagnostics/{sampler}.log",
@@ -195,6 +227,9 @@ rule diagnostics:
     params:
         samplers=list(SAMPLERS),
         threshold=config["diagnostics"]["rhat_threshold"],
+        ess_per_chain=config["diagnostics"]["ess_per_chain"],
+        function_space_share=config["diagnostics"]["function_space_share"],
+        least=config["diagnostics"]["least_converged"],
         dpi=DPI,
     script:
         "../../scripts/report_diagnostics.py"
@@ -289,7 +324,7 @@ rule decisions:
 rule summary:
     input:
         predictive=gathered_predictives,
-        diagnostics=expand(rules.diagnostics.output.table, sampler=SAMPLERS),
+        diagnostics=expand(rules.diagnostics.output.verdict, sampler=SAMPLERS),
         ood=rules.ood.output.table,
         decisions=rules.decisions.output.table,
     output:
