@@ -2,9 +2,10 @@
 # The GPU measurements of docs/benchmarks.md in one call, most important first,
 # each bounded so that the whole fits in BUDGET seconds (default 560):
 #   1. a 20-second smoke run of the benchmark on synthetic data (stops here if it fails);
-#   2. the benchmark for SGLD: reference loop against ours, then 1 to 64 chains;
-#   3. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh);
-#   4. the benchmark for SGHMC, with 1, 2, 8 and 16 chains.
+#   2. what the function-space diagnostics cost (bnn_sgmcmc.bench_function_space);
+#   3. the benchmark for SGLD: reference loop against ours, then 1 to 64 chains;
+#   4. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh);
+#   5. the benchmark for SGHMC, with 1, 2, 8 and 16 chains.
 # Usage: benchmarks/gpu.sh MNIST_DIR OUT_DIR [BUDGET]
 # Each benchmark writes its JSON/TSV record after every measurement, so a step
 # cut short by its time limit still leaves what it measured.
@@ -32,6 +33,9 @@ python3 -c 'import sys, jax, flax, optax, blackjax, snakemake; print(sys.version
 step smoke
 timeout -k 5 90 python3 -m bnn_sgmcmc.bench --scale 0.01 --samplers sgld,sghmc --repeats 1 --chains 1 --no-baseline \
     --matmul-size 1024 --out /tmp/smoke || { echo "smoke run failed: stopping"; exit 1; }
+
+step "function-space diagnostics: sampling overhead at 8 chains, report memory at 8 x 1,000 x 10,000"
+timeout -k 5 150 python3 -m bnn_sgmcmc.bench_function_space --source "$data" --sampling-chains 8 --out "$out"
 
 step "benchmark sgld"
 timeout -k 5 "$(until_left 280)" python3 -m bnn_sgmcmc.bench --source "$data" --samplers sgld \

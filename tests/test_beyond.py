@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,9 +46,8 @@ def test_the_verdict_names_the_worst_quantity_and_the_samples_still_needed(tmp_p
     arrays["trace"]["test"]["pointwise_accuracy"] = rng.uniform(size=(200, 2))
     arrays["trace"]["wall_seconds"] = np.repeat(0.01 * np.arange(1, 201)[:, None], 2, 1)
     attrs["schedule"] = {"thinning": 5}
-    function_space = np.full(40, 1.0)
     rows = report.diagnostics_rows("sgld", arrays, attrs, 1.01, 100)
-    found = report.run_verdict("sgld", rows, function_space, arrays, attrs, 1.01, 0.99, 100)
+    found = report.run_verdict("sgld", rows, None, arrays, attrs, 1.01, 0.99, 100)
     assert not found["converged"] and found["ess_target"] == 200
     assert "(mean log-likelihood (test))" in found["failures"]
     ess = min(rows[0]["ess_bulk"], rows[0]["ess_tail"])
@@ -54,6 +55,7 @@ def test_the_verdict_names_the_worst_quantity_and_the_samples_still_needed(tmp_p
     assert found["suggested_sampling_steps"] == 5 * (200 + found["more_samples_per_chain"])
     assert found["more_seconds"] == pytest.approx(found["more_samples_per_chain"] * 0.01)
     assert found["fs_share_rhat_ok"] is None  # no function-space row without draws
+    assert found["criterion"].endswith("(no function-space draws recorded)")
     assert "sgld: NOT converged" in caplog.text
 
 
@@ -208,17 +210,35 @@ def test_a_shift_without_its_own_level_zero_borrows_the_other_ones():
     assert shift.levels(names, "rotation") == [(0.0, "shift/rotation_0"), (90.0, "shift/rotation_90")]
 
 
-def test_too_few_samples_for_diagnostics_give_nan_not_a_failed_report(tmp_path, caplog):
-    path = fake_predictive(tmp_path / "p.h5", chains=2, samples=3)
+def run_diagnostics(tmp_path, path, least=5):
+    """The diagnostics rule on ``path``; returns its tables (the rows, the verdict, the least converged)."""
     data = tmp_path / "data.h5"
     test = report.h5io.Split(np.zeros((40, 28, 28), np.uint8), (np.arange(40) % 10).astype(np.uint8))
     report.h5io.write_data_h5(data, report.h5io.ImageData(train=test, test=test), num_classes=10, attrs={})
     out = {k: str(tmp_path / f"{k}.{'png' if k.endswith('figure') or k == 'histogram' else 'tsv'}")
            for k in ("table", "verdict_table", "least_table", "figure", "histogram", "least_figure")}
     report.chain_diagnostics(predictive=str(path), data=str(data), sampler="sgld", samplers=["sgld"], threshold=1.01,
-                             ess_per_chain=100, function_space_share=0.99, least=5, dpi=60, **out)
-    table = pd.read_csv(out["table"], sep="\t")
+                             ess_per_chain=100, function_space_share=0.99, least=least, dpi=60, **out)
+    assert all(Path(v).stat().st_size > 0 for v in out.values())
+    return [pd.read_csv(out[k], sep="\t") for k in ("table", "verdict_table", "least_table")]
+
+
+def test_too_few_samples_for_diagnostics_give_nan_not_a_failed_report(tmp_path, caplog):
+    table, verdict, least = run_diagnostics(tmp_path, fake_predictive(tmp_path / "p.h5", chains=2, samples=3, draws=3))
     assert table["rhat"].isna().all() and not table["converged"].any()
-    verdict = pd.read_csv(out["verdict_table"], sep="\t").iloc[0]
+    verdict = verdict.iloc[0]
     assert not verdict["converged"] and "no traced quantity could be diagnosed" in verdict["failures"]
-    assert "too few for split R-hat" in caplog.text
+    assert "3 function-space draws per chain are too few" in verdict["failures"]
+    assert "too few for split R-hat" in caplog.text and len(least) == 0
+
+
+def test_function_space_in_the_diagnostics_report(tmp_path):
+    """Independent draws of 2 chains: examples mix, a constant trace has nothing to diagnose."""
+    path = fake_predictive(tmp_path / "p.h5", chains=2, samples=5, draws=200)
+    table, verdict, least = run_diagnostics(tmp_path, path)
+    constant = table[table["quantity"] != report.FUNCTION_SPACE]  # the fake traces never change
+    assert constant["rhat"].isna().all() and constant["converged"].isna().all() and (constant["values"] == 0).all()
+    fs = table.iloc[-1]
+    assert fs["values"] == 40 and fs["samples_per_chain"] == 200 and fs["share_rhat_1.1"] == 1.0
+    assert verdict.iloc[0]["fs_share_rhat_ok"] == fs["share_rhat_ok"]
+    assert len(least) == 5 and least["rhat"].is_monotonic_decreasing

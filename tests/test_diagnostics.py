@@ -130,6 +130,17 @@ def test_bulk_and_tail_ess_equal_arviz_default(case):
     assert float(diagnostics.ess_tail(x)) == pytest.approx(_ess_tail(x), rel=1e-6)
 
 
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
+def test_tail_ess_equals_arviz_on_tied_draws(rho):
+    """Draws of a few values (as traced accuracies are): ties at the 95 % quantile count as below it, as in
+    ArviZ; BlackJAX's own ess_tail counts them above (its docstring says so) and departs here."""
+    x = np.round(ar1((4, 400), rho, 3), 0)
+    assert len(np.unique(x)) < 20
+    assert float(diagnostics.ess_tail(x)) == pytest.approx(_ess_tail(x), rel=1e-6)
+    binary = (ar1((4, 400), rho, 4) > 1.2).astype(float)
+    assert float(diagnostics.ess_tail(binary)) == pytest.approx(_ess_tail(binary), rel=1e-6)
+
+
 def test_most_fixtures_are_compared_with_arviz():
     compared = [c for c in FIXTURES if c[1] % 2 == 0 and not ess_estimators_differ(fixture(*c))]
     assert len(compared) >= 4, compared
@@ -264,7 +275,7 @@ def test_function_space_memory_does_not_grow_with_the_test_set():
 
 def judge(**overrides):
     settings = dict(
-        rhats={"q": 1.001}, ess={"q": 5000.0}, function_space=np.full(100, 1.001), chains=4,
+        rhats={"q": 1.001}, ess={"q": 5000.0}, function_space=np.full(100, 1.001), function_space_draws=200, chains=4,
         samples_per_chain=1000, seconds_per_sample=0.01, rhat_threshold=1.01, function_space_share=0.99,
         ess_per_chain=100,
     )
@@ -298,3 +309,9 @@ def test_constant_examples_agree_and_one_chain_is_said():
     found = judge(function_space=fs, chains=1, ess={"q": 5000.0})
     assert found.converged and "halves" in found.note
     assert not judge(function_space=None).criterion.endswith("test examples")
+
+
+def test_too_few_function_space_draws_fail_rather_than_pass_as_agreeing():
+    found = judge(function_space=np.full(100, np.nan), function_space_draws=3)
+    assert not found.converged
+    assert found.failures == ("3 function-space draws per chain are too few for R-hat (at least 4)",)

@@ -12,8 +12,9 @@ from bnn_sgmcmc.data import ImageData, Split
 from bnn_sgmcmc.errors import DataError
 
 
-def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel="sgld", grads=1):
-    """A predictive file with the workflow's layout and probabilities we control."""
+def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel="sgld", grads=1, draws=0):
+    """A predictive file with the workflow's layout and probabilities we control (and ``draws``
+    function-space draws per chain of independent true-class probabilities)."""
     rng = np.random.default_rng(seed)
     labels = (np.arange(n) % classes).astype(np.uint8)
     probs = rng.dirichlet(np.ones(classes) * 0.2, size=(chains, n)).astype(np.float32)
@@ -33,6 +34,9 @@ def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel=
         "warmup": {"trace": {"step": np.array([10, 20]), "grad_evals": grads * np.array([10, 20]),
                              "wall_seconds": np.ones((2, chains)), "test_accuracy": np.full((2, chains), 0.6, np.float32)}},
     }
+    if draws:
+        arrays["draws"] = {"step": np.arange(1, draws + 1),
+                           "test": {"true_class_log_prob": np.log(rng.beta(5, 2, (draws, chains, n))).astype(np.float16)}}
     attrs = {"sampler": {"kernel": kernel}, "chains": chains, "num_samples": samples,
              "device": {"device_kind": "cpu"}, "schema_version": h5io.PREDICTIVE_SCHEMA_VERSION}
     h5io.write_arrays(path, arrays, attrs)

@@ -187,6 +187,9 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     assert 0 <= fs["share_rhat_ok"] <= fs["share_rhat_1.1"] <= 1
     least = pd.read_csv(workdir / "results/tables/diagnostics/sgld_least_converged.tsv", sep="\t")
     assert len(least) == 6 and least["rhat"].is_monotonic_decreasing and least["rhat"].iloc[0] == fs["rhat"]
+    # The pooled ensemble averages the chains' ensembles: it lies between the smallest and the largest.
+    assert (least["chain_mean_min"] <= least["ensemble_true_class_prob"] + 1e-6).all()
+    assert (least["ensemble_true_class_prob"] <= least["chain_mean_max"] + 1e-6).all()
     shift_table = pd.read_csv(workdir / "results/tables/shift.tsv", sep="\t")
     # The last sample's exact NLL is minus its traced mean log-likelihood, averaged over the chains.
     arrays, _ = h5io.read_predictive(workdir / "results/predictive/sgld.h5")

@@ -77,8 +77,30 @@ def ess_bulk(draws: np.ndarray) -> np.ndarray:
 
 
 def ess_tail(draws: np.ndarray) -> np.ndarray:
-    """Tail effective sample size (5 % and 95 % quantiles) of [C, S, ...] draws (Vehtari et al., 2021)."""
-    return _blackjax("ess_tail", draws)
+    """Tail effective sample size of [C, S, ...] draws (Vehtari et al., 2021), as ArviZ computes it.
+
+    The smaller ESS of the indicators ``x <= q05`` and ``x <= q95`` over the
+    split chains, the quantiles taken over all draws (R's type 7), by
+    BlackJAX's ESS estimator. Not ``blackjax.diagnostics.ess_tail``, whose
+    upper indicator ``x >= q95`` puts ties at the quantile on the other side
+    (its docstring says so): traced accuracies take few values, and there it
+    departs from ArviZ. As in ArviZ, an indicator that never changes counts as
+    fully effective (its ESS is the number of draws).
+    """
+    import jax
+
+    x = _even_draws(draws)
+    half = x.shape[1] // 2
+    halves = np.concatenate([x[:, :half], x[:, half:]], axis=0)  # split chains, as the estimator wants them
+    sizes = []
+    for quantile in np.quantile(x.reshape(-1, *x.shape[2:]), [0.05, 0.95], axis=0):
+        below = (halves <= quantile).astype(np.float64)
+        with jax.enable_x64(True):
+            value = np.asarray(_compiled("effective_sample_size")(below), dtype=np.float64).reshape(x.shape[2:])
+        fixed = np.all(below == below[:1, :1], axis=(0, 1))
+        sizes.append(np.where(fixed, below.shape[0] * below.shape[1], value))
+    constant = np.all(x == x[:1, :1], axis=(0, 1))
+    return np.where(constant, np.nan, np.minimum(*sizes))
 
 
 @dataclass(frozen=True)
@@ -88,11 +110,6 @@ class Diagnosis:
     rhat: np.ndarray
     ess_bulk: np.ndarray
     ess_tail: np.ndarray
-
-    @property
-    def ess(self) -> np.ndarray:
-        """The binding effective sample size: the smaller of bulk and tail."""
-        return np.fmin(self.ess_bulk, self.ess_tail)
 
 
 def diagnose(draws: np.ndarray) -> Diagnosis:
@@ -177,7 +194,8 @@ def function_space_rhat(log_probs: np.ndarray, block_values: int = BLOCK_VALUES)
                 for x in (rows, folded)
             )
         constant = np.all(rows == rows[:, :1], axis=1)
-        out[start:start + b] = np.where(constant, np.nan, np.maximum(bulk, tail))
+        # fmax: folded draws can be constant where the draws are not (two values, half each).
+        out[start:start + b] = np.where(constant, np.nan, np.fmax(bulk, tail))
     return out
 
 
@@ -222,6 +240,7 @@ def verdict(
     rhats: dict[str, float],
     ess: dict[str, float],
     function_space: np.ndarray | None,
+    function_space_draws: int,
     chains: int,
     samples_per_chain: int,
     seconds_per_sample: float,
@@ -233,8 +252,9 @@ def verdict(
 
     ``rhats`` and ``ess`` map each traced quantity to its R-hat and its binding
     (smaller of bulk and tail) ESS, NaN where there was nothing to diagnose;
-    ``function_space`` is the R-hat of every test example (None when no draws
-    were recorded). Converged means: R-hat <= ``rhat_threshold`` and ESS >=
+    ``function_space`` is the R-hat of every test example from
+    ``function_space_draws`` draws per chain (None when no draws were
+    recorded; fewer than 4 cannot be diagnosed and fail). Converged means: R-hat <= ``rhat_threshold`` and ESS >=
     ``ess_per_chain`` x chains for every quantity, and R-hat <= ``rhat_threshold``
     for at least ``function_space_share`` of the test examples (an example whose
     every draw is equal agrees with itself and counts as converged). Vehtari et
@@ -258,6 +278,8 @@ def verdict(
         failures.append(f"ESS {sizes[least]:.1f} < {target:g} ({least})")
     if function_space is None:
         criterion = criterion.rsplit(";", 1)[0] + " (no function-space draws recorded)"
+    elif function_space_draws < 4:
+        failures.append(f"{function_space_draws} function-space draws per chain are too few for R-hat (at least 4)")
     elif len(function_space):
         share = float(np.mean(~(function_space > rhat_threshold)))  # NaN (constant) counts as agreeing
         if share < function_space_share:

@@ -372,6 +372,10 @@ def read_predictive(path: str | os.PathLike, draws: bool = False) -> tuple[dict[
         ("test/last_log_probs", arrays["test"]["last_log_probs"].shape == log_probs.shape, f"{list(log_probs.shape)}"),
         ("test/labels", arrays["test"]["labels"].shape == log_probs.shape[1:2], f"[{log_probs.shape[1]}]"),
     ]
+    if "draws" in arrays:
+        steps, values = arrays["draws"]["step"], lookup(arrays, FUNCTION_SPACE)
+        shape = (len(steps), chains, log_probs.shape[1])
+        checks.append((FUNCTION_SPACE, values.shape == shape, f"{list(shape)}"))
     for name, ok, expected in checks:
         if not ok:
             raise DataError(f"{path}: '{name}' should have shape {expected}; the file is damaged or foreign. Rerun sampling.")

@@ -248,7 +248,8 @@ def rhat_histogram(
             share = float(np.mean(~(rhat > value))) if len(rhat) else float("nan")
             ax.axvline(value - 1, color="black", ls=style, lw=1,
                        label=f"R-hat <= {value:g}: {100 * share:.1f}% of examples")
-        ax.set_xlabel("R-hat of the true-class probability (log scale of R-hat - 1)")
+        ax.set_xlabel("R-hat of the true-class probability (log scale of R-hat - 1; the first bin holds all\n"
+                      "R-hats up to 1.00001)")
         ax.set_ylabel("test examples")
         one = "one chain, halves only" if chains == 1 else f"{chains} chains"
         ax.set_title(f"{sampler}: function-space R-hat of {len(rhat):,} test examples ({one})"

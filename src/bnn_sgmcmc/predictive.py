@@ -44,11 +44,12 @@ class Accumulator(NamedTuple):
 
 
 def init(eval_sets: Mapping[str, EvalSet], chains: int, num_classes: int) -> dict[str, Accumulator]:
+    """Empty accumulators: log-probabilities of -inf (probability 0) until a sample is folded in."""
     return {
         name: Accumulator(
-            log_probs=jnp.zeros((chains, s.x.shape[0], num_classes), jnp.float32),
+            log_probs=jnp.full((chains, s.x.shape[0], num_classes), -jnp.inf, jnp.float32),
             mean_entropy=jnp.zeros((chains, s.x.shape[0]), jnp.float32),
-            last_log_probs=jnp.zeros((chains, s.x.shape[0], num_classes), jnp.float32),
+            last_log_probs=jnp.full((chains, s.x.shape[0], num_classes), -jnp.inf, jnp.float32),
         )
         for name, s in eval_sets.items()
     }
@@ -68,7 +69,7 @@ def accuracy(probs_or_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
 def log_mean_update(log_mean: jax.Array, log_sample: jax.Array, count: jax.Array) -> jax.Array:
     """Fold ``log_sample`` into the log of a running mean as its ``count``-th term (count >= 1)."""
     weight = 1.0 / count.astype(jnp.float32)
-    # count 1: log(1 - 1) = -inf drops the (meaningless) initial value exactly.
+    # count 1: log(1 - 1) = -inf drops the initial value exactly (logaddexp(-inf, x) = x).
     return jnp.logaddexp(log_mean + jnp.log1p(-weight), log_sample + jnp.log(weight))
 
 

@@ -50,6 +50,14 @@ def _predictors(group: Mapping[str, Any], chains: np.ndarray | None = None) -> d
     return out
 
 
+def _test_images(predictive: str, data: str, labels: np.ndarray) -> np.ndarray:
+    """The test images of the data file ``data``, checked to be those the predictive file was made from."""
+    images, _ = h5io.read_data_h5(data, splits=("test",))  # the training images are not needed
+    if len(images.test.labels) != len(labels) or not np.array_equal(images.test.labels, labels):
+        raise h5io.DataError(f"{predictive} was made from other test data than {data}; rerun sampling.")
+    return images.test.images
+
+
 def _run_facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
     """What every per-sampler table reports: accuracies, chains, samples and compute."""
     trace = arrays["trace"]
@@ -111,15 +119,13 @@ def uncertainty(
 ) -> None:
     """The least confident test predictions (figure and table) and uncertain counts per digit."""
     arrays, _ = h5io.read_predictive(predictive)
-    images, _ = h5io.read_data_h5(data, splits=("test",))  # the training images are not needed
+    test_images = _test_images(predictive, data, arrays["test"]["labels"])
     probs = _ensemble(arrays)
     labels = arrays["test"]["labels"].astype(np.int64)
-    if len(images.test.labels) != len(labels) or not np.array_equal(images.test.labels, labels):
-        raise h5io.DataError(f"{predictive} was made from other test data than {data}; rerun sampling.")
     idx = analysis.most_uncertain(probs, n_images)
     predicted = probs.argmax(axis=1)
     conf = analysis.confidence(probs)
-    plots.uncertain_images(images.test.images[idx], labels[idx], predicted[idx], conf[idx], sampler, images_figure, dpi=dpi)
+    plots.uncertain_images(test_images[idx], labels[idx], predicted[idx], conf[idx], sampler, images_figure, dpi=dpi)
     counts = analysis.uncertain_per_class(probs, labels, threshold, probs.shape[1])
     plots.uncertain_per_class(counts, threshold, sampler, plots.sampler_colors(samplers)[sampler], per_class_figure, dpi=dpi)
     epistemic = analysis.mutual_information(probs, analysis.pool_chains(arrays["test"]["mean_entropy"]))
@@ -289,11 +295,13 @@ VERDICT_COLUMNS = (
 
 def diagnostics_rows(
     name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], threshold: float,
-    ess_per_chain: float, function_space: np.ndarray | None = None,
+    ess_per_chain: float, function_space: np.ndarray | None = None, function_space_share: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Rank-normalised split R-hat, bulk and tail ESS of every traced quantity of one sampler, with the ESS
     rates per second and per 1,000 gradient evaluations; a last row summarises ``function_space`` (R-hat per
-    test example) by the largest R-hat and the shares of examples at most ``threshold`` and 1.1."""
+    test example) by the largest R-hat and the shares of examples at most ``threshold`` and 1.1, converged
+    when the first share reaches ``function_space_share``. A quantity whose every draw is equal has
+    nothing to diagnose: its R-hat, ESS and converged are left empty."""
     chains = int(attrs["chains"])
     grad_evals = chains * int(arrays["trace"]["grad_evals"][-1]) if len(arrays["trace"]["grad_evals"]) else 0
     seconds = _sampling_seconds(attrs)
@@ -309,21 +317,22 @@ def diagnostics_rows(
             "chains": chains, "samples_per_chain": samples, "rhat": rhat, "ess_bulk": bulk, "ess_tail": tail,
             "ess_bulk_per_second": bulk / seconds if seconds > 0 else float("nan"),
             "ess_bulk_per_1k_grad_evals": 1000 * bulk / grad_evals if grad_evals else float("nan"),
-            "converged": bool(rhat <= threshold and min(bulk, tail) >= ess_per_chain * chains),
+            "converged": bool(rhat <= threshold and min(bulk, tail) >= ess_per_chain * chains)
+            if np.isfinite(rhat) else None,
         })
     if traced and samples < 4:
         log.warning("%s: %d kept samples per chain are too few for split R-hat and ESS (at least 4).", name, samples)
     if function_space is not None:
+        draws = int(arrays["draws"]["step"].shape[0])
         known = function_space[np.isfinite(function_space)]
-        agree = ~(function_space > threshold)  # an example whose every draw is equal agrees with itself
-        rows.append({
-            "sampler": name, "set": "test", "quantity": FUNCTION_SPACE, "values": len(known), "chains": chains,
-            "samples_per_chain": int(arrays["draws"]["step"].shape[0]),
-            "rhat": float(known.max()) if len(known) else float("nan"),
-            "share_rhat_ok": float(agree.mean()) if len(agree) else float("nan"),
-            "share_rhat_1.1": float((~(function_space > 1.1)).mean()) if len(agree) else float("nan"),
-            "converged": bool(len(known) == 0 or known.max() <= threshold),
-        })
+        row = {"sampler": name, "set": "test", "quantity": FUNCTION_SPACE, "values": len(known), "chains": chains,
+               "samples_per_chain": draws, "converged": False}
+        if draws >= 4 and len(function_space):
+            share = float(np.mean(~(function_space > threshold)))  # an example whose every draw is equal agrees
+            row |= {"rhat": float(known.max()) if len(known) else float("nan"), "share_rhat_ok": share,
+                    "share_rhat_1.1": float(np.mean(~(function_space > 1.1))),
+                    "converged": share >= function_space_share}
+        rows.append(row)
     return rows
 
 
@@ -336,15 +345,16 @@ def run_verdict(
     label = lambda r: f"{r['quantity']} ({r['set']})"  # noqa: E731
     chains, samples = int(attrs["chains"]), int(attrs["num_samples"])
     wall = float(np.max(arrays["trace"]["wall_seconds"][-1])) if samples else float("nan")
+    fs = next((r for r in rows if r["quantity"] == FUNCTION_SPACE), {})
     found = diagnostics.verdict(
         rhats={label(r): r["rhat"] for r in traced},
         ess={label(r): float(np.fmin(r["ess_bulk"], r["ess_tail"])) for r in traced},
-        function_space=function_space, chains=chains, samples_per_chain=samples,
+        function_space=function_space, function_space_draws=int(fs.get("samples_per_chain", 0)),
+        chains=chains, samples_per_chain=samples,
         seconds_per_sample=wall / samples if samples else float("nan"),
         rhat_threshold=threshold, function_space_share=function_space_share, ess_per_chain=ess_per_chain,
     )
     (log.info if found.converged else log.warning)("%s", found.sentence(name))
-    fs = next((r for r in rows if r["quantity"] == FUNCTION_SPACE), {})
     thinning = int((attrs.get("schedule") or {}).get("thinning", 1))
     worst = lambda key, pick: pick((r[key] for r in traced if np.isfinite(r[key])), default=float("nan"))  # noqa: E731
     return {
@@ -369,55 +379,64 @@ def least_converged(function_space: np.ndarray, k: int) -> np.ndarray:
 
 
 def chain_diagnostics(
-    *, predictive: str, data: str, sampler: str, samplers: Sequence[str], threshold: float,
-    ess_per_chain: float, function_space_share: float, least: int, table: str, verdict_table: str, least_table: str, figure: str,
+    *, predictive: str, data: str, sampler: str, samplers: Sequence[str], threshold: float, ess_per_chain: float,
+    function_space_share: float, least: int, table: str, verdict_table: str, least_table: str, figure: str,
     histogram: str, least_figure: str, dpi: int,
 ) -> None:
     """Rule diagnostics: per-quantity and function-space convergence, the verdict, and their figures."""
     arrays, attrs = h5io.read_predictive(predictive, draws=True)
-    color = plots.sampler_colors(samplers)[sampler]
     draws = h5io.lookup(arrays, h5io.FUNCTION_SPACE) if "draws" in arrays else None  # [D, C, n] float16
     function_space = diagnostics.function_space_rhat(draws) if draws is not None else None
-    rows = diagnostics_rows(sampler, arrays, attrs, threshold, ess_per_chain, function_space)
+    rows = diagnostics_rows(sampler, arrays, attrs, threshold, ess_per_chain, function_space, function_space_share)
     _write_table(pd.DataFrame(rows, columns=list(DIAGNOSTICS_COLUMNS)), table)
     found = run_verdict(sampler, rows, function_space, arrays, attrs, threshold, function_space_share, ess_per_chain)
     _write_table(pd.DataFrame([found], columns=list(VERDICT_COLUMNS)), verdict_table)
 
-    loglik = next(r for r in rows if (r["set"], r["quantity"]) == ("test", TRACED["mean_log_likelihood"]))
-    series = {"mean test log-likelihood": (arrays["trace"]["sample_step"], arrays["trace"]["test"]["mean_log_likelihood"])}
-    rhats = {"mean test log-likelihood": loglik["rhat"]}
-    labels = arrays["test"]["labels"].astype(np.int64)
+    color = plots.sampler_colors(samplers)[sampler]
     idx = least_converged(function_space, least) if function_space is not None else np.zeros(0, np.int64)
+    series = {"mean test log-likelihood": (arrays["trace"]["sample_step"], arrays["trace"]["test"]["mean_log_likelihood"])}
+    rhats = {"mean test log-likelihood": next(
+        r["rhat"] for r in rows if (r["set"], r["quantity"]) == ("test", TRACED["mean_log_likelihood"]))}
     if len(idx):
         worst = f"true-class probability of test example {int(idx[0])} (largest R-hat in function space)"
         series[worst] = (arrays["draws"]["step"], np.exp(draws[:, :, idx[0]].astype(np.float64)))  # [D], [D, C]
         rhats[worst] = float(function_space[idx[0]])
     plots.chain_traces(series, rhats, threshold, sampler, color, figure, dpi=dpi)
+    _write_table(least_converged_table(arrays, function_space, idx), least_table)
 
-    pooled = _ensemble(arrays)
-    chain_means = np.exp(arrays["test"]["log_probs"][:, idx, labels[idx]]) if len(idx) else np.zeros((0, 0))
-    _write_table(pd.DataFrame({
-        "test_index": idx, "label": labels[idx], "rhat": function_space[idx] if len(idx) else [],
-        "predicted": pooled[idx].argmax(axis=1), "ensemble_true_class_prob": pooled[idx, labels[idx]],
-        "chain_mean_min": chain_means.min(axis=0) if len(idx) else [],
-        "chain_mean_max": chain_means.max(axis=0) if len(idx) else [],
-    }), least_table)
     if function_space is None:
         message = "No function-space draws: diagnostics.draws_per_chain is 0."
         plots.unavailable(message, histogram, dpi=dpi)
         plots.unavailable(message, least_figure, dpi=dpi)
         return
+    if draws.shape[0] < 4:
+        message = f"{draws.shape[0]} function-space draws per chain are too few for R-hat (at least 4)."
+        plots.unavailable(message, histogram, dpi=dpi)
+        plots.unavailable(message, least_figure, dpi=dpi)
+        return
     plots.rhat_histogram(function_space, threshold, sampler, color, int(attrs["chains"]), histogram, dpi=dpi)
     if not len(idx):
-        plots.unavailable("Nothing to diagnose: every draw of every test example is the same.", least_figure, dpi=dpi)
+        why = "diagnostics.least_converged is 0" if least == 0 else "every draw of every test example is the same"
+        plots.unavailable(f"No least converged examples to show: {why}.", least_figure, dpi=dpi)
         return
-    images, _ = h5io.read_data_h5(data, splits=("test",))
-    if len(images.test.labels) != len(labels) or not np.array_equal(images.test.labels, labels):
-        raise h5io.DataError(f"{predictive} was made from other test data than {data}; rerun sampling.")
+    images = _test_images(predictive, data, arrays["test"]["labels"])
     plots.least_converged(
-        images.test.images[idx], labels[idx], function_space[idx], arrays["draws"]["step"],
+        images[idx], arrays["test"]["labels"][idx], function_space[idx], arrays["draws"]["step"],
         np.exp(draws[:, :, idx].astype(np.float64)), sampler, color, least_figure, dpi=dpi,
     )
+
+
+def least_converged_table(arrays: Mapping[str, Any], function_space: np.ndarray | None, idx: np.ndarray) -> pd.DataFrame:
+    """The examples ``idx``: label, R-hat, the ensemble's prediction and true-class probability, and the
+    smallest and largest per-chain mean of that probability (far apart where the chains disagree)."""
+    labels = arrays["test"]["labels"].astype(np.int64)[idx]
+    pooled = _ensemble(arrays)[idx]
+    chain_means = np.exp(arrays["test"]["log_probs"][:, idx, labels])  # [C, k]
+    return pd.DataFrame({
+        "test_index": idx, "label": labels, "rhat": function_space[idx] if len(idx) else np.zeros(0),
+        "predicted": pooled.argmax(axis=1), "ensemble_true_class_prob": pooled[np.arange(len(idx)), labels],
+        "chain_mean_min": chain_means.min(axis=0, initial=np.inf), "chain_mean_max": chain_means.max(axis=0, initial=-np.inf),
+    })
 
 
 SHIFT_METRICS = ("accuracy", "nll", "ece", "mean entropy")
