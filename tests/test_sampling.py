@@ -299,6 +299,7 @@ def test_predictive_file_schema(data_h5, tmp_path):
     assert got["weights"]["params"]["Dense_0"]["kernel"].shape == (2, 2, 784, 16)
     assert attrs["num_samples"] == 20 and attrs["seed"] == 0 and attrs["chains"] == 2
     assert attrs["device"]["backend"] == "cpu" and "jax" in attrs["versions"] and "blackjax" in attrs["versions"]
+    assert "vector_extensions" in attrs["device"]["cpu"]  # XLA's CPU code depends on them
     assert attrs["compile_seconds"] > 0 and attrs["run_seconds"] > 0
     # Entropy of the mean is at least the mean entropy (Jensen): the epistemic part is >= 0.
     p = got["test"]["probs"]

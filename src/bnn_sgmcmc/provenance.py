@@ -10,6 +10,7 @@ import datetime as _dt
 import importlib.metadata
 import platform
 import socket
+from pathlib import Path
 from typing import Any
 
 PACKAGES = (
@@ -39,8 +40,26 @@ def versions() -> dict[str, str]:
     return found
 
 
+def cpu() -> dict[str, Any]:
+    """The host processor's model and vector extensions (Linux; empty elsewhere).
+
+    XLA compiles for the processor it runs on, so the same program can round
+    differently on another instruction set: CPU results are bit-reproducible
+    on one kind of processor, not across kinds.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name", ""),
+            "vector_extensions": sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))}
+
+
 def device() -> dict[str, Any]:
-    """The JAX backend and devices in use; only call where JAX is already needed."""
+    """The JAX backend and devices in use, and the host processor; only call where JAX is already needed."""
     import jax
 
     devices = jax.devices()
@@ -49,6 +68,7 @@ def device() -> dict[str, Any]:
         "device_kind": devices[0].device_kind,
         "device": str(devices[0]),
         "device_count": len(devices),
+        "cpu": cpu(),
     }
 
 
