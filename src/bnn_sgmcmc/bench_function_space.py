@@ -18,7 +18,6 @@ It writes a JSON record and prints a short table.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -121,11 +120,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "host": platform.node(), "cpu_count": os.cpu_count(), "device": bench.run_isolated_device(),
         "versions": provenance.versions(), "report": report, "sampling": sampling,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     kind = str(result["device"].get("device_kind", "cpu")).replace(" ", "_")
-    path = out / f"function_space-{kind}-{created.replace(':', '')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = Path(args.out) / f"function_space-{kind}-{created.replace(':', '').replace('+0000', 'Z')}.json"
+    h5io.write_json(path, result)
     print(f"report side: {report['seconds']:.1f} s, peak {report['peak_host_mib']:.0f} MiB (target 2048)")
     if sampling:
         print(f"sampling side: {100 * sampling['overhead']:+.1f} % sampling time with the draws "
