@@ -1,4 +1,4 @@
-"""Rule compare: running-ensemble accuracy per step, gradient evaluation and second."""
+"""Rule compare: running-ensemble accuracy per step, gradient evaluation and second; samplers ranked."""
 
 import sys
 
@@ -12,5 +12,7 @@ with logs.to_file(snakemake.log[0]):
         samplers=snakemake.params.samplers,
         figure=snakemake.output.figure,
         table=snakemake.output.table,
+        verdicts=dict(zip(snakemake.params.samplers, snakemake.input.verdicts)),
+        ranking_figure=snakemake.output.ranking,
         dpi=snakemake.params.dpi,
     )

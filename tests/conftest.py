@@ -96,6 +96,11 @@ def make_synthetic_config(config: dict, cache: Path) -> dict:
     }
     config["samplers"]["sgld"]["step_size"] = 5e-4
     config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3}
+    # Every kernel and schedule, through Snakemake locally and through the real Slurm of test_slurm.py.
+    config["samplers"]["sgnht"] = {"kernel": "sgnht", "step_size": 1e-2, "alpha": 2.0,
+                                   "schedule": {"kind": "polynomial", "decay_steps": 100, "phases": ["warmup", "sampling"]}}
+    config["samplers"]["psgld"] = {"kernel": "psgld", "step_size": 1e-3,
+                                   "schedule": {"kind": "cyclical", "cycles": 2, "exploration": 0.5}}
     config["analysis"] |= {"uncertain_images": 10, "threshold": 0.9}
     # Every step of the diagnostics, shift, OOD and decision reports, on small sets.
     config["diagnostics"] |= {"draws_per_chain": 100, "least_converged": 6}

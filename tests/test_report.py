@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnn_sgmcmc import h5io, report
+from bnn_sgmcmc import config, h5io, report
 from bnn_sgmcmc.data import ImageData, Split
 from bnn_sgmcmc.errors import DataError
 
@@ -25,7 +25,7 @@ def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel=
         "test": {"log_probs": np.log(probs), "last_log_probs": np.log(probs[:, ::-1]),
                  "mean_entropy": np.zeros((chains, n), np.float32), "labels": labels},
         "trace": {
-            "sample_step": steps, "grad_evals": grads * steps,
+            "sample_step": steps, "cycle": np.zeros(samples, np.int64), "grad_evals": grads * steps,
             "wall_seconds": np.repeat(0.5 * steps[:, None], chains, 1),
             "test": {"ensemble_accuracy": np.full((samples, chains), 0.8, np.float32),
                      "pointwise_accuracy": np.full((samples, chains), 0.7, np.float32),
@@ -37,7 +37,9 @@ def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel=
     if draws:
         arrays["draws"] = {"step": np.arange(1, draws + 1),
                            "test": {"true_class_log_prob": np.log(rng.beta(5, 2, (draws, chains, n))).astype(np.float16)}}
-    attrs = {"sampler": {"kernel": kernel}, "chains": chains, "num_samples": samples,
+    settings = config.sampler_settings({"kernel": kernel, "step_size": 1e-3})
+    attrs = {"sampler": {"name": kernel, **settings}, "chains": chains, "num_samples": samples,
+             "schedule": {"warmup_steps": 20, "sampling_steps": samples, "thinning": 1},
              "device": {"device_kind": "cpu"}, "schema_version": h5io.PREDICTIVE_SCHEMA_VERSION}
     h5io.write_arrays(path, arrays, attrs)
     return path
@@ -70,10 +72,23 @@ def test_summary_has_one_row_per_sampler_with_known_numbers(tmp_path, files):
 
 
 def test_comparison_table_and_figure(tmp_path, files):
-    fig, tab = tmp_path / "c.png", tmp_path / "c.tsv"
-    report.comparison(predictive=files, samplers=list(files), figure=str(fig), table=str(tab), dpi=60)
+    fig, tab, ranking = tmp_path / "c.png", tmp_path / "c.tsv", tmp_path / "r.png"
+    verdicts = {}
+    for name, (rhat, per_second) in {"sgld": (1.3, 0.5), "sghmc": (1.1, 2.0)}.items():
+        verdicts[name] = str(tmp_path / f"{name}_verdict.tsv")
+        pd.DataFrame([{"sampler": name, "converged": False, "rhat": rhat, "ess_bulk": 5.0,
+                       "ess_bulk_per_second": per_second, "ess_bulk_per_1k_grad_evals": 10 / per_second}]).to_csv(
+            verdicts[name], sep="\t", index=False)
+    report.comparison(predictive=files, samplers=list(files), figure=str(fig), table=str(tab), dpi=60,
+                      verdicts=verdicts, ranking_figure=str(ranking))
     table = read(tab)
-    assert fig.stat().st_size > 1000
+    assert fig.stat().st_size > 1000 and ranking.stat().st_size > 1000
+    # Ordered by ESS per second; each criterion ranked, 1 = best (a lower R-hat and NLL are better).
+    assert table["sampler"].tolist() == ["sghmc", "sgld"]
+    ranks = table.set_index("sampler")
+    assert ranks.loc["sghmc", "rank_ess_bulk_per_second"] == 1 and ranks.loc["sgld", "rank_ess_bulk_per_1k_grad_evals"] == 1
+    assert ranks.loc["sghmc", "rank_rhat"] == 1
+    assert ranks.loc["sgld", "rank_nll"] == (1 if ranks.loc["sgld", "nll"] < ranks.loc["sghmc", "nll"] else 2)
     gain = table["ensemble_gain_points"] - 100 * (table["ensemble_accuracy"] - table["last_sample_accuracy"])
     assert np.allclose(gain, 0, atol=1e-6)
     assert table["sampling_seconds"].tolist() == [2.5, 2.5]

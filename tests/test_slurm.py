@@ -58,19 +58,21 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
     workdir = tmp_path / "slurm-run"
     workdir.mkdir()
     profile = slurm_profile(tmp_path)
-    out = snakemake(workdir, "--profile", str(profile), config=config, env=cluster.env, timeout=900)
+    # The cluster jobs and what they make: the report rules are localrules, run by the local test.
+    targets = [f"results/predictive/{sampler}.h5" for sampler in config["samplers"]]
+    out = snakemake(workdir, *targets, "--profile", str(profile), config=config, env=cluster.env, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + cluster.logs()
 
     # Every cluster job went through sbatch: Slurm started it (the main scheduler logs "Allocate", the
     # backfill scheduler, which starts jobs that wait, "Started") and the plugin kept its log.
     allocations = re.findall(r"(?:sched: Allocate|sched/backfill: _start_job: Started) JobId=(\d+)",
                              (cluster.root / "slurmctld.log").read_text())
-    jobs = {"preprocess": 2, "warmup": 4, "sample": 4}  # MNIST and the OOD set; 2 samplers x 2 shards
+    jobs = {"preprocess": 2, "warmup": 8, "sample": 8}  # MNIST and the OOD set; 4 samplers x 2 shards
     assert len(set(allocations)) >= sum(jobs.values())
     logs = workdir / ".snakemake" / "slurm_logs"
     for rule, count in jobs.items():
         assert len(list((logs / f"rule_{rule}").rglob("*.log"))) == count, rule
-    for rule in ("download", "gather", "diagnostics", "decisions", "summary"):
+    for rule in ("download", "gather"):
         assert not (logs / f"rule_{rule}").exists(), f"{rule} is a localrule"
 
     # Same arrays as the local run of the same config.
@@ -81,9 +83,6 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
             np.testing.assert_array_equal(here["test"][key], there["test"][key], err_msg=f"{sampler} {key}")
         np.testing.assert_array_equal(here["draws"]["test"]["true_class_log_prob"],
                                       there["draws"]["test"]["true_class_log_prob"], err_msg=sampler)
-    local_summary = (local_dir / "results/tables/summary.tsv").read_text().splitlines()
-    slurm_summary = (workdir / "results/tables/summary.tsv").read_text().splitlines()
-    assert [line.split("\t")[:3] for line in slurm_summary] == [line.split("\t")[:3] for line in local_summary]
 
 
 def test_a_missing_partition_surfaces_slurms_own_error_and_leaves_no_output(cluster, tmp_path):

@@ -113,9 +113,9 @@ def test_idx_source_through_the_workflow(tmp_path, synthetic_config, images):
         assert (f["train/images"][...] == images.train.images).all()
 
 
-def test_both_samplers_run_with_two_chains_in_two_shards(finished_run):
+def test_every_sampler_runs_with_two_chains_in_two_shards(finished_run):
     workdir, _ = finished_run
-    for sampler, grads_per_step in (("sgld", 1), ("sghmc", 3)):
+    for sampler, grads_per_step in (("sgld", 1), ("sghmc", 3), ("sgnht", 1), ("psgld", 1)):
         arrays, attrs = h5io.read_predictive(workdir / f"results/predictive/{sampler}.h5")
         assert arrays["chain"].tolist() == [0, 1]
         assert [run["chains"] for run in attrs["shard_runs"]] == [[0], [1]]
@@ -156,7 +156,7 @@ FIGURES = [
     *[f"uncertainty/{s}_{kind}.png" for s in ("sgld", "sghmc") for kind in ("images", "per_digit")],
     "calibration/sgld.png", "calibration/sghmc.png",
     *[f"diagnostics/{s}{kind}.png" for s in ("sgld", "sghmc") for kind in ("", "_function_space", "_least_converged")],
-    "shift.png", "ood.png", "decisions.png",
+    "shift.png", "ood.png", "decisions.png", "ranking.png",
 ]
 
 
@@ -165,7 +165,8 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     for figure in FIGURES:
         assert (workdir / "results/figures" / figure).stat().st_size > 5000, figure
     summary = pd.read_csv(workdir / "results/tables/summary.tsv", sep="\t")
-    assert summary["sampler"].tolist() == ["sgld", "sghmc"]
+    assert summary["sampler"].tolist() == ["sgld", "sghmc", "sgnht", "psgld"]
+    assert summary["schedule"].tolist() == ["constant", "constant", "polynomial", "cyclical"]
     assert list(summary.columns) == list(report.SUMMARY_COLUMNS)
     assert (summary["ensemble_accuracy"] > 0.6).all() and (summary["chains"] == 2).all()
     calibration = pd.read_csv(workdir / "results/tables/calibration/sgld.tsv", sep="\t")
@@ -196,11 +197,11 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     traced = -arrays["trace"]["shift"]["noise_0.5"]["mean_log_likelihood"][-1].astype(np.float64).mean()
     last = shift_table.set_index(["sampler", "shift", "level", "predictor"]).loc[("sgld", "noise", 0.5, "last sample")]
     assert last["nll"] == pytest.approx(traced, rel=1e-5)
-    assert len(shift_table) == 2 * 5 * 2  # samplers x levels (noise borrows rotation 0) x predictors
+    assert len(shift_table) == 4 * 5 * 2  # samplers x levels (noise borrows rotation 0) x predictors
     rot = shift_table[(shift_table["shift"] == "rotation") & (shift_table["predictor"] == "ensemble")]
     assert (rot.groupby("sampler")["accuracy"].agg(lambda a: a.iloc[0] > a.iloc[-1])).all()  # 0 beats 180 degrees
     decisions = pd.read_csv(workdir / "results/tables/decisions.tsv", sep="\t")
-    assert {"4->9", "7->1"} <= set(decisions.columns) and len(decisions) == 8
+    assert {"4->9", "7->1"} <= set(decisions.columns) and len(decisions) == 16
     for _, rows in decisions.groupby("sampler"):
         bayes, argmax = rows.set_index("rule").loc["bayes (posterior)"], rows.set_index("rule").loc["argmax"]
         assert bayes["expected_cost"] <= argmax["expected_cost"] + 1e-12  # the rule minimises it
@@ -227,19 +228,25 @@ def test_what_reruns_after_a_config_change(finished_run):
     changed["decision"]["reject"] = 0.2
     changed["diagnostics"] |= {"rhat_threshold": 1.05, "ess_per_chain": 50, "least_converged": 3}
     text = jobs(changed)
-    assert re.search(r"^summary\s+1$", text, re.M) and re.search(r"^uncertainty\s+2$", text, re.M)
-    assert re.search(r"^decisions\s+1$", text, re.M) and re.search(r"^diagnostics\s+2$", text, re.M)
+    assert re.search(r"^summary\s+1$", text, re.M) and re.search(r"^uncertainty\s+4$", text, re.M)
+    assert re.search(r"^decisions\s+1$", text, re.M) and re.search(r"^diagnostics\s+4$", text, re.M)
     assert not re.search(r"^(warmup|sample|gather)\s", text, re.M)
     # A sampling setting reruns sampling, not warmup.
     changed = copy.deepcopy(config)
     changed["sampling"]["sampling_steps"] = 150
     text = jobs(changed)
-    assert re.search(r"^sample\s+4$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
+    # sgnht's schedule spans warmup and sampling: its warmup depends on the sampling steps too.
+    assert re.search(r"^sample\s+8$", text, re.M) and re.search(r"^warmup\s+2$", text, re.M)
+    # A schedule of the sampling phase alone reruns that sampler's sampling, not its warmup.
+    changed = copy.deepcopy(config)
+    changed["samplers"]["psgld"]["schedule"]["cycles"] = 3
+    text = jobs(changed)
+    assert re.search(r"^sample\s+2$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
     # So does the number of function-space draws, which sampling records.
     changed = copy.deepcopy(config)
     changed["diagnostics"]["draws_per_chain"] = 50
     text = jobs(changed)
-    assert re.search(r"^sample\s+4$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
+    assert re.search(r"^sample\s+8$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
 
 
 def test_the_report_renders_in_a_real_browser(finished_run, chromium):

@@ -35,10 +35,6 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_SAMPLERS = {
-    "sgld": {"kernel": "sgld", "step_size": 4.5e-5},
-    "sghmc": {"kernel": "sghmc", "step_size": 2.12e-3, "alpha": 4.71, "num_integration_steps": 10},
-}
 PROTOCOL = {"batch_size": 512, "warmup_steps": 2340, "sampling_steps": 1000, "eval_every": 100}
 MODEL = {"hidden": [500], "prior_scale": 1.0, "init": "flax"}
 
@@ -56,6 +52,23 @@ def _peak_device_mib() -> float | None:
     stats = jax.devices()[0].memory_stats() or {}
     peak = stats.get("peak_bytes_in_use")
     return None if peak is None else peak / 2**20
+
+
+def default_samplers() -> dict[str, dict[str, Any]]:
+    """The notebook's samplers as config.yaml has them, with the schema's defaults filled in."""
+    import yaml
+
+    from bnn_sgmcmc import config
+
+    entries = yaml.safe_load((config.schema_path().parents[2] / "config.yaml").read_text())["samplers"]
+    return {name: config.sampler_settings(entry) for name, entry in entries.items()}
+
+
+def grads_per_step(sampler: str) -> int:
+    from bnn_sgmcmc import kernels
+
+    settings = default_samplers()[sampler]
+    return kernels.grad_evals_per_step(settings["kernel"], settings)
 
 
 def _setup(task: dict[str, Any]):
@@ -76,14 +89,13 @@ def measure_ours(task: dict[str, Any]) -> dict[str, Any]:
 
     experiment.enable_compilation_cache(task.get("compilation_cache") or "")
     setup = _setup(task)
-    params = setup.initial_params()
     warm, warm_compile = sampling.run_warmup(
-        setup.spec, setup.step_fn, setup.train, setup.schedule, setup.keys,
-        sampling.WarmupState(params, 0), setup.evaluate, setup.chains,
+        setup.spec, setup.dynamics, setup.train, setup.schedule, setup.keys,
+        sampling.WarmupState(setup.initial_state(), 0), setup.evaluate, setup.chains,
     )
-    state = sampling.new_sampling_state(warm.params, setup.eval_sets, setup.num_classes)
+    state = sampling.new_sampling_state(warm.state, setup.eval_sets, setup.num_classes)
     state, sample_compile = sampling.run_sampling(
-        setup.spec, setup.step_fn, setup.train, setup.schedule, setup.keys, state,
+        setup.spec, setup.dynamics, setup.train, setup.schedule, setup.keys, state,
         setup.eval_sets, setup.predict, setup.chains, every=setup.draws_every,
     )
     return {
@@ -123,10 +135,13 @@ def measure_baseline(task: dict[str, Any]) -> dict[str, Any]:
         return jnp.sum(norm.logpdf(flat))
 
     grad_fn = blackjax.sgmcmc.gradients.grad_estimator(logprior_fn, loglikelihood_fn, data_size)
+    settings = spec.settings
     if spec.kernel == "sgld":
         kernel = blackjax.sgld(grad_fn)
+    elif spec.kernel == "sghmc":
+        kernel = blackjax.sghmc(grad_fn, settings["num_integration_steps"], settings["alpha"], settings["beta"])
     else:
-        kernel = blackjax.sghmc(grad_fn, spec.num_integration_steps, spec.alpha, spec.beta)
+        raise ValueError(f"the notebook's loop has SGLD and SGHMC only, not {spec.kernel}")
     step_fn = jax.jit(kernel.step)
     predict = jax.jit(lambda p, x: jnp.exp(mlp.apply({"params": p}, x)))
     update = jax.jit(lambda avg, p, n: (avg * n + p) / (n + 1))
@@ -141,7 +156,7 @@ def measure_baseline(task: dict[str, Any]) -> dict[str, Any]:
         return float(jnp.mean(jnp.argmax(predict(state, x_test), axis=1) == y_test))
 
     key = jax.random.key(task["seed"])
-    state = jax.tree.map(lambda a: a[0], setup.initial_params())
+    state = jax.tree.map(lambda a: a[0], setup.kernel.position(setup.initial_state()))
     gen = batches(jax.random.key(task["seed"] + 1))
 
     def timed_loop(n_steps, body):
@@ -290,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="results/benchmarks", help="folder for the JSON record and TSV table")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    # Measured processes share the card with nothing, but take memory as the workflow's jobs do.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
     from bnn_sgmcmc import data as data_mod
     from bnn_sgmcmc import h5io, provenance
@@ -316,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def record() -> dict[str, Any]:
         """The record so far: written after every measurement, so an interrupted run keeps what it measured."""
         for row in rows:
-            grads = DEFAULT_SAMPLERS[row["sampler"]].get("num_integration_steps", 1) if row["sampler"] == "sghmc" else 1
+            grads = grads_per_step(row["sampler"])
             passes = 1 / schedule.get("thinning", 1) if row["phase"] == "sampling" else 1 / schedule["eval_every"]
             per_step = grads * work["gradient"] + passes * work["test_pass"]
             floor = row["chains"] * row["steps"] * per_step / matmul["flops_per_second"]
@@ -343,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "schedule": schedule,
             "scale": args.scale,
             "model": MODEL,
-            "samplers": {s: DEFAULT_SAMPLERS[s] for s in samplers},
+            "samplers": {s: default_samplers()[s] for s in samplers},
             "flops": work,
             "matmul": matmul,
             "phases": rows,
@@ -361,8 +378,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         n_train, n_test = len(images.train.labels), len(images.test.labels)
         work = flops(28 * 28, MODEL["hidden"], 10, schedule["batch_size"], n_test)
         for name in samplers:
-            sampler_config = DEFAULT_SAMPLERS[name]
-            grads = sampler_config.get("num_integration_steps", 1) if sampler_config["kernel"] == "sghmc" else 1
+            sampler_config = default_samplers()[name]
+            grads = grads_per_step(name)
             task = {"data": data_h5, "sampler": name, "sampler_config": sampler_config, "schedule": schedule,
                     "seed": args.seed, "chains": 1, "repeats": args.repeats, "compilation_cache": args.compilation_cache}
             impls = ["ours"] if args.no_baseline else ["baseline", "ours"]

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             h5io.write_data_h5(data_h5, images, num_classes=10, attrs={"source": args.source})
             schedule = {"batch_size": 512, "warmup_steps": 10, "sampling_steps": args.sampling_steps,
                         "eval_every": min(100, args.sampling_steps)}
-            task = {"data": data_h5, "sampler": args.sampler, "sampler_config": bench.DEFAULT_SAMPLERS[args.sampler],
+            task = {"data": data_h5, "sampler": args.sampler, "sampler_config": bench.default_samplers()[args.sampler],
                     "schedule": schedule, "seed": 0, "chains": args.sampling_chains}
             for label, draws in (("without", 0), ("with", args.draws)):
                 run = run_isolated("ours", task | {"evaluation": {"draws_per_chain": draws}})

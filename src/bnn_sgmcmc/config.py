@@ -120,6 +120,93 @@ def _scalar(text: str, types: set[str]) -> Any:
     return text
 
 
+def _properties(schema: dict[str, Any], branch: str | None = None) -> dict[str, Any]:
+    """The properties a mapping may have: the schema's own and those of its ``if``/``then`` branches.
+
+    With ``branch``, only the branch whose ``if`` names that value of its
+    discriminating key (a sampler's ``kernel``, a schedule's ``kind``).
+    """
+    found = dict(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        condition = part.get("if", {}).get("properties", {})
+        values = [c.get("const") for c in condition.values()]
+        if branch is None or branch in values:
+            found.update(part.get("then", {}).get("properties", {}))
+    return found
+
+
+def _foreign_keys(entry: dict[str, Any], schema: dict[str, Any], discriminator: str, where: str) -> None:
+    """Raise ConfigError for a key that the ``discriminator``'s value (kernel, schedule kind) does not take."""
+    value = entry.get(discriminator)
+    allowed = schema["properties"][discriminator].get("enum", [])
+    if value not in allowed:
+        raise ConfigError(f"{where}.{discriminator}: unknown {discriminator} {value!r}; choose one of {', '.join(allowed)}.")
+    own = _properties(schema, value)
+    for key in entry:
+        if key not in own:
+            others = sorted(v for v in allowed if key in _properties(schema, v))
+            has = f" ({', '.join(others)} {'have' if len(others) > 1 else 'has'} it)" if others else ""
+            raise ConfigError(
+                f"{where}: '{key}' is not a setting of {discriminator} {value}, which takes "
+                f"{', '.join(sorted(own))}. Remove it, or choose a {discriminator} that takes it{has}."
+            )
+
+
+def check_sampler_keys(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Before the schema's own check: name a sampler's key that its kernel (or its schedule's kind) does not take."""
+    entry_schema = schema["properties"]["samplers"]["additionalProperties"]
+    for name, entry in (config.get("samplers") or {}).items():
+        if not isinstance(entry, dict):
+            continue  # the schema says what is wrong
+        _foreign_keys(entry, entry_schema, "kernel", f"samplers.{name}")
+        if isinstance(entry.get("schedule"), dict):
+            _foreign_keys(entry["schedule"], entry_schema["properties"]["schedule"], "kind", f"samplers.{name}.schedule")
+
+
+def schema_path() -> Path:
+    """The config schema of this checkout (workflow/schemas/config.schema.yaml)."""
+    return Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def with_defaults(instance: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``instance`` validated against ``schema`` (default: the config schema), its defaults filled in place.
+
+    The same defaults as Snakemake's ``validate``, for code that builds a
+    config without the workflow (the benchmark, the tests). Defaults live only
+    in the schema.
+    """
+    import jsonschema
+    import yaml
+
+    if schema is None:
+        schema = yaml.safe_load(schema_path().read_text())
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties(validator, props, value, subschema):
+        if isinstance(value, dict):
+            for key, sub in props.items():
+                if "default" in sub:
+                    value.setdefault(key, sub["default"])
+        yield from check_properties(validator, props, value, subschema)
+
+    validator = jsonschema.validators.extend(base, {"properties": properties})(schema)
+    validator.validate(instance)
+    return instance
+
+
+def sampler_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """One sampler's config entry with the schema's defaults for its kernel and schedule filled in."""
+    import copy
+
+    import yaml
+
+    schema = yaml.safe_load(schema_path().read_text())
+    check_sampler_keys({"samplers": {"sampler": entry}}, schema)
+    return with_defaults(copy.deepcopy(entry), schema["properties"]["samplers"]["additionalProperties"] | {
+        "$schema": schema["$schema"]})
+
+
 def coerce(value: Any, schema: dict[str, Any]) -> Any:
     """Give strings the numeric or boolean type the schema asks for, in place where nested.
 
@@ -134,7 +221,7 @@ def coerce(value: Any, schema: dict[str, Any]) -> Any:
     if isinstance(value, str) and types & {"integer", "number", "boolean", "null"}:
         return _scalar(value, types)
     if isinstance(value, dict):
-        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        properties, extra = _properties(schema), schema.get("additionalProperties")
         for key in value:
             sub = properties.get(key, extra if isinstance(extra, dict) else None)
             if sub is not None:
@@ -197,16 +284,48 @@ def check(config: dict[str, Any]) -> None:
             f"{sampling['eval_every']} (weights are read between compiled chunks)."
         )
     for name, entry in config["samplers"].items():
-        if entry["kernel"] == "sghmc":
-            friction = entry.get("alpha", 0.01) * entry["step_size"]
+        if entry["kernel"] in ("sghmc", "sgnht"):
+            friction = entry["alpha"] * entry["step_size"]
             if friction >= 1:
                 raise ConfigError(
                     f"samplers.{name}: alpha x step_size = {friction:g} must be below 1, or the "
                     "momentum flips sign every step. Lower alpha or step_size."
                 )
-            noise = 2 * entry.get("alpha", 0.01) - entry["step_size"] * entry.get("temperature", 1.0) * entry.get("beta", 0.0)
+            noise = 2 * entry["alpha"] - entry["step_size"] * entry["temperature"] * entry["beta"]
             if noise < 0:
                 raise ConfigError(f"samplers.{name}: beta is too large for alpha (negative noise variance); lower beta.")
+        check_schedule(name, entry["schedule"], sampling)
+
+
+def check_schedule(name: str, schedule: dict[str, Any], sampling: dict[str, Any]) -> None:
+    """A schedule (or thinning) that leaves sampling no kept sample stops the run, naming the keys to change."""
+    from bnn_sgmcmc import schedules
+
+    lengths = {"warmup": sampling["warmup_steps"], "sampling": sampling["sampling_steps"]}
+    if schedules.kept_count(schedule, lengths, sampling["thinning"]):
+        return
+    if schedule["kind"] == "cyclical":
+        raise ConfigError(
+            f"samplers.{name}.schedule: with {schedule['cycles']} cycles, exploration {schedule['exploration']} and "
+            f"sampling.thinning {sampling['thinning']}, none of the {lengths['sampling']} sampling steps is kept. "
+            "Lower exploration or thinning, or use fewer cycles."
+        )
+    raise ConfigError(
+        f"sampling.thinning = {sampling['thinning']} exceeds sampling.sampling_steps = {lengths['sampling']}: no "
+        "sample would be kept. Lower thinning or raise sampling_steps."
+    )
+
+
+def warmup_sampler(entry: dict[str, Any]) -> dict[str, Any]:
+    """The part of a sampler's settings that warmup depends on: all but a schedule that spans sampling alone.
+
+    The warmup rule's params and the warmup file's fingerprint use it, so that
+    trying another sampling schedule reruns sampling and not warmup.
+    """
+    schedule = entry.get("schedule") or {}
+    if "warmup" in schedule.get("phases", ()):
+        return dict(entry)
+    return dict(entry) | {"schedule": {"kind": "constant", "phases": []}}  # warmup keeps step_size
 
 
 def shard_chains(chains: int, shards: int) -> list[list[int]]:

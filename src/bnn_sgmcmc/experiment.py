@@ -13,13 +13,14 @@ import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bnn_sgmcmc import h5io, model, predictive, sampling
+from bnn_sgmcmc import h5io, kernels, model, predictive, sampling, schedules
+from bnn_sgmcmc.config import warmup_sampler
 from bnn_sgmcmc.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -109,19 +110,24 @@ class Setup:
     input_dim: int
     chains: list[int]
     keys: Any
-    step_fn: Any
+    dynamics: sampling.Dynamics
     predict: Any
     model_config: dict[str, Any]
     fingerprint: dict[str, Any]
     #: Every this-many-th kept sample records the test set's per-example draws (0: none).
     draws_every: int = 0
 
+    @property
+    def kernel(self) -> kernels.Kernel:
+        return self.dynamics.kernel
+
     def evaluate(self, params: Any) -> Any:
-        """Test accuracy of one chain's parameters (the warmup trace)."""
+        """Test accuracy of one chain's weights (the warmup trace)."""
         test = self.eval_sets["test"]
         return predictive.accuracy(self.predict(params, test.x), test.labels)
 
-    def initial_params(self) -> Any:
+    def initial_state(self) -> Any:
+        """Every chain's kernel state at its initial weights (model.init_params), from the chain's init key."""
         import jax
 
         cfg = self.model_config
@@ -132,12 +138,17 @@ class Setup:
             method=cfg["init"],
             prior_scale=float(cfg["prior_scale"]),
         )
-        return jax.vmap(init)(sampling.phase_keys(self.keys, "init"))
+        init_keys = sampling.phase_keys(self.keys, "init")
+        params = jax.vmap(init)(init_keys)  # the weights draw the init key itself, as before kernels had state
+        state_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(init_keys, 1)
+        return jax.vmap(self.kernel.init)(params, state_keys)
 
 
 def schedule_from_config(cfg: Mapping[str, Any]) -> sampling.Schedule:
+    """The ``sampling`` block as a Schedule. A warmup job is not told the sampling phase's settings (so that
+    changing them does not rerun warmup) unless its step-size schedule spans both phases: they count 0 then."""
     fields = sampling.Schedule.__dataclass_fields__
-    return sampling.Schedule(**{k: cfg[k] for k in fields if k in cfg})
+    return sampling.Schedule(**{k: cfg.get(k, 0) for k in fields})
 
 
 def evaluation_sets(
@@ -195,7 +206,7 @@ def setup(job: SamplerJob) -> Setup:
             f"sampling.batch_size = {schedule.batch_size} exceeds the {n_train} training images "
             f"of {data_h5}; lower it."
         )
-    spec = sampling.SamplerSpec.from_config(sampler_name, sampler_config)
+    spec = sampling.SamplerSpec(sampler_name, dict(sampler_config))
     mlp = model.build(model_config["hidden"], num_classes)
     train = sampling.Data(
         x=jnp.asarray(images.train.images.reshape(n_train, input_dim)),
@@ -213,10 +224,14 @@ def setup(job: SamplerJob) -> Setup:
     fingerprint = {
         "model": {k: model_config[k] for k in ("hidden", "prior_scale", "init")},
         "data": {"num_classes": num_classes, "image_shape": list(image_shape), **data_digest},
-        "sampler": asdict(spec),
+        "sampler": {"name": spec.name, **warmup_sampler(dict(spec.settings))},
+        # A warmup or predictive file of another layout cannot be continued.
+        "layout": {"warmup": h5io.WARMUP_SCHEMA_VERSION, "predictive": h5io.PREDICTIVE_SCHEMA_VERSION},
         "seed": int(seed),
         "chains": [int(c) for c in chains],
-        "warmup": {k: getattr(schedule, k) for k in ("batch_size", "batching", "warmup_steps")},
+        "warmup": {k: getattr(schedule, k) for k in ("batch_size", "batching", "warmup_steps")}
+        | ({"schedule_steps": {p: schedule.lengths[p] for p in spec.schedule["phases"]}}
+           if "warmup" in spec.schedule["phases"] else {}),
         "evaluation": {k: job.evaluation[k] for k in sorted(job.evaluation)}
         | ({"ood": h5io.read_data_h5(job.ood, splits=())[1]["splits"]["test"].get("images_sha256")} if job.ood else {}),
     }
@@ -238,12 +253,13 @@ def setup(job: SamplerJob) -> Setup:
         input_dim=input_dim,
         chains=[int(c) for c in chains],
         keys=sampling.chain_keys(seed, sampler_name, chains),
-        step_fn=sampling.build_step(spec, grad_fn),
+        dynamics=sampling.dynamics(spec, grad_fn, schedule),
         predict=model.predict_fn(mlp),
         model_config=dict(model_config),
         fingerprint=fingerprint,
         draws_every=sampling.draws_every(
-            schedule.sampling_steps // schedule.thinning, int(job.evaluation.get("draws_per_chain", 0))
+            schedules.kept_count(spec.schedule, schedule.lengths, max(schedule.thinning, 1)),
+            int(job.evaluation.get("draws_per_chain", 0)),
         ),
     )
 
@@ -266,6 +282,34 @@ def _to_numpy(tree: Any) -> Any:
     return jax.tree.map(np.asarray, tree)
 
 
+def state_tree(state: Any) -> Any:
+    """A kernel state as nested dicts of numpy arrays, as HDF5 groups hold it: named fields become groups
+    (``momentum/Dense_0/kernel``), the weights' own dict stays as it is."""
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return {name: state_tree(value) for name, value in zip(state._fields, state)}
+    if isinstance(state, Mapping):
+        return {key: state_tree(value) for key, value in state.items()}
+    return np.asarray(state)
+
+
+def state_from_tree(template: Any, tree: Any) -> Any:
+    """The inverse of :func:`state_tree`, shaped like ``template`` (the kernel's initial state or its shapes)."""
+    import jax.numpy as jnp
+
+    if isinstance(template, tuple) and hasattr(template, "_fields"):
+        return type(template)(**{name: state_from_tree(value, tree[name]) for name, value in zip(template._fields, template)})
+    if isinstance(template, Mapping):
+        return {key: state_from_tree(value, tree[key]) for key, value in template.items()}
+    return jnp.asarray(tree)
+
+
+def state_template(setup: Setup) -> Any:
+    """The shapes and structure of the chains' kernel state, computed without running anything."""
+    import jax
+
+    return jax.eval_shape(setup.initial_state)
+
+
 def warmup_arrays(state: sampling.WarmupState, setup: Setup) -> dict[str, Any]:
     import jax
 
@@ -273,25 +317,22 @@ def warmup_arrays(state: sampling.WarmupState, setup: Setup) -> dict[str, Any]:
     steps = np.asarray(trace["step"], dtype=np.int64)
     chains = len(setup.chains)
     return {
-        "params": _to_numpy(state.params),
+        "state": state_tree(state.state),
         "chain": np.asarray(setup.chains, dtype=np.int64),
         "keys": np.asarray(jax.random.key_data(setup.keys)),
         "trace": {
             "step": steps,
-            "grad_evals": steps * setup.spec.grad_evals_per_step,
+            "grad_evals": steps * setup.kernel.grad_evals_per_step,
             "wall_seconds": np.repeat(np.asarray(trace["wall_seconds"], np.float64)[:, None], chains, 1),
             "test_accuracy": np.asarray(trace["test_accuracy"], np.float32).reshape(-1, chains),
         },
     }
 
 
-def warmup_state_from_arrays(arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> sampling.WarmupState:
-    import jax.numpy as jnp
-    import jax
-
+def warmup_state_from_arrays(arrays: Mapping[str, Any], attrs: Mapping[str, Any], setup: Setup) -> sampling.WarmupState:
     trace = arrays["trace"]
     return sampling.WarmupState(
-        params=jax.tree.map(jnp.asarray, arrays["params"]),
+        state=state_from_tree(state_template(setup), arrays["state"]),
         step=int(attrs["step"]),
         trace={
             "step": trace["step"].tolist(),
@@ -307,13 +348,14 @@ def sampling_arrays(
     setup: Setup,
     warmup_trace: Mapping[str, Any],
     weights: Mapping[str, Any],
-    with_params: bool,
+    with_state: bool,
 ) -> dict[str, Any]:
     chains = len(setup.chains)
     steps = np.asarray(state.trace["step"], dtype=np.int64)
     trace: dict[str, Any] = {
         "sample_step": steps,
-        "grad_evals": steps * setup.spec.grad_evals_per_step,
+        "cycle": np.asarray(state.trace["cycle"], np.int64),
+        "grad_evals": steps * setup.kernel.grad_evals_per_step,
         "wall_seconds": np.repeat(np.asarray(state.trace["wall_seconds"], np.float64)[:, None], chains, 1),
     }
     arrays: dict[str, Any] = {"chain": np.asarray(setup.chains, dtype=np.int64), "trace": trace, "warmup": {"trace": dict(warmup_trace)}}
@@ -335,8 +377,8 @@ def sampling_arrays(
                 arrays["draws"][name] = {leaf: np.asarray(values, np.float16).reshape(-1, chains, n)}
     if weights.get("step"):
         arrays["weights"] = {"step": np.asarray(weights["step"], np.int64), "params": _stack_weights(weights["params"])}
-    if with_params:
-        arrays["params"] = _to_numpy(state.params)
+    if with_state:
+        arrays["state"] = state_tree(state.state)
     return arrays
 
 
@@ -355,6 +397,7 @@ def sampling_state_from_arrays(
     trace_in = arrays["trace"]
     trace: dict[str, Any] = {
         "step": trace_in["sample_step"].tolist(),
+        "cycle": trace_in["cycle"].tolist(),
         "wall_seconds": trace_in["wall_seconds"][:, 0].tolist(),
     }
     acc = {}
@@ -371,7 +414,7 @@ def sampling_state_from_arrays(
             if name != "step":
                 draws[name] = list(h5io.lookup(saved, name)[h5io.FUNCTION_SPACE.rsplit("/", 1)[1]])
     state = sampling.SamplingState(
-        params=jax.tree.map(jnp.asarray, arrays["params"]),
+        state=state_from_tree(state_template(setup), arrays["state"]),
         acc=acc,
         count=int(attrs["num_samples"]),
         step=int(attrs["step"]),
@@ -388,11 +431,12 @@ def sampling_state_from_arrays(
 
 
 def check_warmup_matches(path: str, attrs: Mapping[str, Any], setup: Setup) -> None:
-    """Refuse a warmup file made for another model, data set, sampler, seed or chains."""
+    """Refuse a warmup file made for another model, data set, sampler, seed, chains or file layout."""
     found = attrs.get("fingerprint")
     if not isinstance(found, dict):
         raise DataError(f"{path} has no fingerprint attribute; it was not written by this workflow's warmup rule.")
-    diffs = fingerprint_differences(setup.fingerprint, found, ["model", "data", "sampler", "seed", "chains", "warmup"])
+    keys = ["model", "data", "sampler", "seed", "chains", "warmup", "layout"]
+    diffs = fingerprint_differences(setup.fingerprint, found, keys)
     if diffs:
         raise DataError(
             f"The warmup file {path} was made with another config: {'; '.join(diffs)}. "

@@ -160,8 +160,11 @@ def read_data_h5(path: str | os.PathLike, splits: Sequence[str] = SPLITS) -> tup
 # of writers: a checkpoint is simply a file of the same layout whose ``step``
 # attribute is short of the phase's total, plus what resuming needs.
 
-#: 2: shifted and OOD sets; 3: log-probabilities instead of probabilities, function-space draws.
+#: 2: shifted and OOD sets; 3: log-probabilities instead of probabilities, function-space draws,
+#: the cycle of each kept sample, the whole kernel state in checkpoints.
 PREDICTIVE_SCHEMA_VERSION = 3
+#: 2: the whole kernel state (``/state``) instead of the weights (``/params``).
+WARMUP_SCHEMA_VERSION = 2
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -65,15 +66,32 @@ def _chain_lines(ax, x: np.ndarray, y: np.ndarray, color: str, label: str) -> No
     ax.plot(x, y.mean(axis=1), color=color, lw=1.8, label=label if y.shape[1] == 1 else f"{label} (mean of {y.shape[1]} chains)")
 
 
-def warmup(traces: Mapping[str, tuple[np.ndarray, np.ndarray]], colors: Mapping[str, str], path: str | Path, dpi: int = 150) -> None:
-    """Pointwise test accuracy against warmup step: ``traces[sampler] = (step [E], accuracy [E, C])``."""
-    with figure(path, dpi=dpi) as (fig, (ax,)):
+def warmup(
+    traces: Mapping[str, tuple[np.ndarray, np.ndarray]], colors: Mapping[str, str], path: str | Path, dpi: int = 150,
+    step_sizes: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+) -> None:
+    """Pointwise test accuracy against warmup step: ``traces[sampler] = (step [E], accuracy [E, C])``; with
+    ``step_sizes[sampler] = {"warmup": [W], "sampling": [S]}``, a second panel of the step size at every step."""
+    with figure(path, ncols=2 if step_sizes else 1, width=5.0, dpi=dpi) as (fig, axes):
+        ax = axes[0]
         for name, (step, acc) in traces.items():
             _chain_lines(ax, step, acc, colors[name], name)
         ax.set_xlabel("warmup step")
         ax.set_ylabel("test accuracy (single sample)")
         ax.set_title("Warmup: test accuracy of the current weights")
         ax.legend(loc="lower right")
+        if step_sizes:
+            ax = axes[1]
+            for name, sizes in step_sizes.items():
+                joined = np.concatenate([sizes["warmup"], sizes["sampling"]])
+                ax.plot(np.arange(1, len(joined) + 1), joined, color=colors[name], lw=1.2, label=name)
+            end = len(next(iter(step_sizes.values()))["warmup"])
+            ax.axvline(end, color="grey", lw=0.8, ls=":")
+            ax.text(end, 1.0, " sampling", transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="grey")
+            ax.set_yscale("log")
+            ax.set_xlabel("step (warmup, then sampling)")
+            ax.set_ylabel("step size")
+            ax.set_title("Step size of each sampler's schedule")
 
 
 def comparison(
@@ -100,6 +118,22 @@ def comparison(
         axes[2].set_title("per second")
         axes[1].legend(loc="lower right")
         fig.suptitle("Running posterior-ensemble accuracy while sampling", fontsize=11)
+
+
+def ranking(
+    table: Any, criteria: Sequence[str], colors: Mapping[str, str], path: str | Path, dpi: int = 150
+) -> None:
+    """One panel per criterion (a column of ``table``), a bar per sampler in its colour, best first."""
+    with figure(path, ncols=len(criteria), width=3.4, height=0.45 * len(table) + 1.6, dpi=dpi) as (fig, axes):
+        for ax, column in zip(axes, criteria):
+            ordered = table.sort_values(f"rank_{column}", na_position="last")
+            values = ordered[column].astype(float).to_numpy()
+            names = ordered["sampler"].tolist()
+            ax.barh(np.arange(len(names)), np.nan_to_num(values), color=[colors[n] for n in names])
+            ax.set_yticks(np.arange(len(names)), names)  # each panel in its own order
+            ax.invert_yaxis()
+            ax.set_title(column.replace("_", " "), fontsize=9)
+        fig.suptitle("Samplers ranked on each criterion (best at the top)", fontsize=11)
 
 
 def uncertain_images(

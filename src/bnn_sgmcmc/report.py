@@ -64,6 +64,7 @@ def _run_facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -
     return {
         "sampler": name,
         "kernel": attrs["sampler"]["kernel"],
+        "schedule": attrs["sampler"]["schedule"]["kind"],
         "ensemble_accuracy": analysis.accuracy(_ensemble(arrays), arrays["test"]["labels"].astype(np.int64)),
         # The last kept sample of each chain alone, averaged over chains.
         "pointwise_accuracy": float(np.mean(trace["test"]["pointwise_accuracy"][-1])),
@@ -75,17 +76,38 @@ def _run_facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -
 
 
 def warmup(*, predictive: Mapping[str, str], samplers: Sequence[str], figure: str, dpi: int) -> None:
-    """Figure: pointwise test accuracy against warmup step, one line per chain."""
+    """Figure: pointwise test accuracy against warmup step, one line per chain; each sampler's step size
+    over warmup and sampling, as its schedule sets it."""
+    from bnn_sgmcmc import schedules
+
     loaded = _load(predictive)
     traces = {
         name: (arrays["warmup"]["trace"]["step"], arrays["warmup"]["trace"]["test_accuracy"])
         for name, (arrays, _) in loaded.items()
     }
-    plots.warmup(traces, plots.sampler_colors(samplers), figure, dpi=dpi)
+    sizes = {}
+    for name, (_, attrs) in loaded.items():
+        sampler, run = attrs["sampler"], attrs["schedule"]
+        lengths = {"warmup": int(run["warmup_steps"]), "sampling": int(run["sampling_steps"])}
+        sizes[name] = schedules.step_sizes(sampler["schedule"], float(sampler["step_size"]), lengths)
+    plots.warmup(traces, plots.sampler_colors(samplers), figure, dpi=dpi, step_sizes=sizes)
 
 
-def comparison(*, predictive: Mapping[str, str], samplers: Sequence[str], figure: str, table: str, dpi: int) -> None:
-    """Figure: running-ensemble accuracy per step, gradient evaluation and second; table per sampler."""
+#: The criteria the comparison ranks samplers by: column, and whether larger is better.
+RANKED = {
+    "ensemble_accuracy": True, "nll": False, "rhat": False, "ess_bulk_per_second": True,
+    "ess_bulk_per_1k_grad_evals": True,
+}
+
+
+def comparison(
+    *, predictive: Mapping[str, str], samplers: Sequence[str], figure: str, table: str, dpi: int,
+    verdicts: Mapping[str, str] | None = None, ranking_figure: str | None = None,
+) -> None:
+    """Figure: running-ensemble accuracy per step, gradient evaluation and second. Table: per sampler its
+    accuracies, NLL and, from the diagnostics' ``verdicts``, convergence and ESS per second and per 1,000
+    gradient evaluations, with its rank on each (1 = best), ordered by ESS per second: the sampler that
+    comes closest to convergence per second of compute comes first. ``ranking_figure`` draws the ranks' numbers."""
     loaded = _load(predictive)
     traces, rows = {}, []
     for name, (arrays, attrs) in loaded.items():
@@ -99,9 +121,21 @@ def comparison(*, predictive: Mapping[str, str], samplers: Sequence[str], figure
         facts = _run_facts(name, arrays, attrs)
         facts["last_sample_accuracy"] = facts.pop("pointwise_accuracy")
         facts["ensemble_gain_points"] = 100 * (facts["ensemble_accuracy"] - facts["last_sample_accuracy"])
+        facts["nll"] = analysis.nll(_ensemble_log(arrays["test"]), arrays["test"]["labels"].astype(np.int64))
+        if verdicts and name in verdicts:
+            verdict = pd.read_csv(verdicts[name], sep="\t").iloc[0]
+            facts |= {k: verdict[k] for k in ("converged", "rhat", "ess_bulk", "ess_bulk_per_second",
+                                              "ess_bulk_per_1k_grad_evals")}
         rows.append(facts)
-    plots.comparison(traces, plots.sampler_colors(samplers), figure, dpi=dpi)
-    _write_table(pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)), table)
+    colors = plots.sampler_colors(samplers)
+    plots.comparison(traces, colors, figure, dpi=dpi)
+    frame = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    for column, larger in RANKED.items():
+        frame[f"rank_{column}"] = frame[column].rank(ascending=not larger, method="min").astype("Int64")
+    frame = frame.sort_values(["rank_ess_bulk_per_second", "sampler"], na_position="last", kind="stable")
+    _write_table(frame, table)
+    if ranking_figure:
+        plots.ranking(frame, list(RANKED), colors, ranking_figure, dpi=dpi)
 
 
 def uncertainty(
@@ -190,11 +224,12 @@ def calibration(
 
 
 COMPARISON_COLUMNS = (
-    "sampler", "kernel", "chains", "samples_per_chain", "ensemble_accuracy", "last_sample_accuracy",
-    "ensemble_gain_points", "grad_evals", "sampling_seconds",
+    "sampler", "kernel", "schedule", "chains", "samples_per_chain", "ensemble_accuracy", "last_sample_accuracy",
+    "ensemble_gain_points", "nll", "converged", "rhat", "ess_bulk", "ess_bulk_per_second",
+    "ess_bulk_per_1k_grad_evals", "grad_evals", "sampling_seconds",
 )
 SUMMARY_COLUMNS = (
-    "sampler", "kernel", "ensemble_accuracy", "pointwise_accuracy", "nll", "ece", "brier", "certain_share",
+    "sampler", "kernel", "schedule", "ensemble_accuracy", "pointwise_accuracy", "nll", "ece", "brier", "certain_share",
     "aurc", "converged", "rhat", "ess_bulk", "ess_tail", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals",
     "fs_share_rhat_ok", "fs_share_rhat_1.1", "more_samples_per_chain", "more_seconds", "verdict",
     "ood_auroc_entropy", "ood_auroc_mi", "decision_cost", "chains", "samples_per_chain", "grad_evals",

@@ -1,7 +1,9 @@
-"""SG-MCMC with BlackJAX's SGLD and SGHMC kernels, fused on the device.
+"""SG-MCMC with the registered kernels (bnn_sgmcmc.kernels), fused on the device.
 
 Everything a step needs lives on the device: the training data, the minibatch
-indices (drawn with ``jax.random``), the kernel and, while sampling, the
+indices (drawn with ``jax.random``), every chain's kernel state (weights, and
+momentum or preconditioner where the kernel has one), the step size of the
+sampler's schedule (bnn_sgmcmc.schedules) and, while sampling, the
 posterior-predictive accumulators. Steps run inside ``jax.lax.scan`` in chunks
 of fixed length; the host sees the state between chunks only, to report
 progress, check for divergence and write checkpoints. Chains are ``vmap``-ped.
@@ -13,11 +15,6 @@ boundary continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import os
-
-# Several jobs may share one GPU: take memory as needed, not 75 % of the card up front.
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-
 import functools
 import logging
 import sys
@@ -27,55 +24,64 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bnn_sgmcmc import predictive
+from bnn_sgmcmc import kernels, predictive, schedules
 from bnn_sgmcmc.errors import DivergenceError
+from bnn_sgmcmc.kernels import Kernel
 from bnn_sgmcmc.predictive import EvalSet
 
 log = logging.getLogger(__name__)
 
-KERNELS = ("sgld", "sghmc")
 BATCHING = ("replacement", "epochs")
 PHASES = {"init": 0, "warmup": 1, "sampling": 2}
 
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """One named entry of the config's ``samplers`` block."""
+    """One named entry of the config's ``samplers`` block, every default filled in by the schema."""
 
     name: str
-    kernel: str
-    step_size: float
-    alpha: float = 0.01
-    beta: float = 0.0
-    num_integration_steps: int = 10
-    temperature: float = 1.0
-
-    @classmethod
-    def from_config(cls, name: str, entry: Mapping[str, Any]) -> SamplerSpec:
-        known = {"kernel", "step_size", "alpha", "beta", "num_integration_steps", "temperature"}
-        return cls(name=name, **{k: v for k, v in entry.items() if k in known})
+    settings: Mapping[str, Any]
 
     @property
-    def grad_evals_per_step(self) -> int:
-        """Gradient evaluations one kernel step spends (SGHMC: one per integration step)."""
-        return self.num_integration_steps if self.kernel == "sghmc" else 1
+    def kernel(self) -> str:
+        return self.settings["kernel"]
+
+    @property
+    def step_size(self) -> float:
+        return float(self.settings["step_size"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.settings["temperature"])
+
+    @property
+    def schedule(self) -> Mapping[str, Any]:
+        return self.settings["schedule"]
+
+    def record(self) -> dict[str, Any]:
+        """The sampler as files record it: its name and settings."""
+        return {"name": self.name, **self.settings}
 
 
 @dataclass(frozen=True)
 class Schedule:
     """Steps, batching and chunking of a run (the config's ``sampling`` block)."""
 
-    batch_size: int = 512
-    batching: str = "replacement"
-    warmup_steps: int = 2340
-    sampling_steps: int = 1000
-    eval_every: int = 100
-    thinning: int = 1
+    batch_size: int
+    batching: str
+    warmup_steps: int
+    sampling_steps: int
+    eval_every: int
+    thinning: int
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        """Steps per phase, as the step-size schedules take them."""
+        return {"warmup": self.warmup_steps, "sampling": self.sampling_steps}
 
 
 class Data(NamedTuple):
@@ -86,7 +92,24 @@ class Data(NamedTuple):
     scale: float = 1.0
 
 
-# --------------------------------------------------------------------------- posterior and kernels
+class Dynamics(NamedTuple):
+    """What the compiled programs run for one sampler: its kernel and, per phase, its step sizes."""
+
+    kernel: Kernel
+    temperature: float
+    warmup: Callable[[Any], schedules.Step]  # phase step -> step size, temperature factor, sampling stage, cycle
+    sampling: Callable[[Any], schedules.Step]
+
+
+def dynamics(spec: SamplerSpec, grad_fn: Callable, schedule: Schedule) -> Dynamics:
+    """The kernel of ``spec`` on ``grad_fn`` with the step sizes of its schedule over ``schedule``'s phases."""
+    step_sizes = {
+        phase: schedules.build(spec.schedule, spec.step_size, schedule.lengths, phase) for phase in ("warmup", "sampling")
+    }
+    return Dynamics(kernels.build(spec.kernel, grad_fn, spec.settings), spec.temperature, **step_sizes)
+
+
+# --------------------------------------------------------------------------- posterior
 
 
 def log_density_estimator(
@@ -113,23 +136,6 @@ def grad_estimator(log_prior, log_likelihood, data_size: int) -> Callable:
     return jax.grad(log_density_estimator(log_prior, log_likelihood, data_size))
 
 
-def build_step(spec: SamplerSpec, grad_fn: Callable) -> Callable[[jax.Array, Any, Any], Any]:
-    """``(key, params, minibatch) -> params``: one step of BlackJAX's kernel for ``spec``."""
-    if spec.kernel == "sgld":
-        algorithm = blackjax.sgld(grad_fn)
-    elif spec.kernel == "sghmc":
-        algorithm = blackjax.sghmc(
-            grad_fn, num_integration_steps=spec.num_integration_steps, alpha=spec.alpha, beta=spec.beta
-        )
-    else:
-        raise ValueError(f"sampler {spec.name}: unknown kernel {spec.kernel!r}; use one of {KERNELS}")
-
-    def step(key: jax.Array, params: Any, minibatch: Any) -> Any:
-        return algorithm.step(key, params, minibatch, spec.step_size, spec.temperature)
-
-    return step
-
-
 # --------------------------------------------------------------------------- keys
 
 
@@ -152,15 +158,18 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 class Core(NamedTuple):
-    """What every step carries for all chains: parameters, epoch permutations, divergence step."""
+    """What every step carries for all chains: kernel states, epoch permutations, divergence step."""
 
-    params: Any
+    state: Any
     perms: jax.Array | None
     diverged_at: jax.Array  # [C] int32, -1 while finite
 
 
-def _advance_fn(step_fn: Callable, data: Data, schedule: Schedule, keys: jax.Array) -> Callable:
-    """``(core, step) -> core``: one kernel step of every chain at global step ``step``."""
+def _advance_fn(
+    kernel: Kernel, temperature: float, step_size_at: Callable[[Any], schedules.Step], data: Data,
+    schedule: Schedule, keys: jax.Array,
+) -> tuple[Callable, Callable]:
+    """``(core, step) -> core``: one kernel step of every chain at step ``step`` of the phase."""
     n = data.x.shape[0]
     batch_size = schedule.batch_size
     per_epoch = n // batch_size
@@ -170,38 +179,42 @@ def _advance_fn(step_fn: Callable, data: Data, schedule: Schedule, keys: jax.Arr
     batch_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 0)
     kernel_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
 
-    def one_chain(batch_stream, kernel_stream, params, perm, step):
-        if full_batch:
-            idx = jnp.arange(n)
-        elif permuting:
-            start = (step % per_epoch) * batch_size
-            idx = jax.lax.dynamic_slice(perm, (start,), (batch_size,))
-        else:  # with replacement, as the reference notebook
-            idx = jax.random.randint(jax.random.fold_in(batch_stream, step), (batch_size,), 0, n)
-        batch = (data.x[idx].astype(jnp.float32) * data.scale, data.y[idx])
-        return step_fn(jax.random.fold_in(kernel_stream, step), params, batch)
-
     def advance(core: Core, step: jax.Array) -> Core:
+        at = step_size_at(step)
+        # Closed over, not passed: a constant schedule's numbers stay constants of the program.
+        step_size, chain_temperature = at.step_size, temperature * at.temperature
+
+        def one_chain(batch_stream, kernel_stream, state, perm):
+            if full_batch:
+                idx = jnp.arange(n)
+            elif permuting:
+                start = (step % per_epoch) * batch_size
+                idx = jax.lax.dynamic_slice(perm, (start,), (batch_size,))
+            else:  # with replacement, as the reference notebook
+                idx = jax.random.randint(jax.random.fold_in(batch_stream, step), (batch_size,), 0, n)
+            batch = (data.x[idx].astype(jnp.float32) * data.scale, data.y[idx])
+            return kernel.step(jax.random.fold_in(kernel_stream, step), state, batch, step_size, chain_temperature)
+
         perms = core.perms
         if permuting:
             perms = jax.lax.cond(
                 step % per_epoch == 0, lambda: epoch_perms(step // per_epoch), lambda: perms
             )
-        params = jax.vmap(one_chain, in_axes=(0, 0, 0, 0 if perms is not None else None, None))(
-            batch_streams, kernel_streams, core.params, perms, step
+        state = jax.vmap(one_chain, in_axes=(0, 0, 0, 0 if perms is not None else None))(
+            batch_streams, kernel_streams, core.state, perms
         )
-        finite = jax.vmap(_all_finite)(params)
+        finite = jax.vmap(_all_finite)(state)
         diverged_at = jnp.where((core.diverged_at < 0) & ~finite, step, core.diverged_at)
-        return Core(params, perms, diverged_at)
+        return Core(state, perms, diverged_at)
 
     def epoch_perms(epoch: jax.Array) -> jax.Array:
         return jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n))(batch_streams)
 
-    def start_core(params: Any, start: jax.Array) -> Core:
+    def start_core(state: Any, start: jax.Array) -> Core:
         # Epoch permutations are recomputed from the start step, so resuming needs no saved state.
         perms = epoch_perms(start // per_epoch) if permuting else None
         chains = kernel_streams.shape[0]
-        return Core(params, perms, jnp.full((chains,), -1, jnp.int32))
+        return Core(state, perms, jnp.full((chains,), -1, jnp.int32))
 
     return advance, start_core
 
@@ -240,60 +253,64 @@ def _compile(fn: Callable, *args: Any) -> Compiled:
 
 
 def warmup_program(
-    step_fn: Callable,
+    dyn: Dynamics,
     data: Data,
     schedule: Schedule,
     keys: jax.Array,
     evaluate: Callable[[Any], jax.Array] | None,
 ) -> Callable:
-    """``(params, start, total) -> (params, diverged_at, metric)``: one chunk of warmup.
+    """``(state, start, total) -> (state, diverged_at, metric)``: one chunk of warmup.
 
     Runs ``schedule.eval_every`` steps from ``start`` (steps at or past ``total``
-    are skipped by a branch, not computed) and then ``evaluate`` on every chain.
+    are skipped by a branch, not computed) and then ``evaluate`` on every chain's weights.
     """
-    advance, start_core = _advance_fn(step_fn, data, schedule, keys)
+    advance, start_core = _advance_fn(dyn.kernel, dyn.temperature, dyn.warmup, data, schedule, keys)
     length = schedule.eval_every
 
-    def chunk(params, start, total):
+    def chunk(state, start, total):
         def body(core, step):
             core = jax.lax.cond(step < total, advance, lambda c, s: c, core, step)
             return core, None
 
-        core, _ = jax.lax.scan(body, start_core(params, start), start + jnp.arange(length))
-        metric = jax.vmap(evaluate)(core.params) if evaluate is not None else jnp.zeros(())
-        return core.params, core.diverged_at, metric
+        core, _ = jax.lax.scan(body, start_core(state, start), start + jnp.arange(length))
+        metric = jax.vmap(lambda s: evaluate(dyn.kernel.position(s)))(core.state) if evaluate is not None else jnp.zeros(())
+        return core.state, core.diverged_at, metric
 
     return chunk
 
 
 def sampling_program(
-    step_fn: Callable,
+    dyn: Dynamics,
     data: Data,
     schedule: Schedule,
     keys: jax.Array,
     eval_sets: Mapping[str, EvalSet],
     predict: Callable,
 ) -> Callable:
-    """``(params, acc, count, start, total) -> (params, acc, count, diverged_at, trace)``.
+    """``(state, acc, count, start, total) -> (state, acc, count, diverged_at, trace)``.
 
-    One chunk of sampling: every kept step (each ``thinning``-th) folds its
-    predictions on every evaluation set into the accumulators; ``trace`` holds,
-    per step of the chunk, whether it was kept and the per-chain metrics (and,
-    for sets with ``draws``, the per-example true-class log-probabilities).
+    One chunk of sampling: every kept step (each ``thinning``-th step of a
+    sampling stage of the step-size schedule) folds its predictions on every
+    evaluation set into the accumulators; ``trace`` holds, per step of the
+    chunk, whether it was kept, its cycle, and the per-chain metrics (and, for
+    sets with ``draws``, the per-example true-class log-probabilities).
     """
-    advance, start_core = _advance_fn(step_fn, data, schedule, keys)
+    advance, start_core = _advance_fn(dyn.kernel, dyn.temperature, dyn.sampling, data, schedule, keys)
     length = schedule.eval_every
     thinning = schedule.thinning
 
-    def chunk(params, acc, count, start, total):
+    def chunk(state, acc, count, start, total):
         def body(carry, step):
             core, acc, count = carry
             core = jax.lax.cond(step < total, advance, lambda c, s: c, core, step)
+            at = dyn.sampling(step)
             kept = (step < total) & ((step + 1) % thinning == 0)
+            if at.sampling is not True:  # a schedule with stages that keep nothing (cyclical)
+                kept = kept & at.sampling
 
             def fold(acc, count):
                 count = count + 1
-                acc, metrics = predictive.fold(acc, core.params, count, eval_sets, predict)
+                acc, metrics = predictive.fold(acc, dyn.kernel.position(core.state), count, eval_sets, predict)
                 return acc, count, metrics
 
             def skip(acc, count):
@@ -301,11 +318,11 @@ def sampling_program(
                 return acc, count, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
             acc, count, metrics = jax.lax.cond(kept, fold, skip, acc, count)
-            return (core, acc, count), (kept, metrics)
+            return (core, acc, count), (kept, jnp.asarray(at.cycle, jnp.int32), metrics)
 
-        init = (start_core(params, start), acc, count)
+        init = (start_core(state, start), acc, count)
         (core, acc, count), trace = jax.lax.scan(body, init, start + jnp.arange(length))
-        return core.params, acc, count, core.diverged_at, trace
+        return core.state, acc, count, core.diverged_at, trace
 
     return chunk
 
@@ -348,23 +365,23 @@ class Progress:
             terminal.flush()
 
 
-def check_finite(diverged_at: np.ndarray, sampler: str, chains: Sequence[int], phase: str, step_size: float) -> None:
-    """Raise DivergenceError naming the first chain whose parameters left the finite numbers."""
+def check_finite(diverged_at: np.ndarray, spec: SamplerSpec, chains: Sequence[int], phase: str) -> None:
+    """Raise DivergenceError naming the sampler, kernel, schedule and first chain whose state left the finite numbers."""
     bad = np.flatnonzero(np.asarray(diverged_at) >= 0)
     if bad.size:
         i = int(bad[0])
         raise DivergenceError(
-            f"sampler {sampler}: chain {chains[i]} diverged during {phase} at step "
-            f"{int(diverged_at[i])} (parameters became NaN or infinite). Lower "
-            f"samplers.{sampler}.step_size (now {step_size:g}), for example by a factor of 10."
+            f"sampler {spec.name} (kernel {spec.kernel}, {spec.schedule['kind']} step size): chain {chains[i]} "
+            f"diverged during {phase} at step {int(diverged_at[i])} (its state became NaN or infinite). Lower "
+            f"samplers.{spec.name}.step_size (now {spec.step_size:g}), for example by a factor of 10."
         )
 
 
 @dataclass
 class WarmupState:
-    """Warmup after ``step`` steps: parameters and the accuracy trace so far."""
+    """Warmup after ``step`` steps: every chain's kernel state and the accuracy trace so far."""
 
-    params: Any
+    state: Any
     step: int
     trace: dict[str, list] = field(default_factory=lambda: {"step": [], "wall_seconds": [], "test_accuracy": []})
     seconds: float = 0.0
@@ -372,7 +389,7 @@ class WarmupState:
 
 def run_warmup(
     spec: SamplerSpec,
-    step_fn: Callable,
+    dyn: Dynamics,
     data: Data,
     schedule: Schedule,
     keys: jax.Array,
@@ -383,17 +400,17 @@ def run_warmup(
 ) -> tuple[WarmupState, float]:
     """Run warmup from ``state`` to ``schedule.warmup_steps``; return the state and compile seconds."""
     total = schedule.warmup_steps
-    program = warmup_program(step_fn, data, schedule, phase_keys(keys, "warmup"), evaluate)
-    compiled = _compile(program, state.params, jnp.int32(0), jnp.int32(total))
+    program = warmup_program(dyn, data, schedule, phase_keys(keys, "warmup"), evaluate)
+    compiled = _compile(program, state.state, jnp.int32(0), jnp.int32(total))
     log.info("%s warmup: compiled in %.2f s", spec.name, compiled.seconds)
     progress = Progress(spec.name, "warmup", total, start_step=state.step)
     while state.step < total:
         t0 = time.perf_counter()
-        params, diverged_at, metric = compiled.program(state.params, jnp.int32(state.step), jnp.int32(total))
+        kernel_state, diverged_at, metric = compiled.program(state.state, jnp.int32(state.step), jnp.int32(total))
         metric = np.asarray(metric)  # waits for the chunk
         step = min(state.step + schedule.eval_every, total)
-        check_finite(np.asarray(diverged_at), spec.name, chains, "warmup", spec.step_size)
-        state.params, state.step = params, step
+        check_finite(np.asarray(diverged_at), spec, chains, "warmup")
+        state.state, state.step = kernel_state, step
         state.seconds += time.perf_counter() - t0
         if evaluate is not None:
             _record(state, step, state.seconds, metric)
@@ -410,14 +427,16 @@ def _record(state: WarmupState, step: int, seconds: float, accuracy: np.ndarray)
 
 @dataclass
 class SamplingState:
-    """Sampling after ``step`` steps: parameters, accumulators, the per-sample trace and the draws so far.
+    """Sampling after ``step`` steps: kernel states, accumulators, the per-sample trace and the draws so far.
 
-    ``draws`` holds, for every ``draws_every``-th kept sample, its step
-    (``draws["step"]``) and per set with draws its [C, n] true-class
-    log-probabilities (``draws[set]``).
+    ``trace`` holds per kept sample its ``step``, ``cycle`` (of a cyclical
+    step-size schedule; 0 otherwise), ``wall_seconds`` and per labelled set
+    its metrics. ``draws`` holds, for every ``draws_every``-th kept sample,
+    its step (``draws["step"]``) and per set with draws its [C, n]
+    true-class log-probabilities (``draws[set]``).
     """
 
-    params: Any
+    state: Any
     acc: dict[str, predictive.Accumulator]
     count: int
     step: int
@@ -426,14 +445,18 @@ class SamplingState:
     draws: dict[str, list] = field(default_factory=dict)
 
 
-def new_sampling_state(params: Any, eval_sets: Mapping[str, EvalSet], num_classes: int) -> SamplingState:
-    chains = jax.tree.leaves(params)[0].shape[0]
-    trace: dict[str, Any] = {"step": [], "wall_seconds": []}
+#: Trace entries shared by all sets (the others are per labelled set).
+TRACE_COMMON = ("step", "cycle", "wall_seconds")
+
+
+def new_sampling_state(state: Any, eval_sets: Mapping[str, EvalSet], num_classes: int) -> SamplingState:
+    chains = jax.tree.leaves(state)[0].shape[0]
+    trace: dict[str, Any] = {name: [] for name in TRACE_COMMON}
     for name, s in eval_sets.items():
         if s.labels is not None:
             trace[name] = {m: [] for m in predictive.metric_names(s)}
     draws = {"step": []} | {name: [] for name, s in eval_sets.items() if s.draws}
-    return SamplingState(params, predictive.init(eval_sets, chains, num_classes), 0, 0, trace, draws=draws)
+    return SamplingState(state, predictive.init(eval_sets, chains, num_classes), 0, 0, trace, draws=draws)
 
 
 def draws_every(kept_samples: int, draws_per_chain: int) -> int:
@@ -445,7 +468,7 @@ def draws_every(kept_samples: int, draws_per_chain: int) -> int:
 
 def run_sampling(
     spec: SamplerSpec,
-    step_fn: Callable,
+    dyn: Dynamics,
     data: Data,
     schedule: Schedule,
     keys: jax.Array,
@@ -461,24 +484,25 @@ def run_sampling(
     Every ``every``-th kept sample (see :func:`draws_every`; 0: none) joins the draws.
     """
     total = schedule.sampling_steps
-    program = sampling_program(step_fn, data, schedule, phase_keys(keys, "sampling"), eval_sets, predict)
-    args = (state.params, state.acc, jnp.int32(state.count))
+    program = sampling_program(dyn, data, schedule, phase_keys(keys, "sampling"), eval_sets, predict)
+    args = (state.state, state.acc, jnp.int32(state.count))
     compiled = _compile(program, *args, jnp.int32(0), jnp.int32(total))
     log.info("%s sampling: compiled in %.2f s", spec.name, compiled.seconds)
     progress = Progress(spec.name, "sampling", total, start_step=state.step)
-    labelled = [name for name in state.trace if name not in ("step", "wall_seconds")]
+    labelled = [name for name in state.trace if name not in TRACE_COMMON]
     while state.step < total:
         t0 = time.perf_counter()
-        params, acc, count, diverged_at, (kept, metrics) = compiled.program(
-            state.params, state.acc, jnp.int32(state.count), jnp.int32(state.step), jnp.int32(total)
+        kernel_state, acc, count, diverged_at, (kept, cycle, metrics) = compiled.program(
+            state.state, state.acc, jnp.int32(state.count), jnp.int32(state.step), jnp.int32(total)
         )
         kept = np.asarray(kept)  # waits for the chunk
-        check_finite(np.asarray(diverged_at), spec.name, chains, "sampling", spec.step_size)
+        check_finite(np.asarray(diverged_at), spec, chains, "sampling")
         elapsed = time.perf_counter() - t0
         offsets = np.flatnonzero(kept)
         # Wall time of each kept sample, spread evenly over the chunk's steps.
         n_steps = min(schedule.eval_every, total - state.step)
         state.trace["step"].extend((state.step + offsets + 1).tolist())
+        state.trace["cycle"].extend(np.asarray(cycle)[offsets].tolist())
         state.trace["wall_seconds"].extend((state.seconds + elapsed * (offsets + 1) / n_steps).tolist())
         for name in labelled:
             for m in state.trace[name]:
@@ -489,7 +513,7 @@ def run_sampling(
             for name in state.draws:
                 if name != "step":
                     state.draws[name].extend(np.asarray(metrics[name][predictive.DRAWS])[chosen])
-        state.params, state.acc, state.count = params, acc, int(count)
+        state.state, state.acc, state.count = kernel_state, acc, int(count)
         state.step = min(state.step + schedule.eval_every, total)
         state.seconds += elapsed
         error = None

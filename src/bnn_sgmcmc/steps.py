@@ -119,8 +119,8 @@ def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]
 
     return provenance.record(
         phase=phase,
-        sampler=asdict(setup.spec),
-        grad_evals_per_step=setup.spec.grad_evals_per_step,
+        sampler=setup.spec.record(),
+        grad_evals_per_step=setup.kernel.grad_evals_per_step,
         schedule=asdict(setup.schedule),
         model=setup.model_config,
         seed=job.seed,
@@ -147,13 +147,13 @@ def warmup(job: Any) -> None:
     ckpt = _Checkpointer(job.checkpoint, job.sampling_config.get("checkpoint_every", 60))
     resumed = ckpt.load(setup.fingerprint)
     if resumed is not None:
-        state = experiment.warmup_state_from_arrays(*resumed)
+        state = experiment.warmup_state_from_arrays(*resumed, setup)
     else:
-        state = sampling.WarmupState(setup.initial_params(), 0)
+        state = sampling.WarmupState(setup.initial_state(), 0)
 
     def attrs(state: Any, compile_seconds: float) -> dict[str, Any]:
         return _job_attrs(
-            setup, "warmup", job,
+            setup, "warmup", job, schema_version=h5io.WARMUP_SCHEMA_VERSION,
             step=state.step, run_seconds=state.seconds, compile_seconds=compile_seconds,
         )
 
@@ -163,7 +163,7 @@ def warmup(job: Any) -> None:
 
     try:
         state, compile_seconds = sampling.run_warmup(
-            setup.spec, setup.step_fn, setup.train, setup.schedule, setup.keys, state,
+            setup.spec, setup.dynamics, setup.train, setup.schedule, setup.keys, state,
             setup.evaluate, setup.chains, on_chunk,
         )
     except DivergenceError:
@@ -187,15 +187,14 @@ def sample(job: Any) -> None:
     sampling_config = job.sampling_config
     experiment.enable_compilation_cache(sampling_config.get("compilation_cache"))
     setup = experiment.setup(job)
-    warm_arrays, warm_attrs = h5io.read_arrays(job.warmup, required=("params", "trace/step", "chain"))
+    warm_arrays, warm_attrs = h5io.read_arrays(job.warmup, required=("trace/step", "chain"))
     experiment.check_warmup_matches(job.warmup, warm_attrs, setup)
     schedule = setup.schedule
     fingerprint = setup.fingerprint | {
         "sampling": {
             k: sampling_config[k] for k in ("sampling_steps", "thinning", "eval_every", "save_weights_every")
         },
-        # A checkpoint of another file layout cannot be resumed: it is ignored, and sampling restarts.
-        "schema_version": h5io.PREDICTIVE_SCHEMA_VERSION,
+        "schedule": dict(setup.spec.schedule),
     }
     save_every = int(sampling_config.get("save_weights_every", 0))
     ckpt = _Checkpointer(job.checkpoint, sampling_config.get("checkpoint_every", 60))
@@ -203,8 +202,9 @@ def sample(job: Any) -> None:
     if resumed is not None:
         state, weights = experiment.sampling_state_from_arrays(*resumed, setup)
     else:
-        params = jax.tree.map(jax.numpy.asarray, warm_arrays["params"])
-        state = sampling.new_sampling_state(params, setup.eval_sets, setup.num_classes)
+        # Sampling continues each chain's kernel state (momentum, preconditioner) where warmup left it.
+        kernel_state = experiment.state_from_tree(experiment.state_template(setup), warm_arrays["state"])
+        state = sampling.new_sampling_state(kernel_state, setup.eval_sets, setup.num_classes)
         weights = {"step": [], "params": []}
 
     def attrs(state: Any, **extra: Any) -> dict[str, Any]:
@@ -213,7 +213,7 @@ def sample(job: Any) -> None:
             schema_version=h5io.PREDICTIVE_SCHEMA_VERSION,
             step=state.step, num_samples=state.count, run_seconds=state.seconds,
             warmup_steps=schedule.warmup_steps,
-            warmup_grad_evals=schedule.warmup_steps * setup.spec.grad_evals_per_step,
+            warmup_grad_evals=schedule.warmup_steps * setup.kernel.grad_evals_per_step,
             warmup_run_seconds=warm_attrs["run_seconds"],
             warmup_compile_seconds=warm_attrs["compile_seconds"],
             **extra,
@@ -222,20 +222,20 @@ def sample(job: Any) -> None:
     def on_chunk(state: Any) -> None:
         if save_every and state.step % save_every == 0:
             weights["step"].append(state.step)
-            weights["params"].append(jax.device_get(state.params))
+            weights["params"].append(jax.device_get(setup.kernel.position(state.state)))
         if state.step < schedule.sampling_steps and ckpt.due():
-            arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_params=True)
+            arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_state=True)
             ckpt.write(arrays, attrs(state))
 
     try:
         state, compile_seconds = sampling.run_sampling(
-            setup.spec, setup.step_fn, setup.train, schedule, setup.keys, state,
+            setup.spec, setup.dynamics, setup.train, schedule, setup.keys, state,
             setup.eval_sets, setup.predict, setup.chains, on_chunk, every=setup.draws_every,
         )
     except DivergenceError:
         ckpt.remove()
         raise
-    arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_params=False)
+    arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_state=False)
     h5io.write_arrays(job.out, arrays, attrs(state, compile_seconds=compile_seconds))
     ckpt.remove()
     accuracy = arrays["trace"]["test"]["ensemble_accuracy"][-1] if state.count else []

@@ -6,14 +6,23 @@ from snakemake.utils import validate
 # The Snakefile checks the config with this checkout's package, installed or not.
 sys.path.insert(0, f"{workflow.basedir}/src")
 
-from bnn_sgmcmc.config import check as check_config, coerce, shard_chains
+from bnn_sgmcmc.config import (
+    check as check_config,
+    check_sampler_keys,
+    coerce,
+    shard_chains,
+    warmup_sampler,
+)
 from bnn_sgmcmc.errors import ConfigError
 
-# Nested --config mappings arrive untyped ('{chains: 8}' gives '8'): type them first.
 with open(f"{workflow.basedir}/workflow/schemas/config.schema.yaml") as schema:
-    coerce(config, yaml.safe_load(schema))
-validate(config, schema="../schemas/config.schema.yaml")
+    SCHEMA = yaml.safe_load(schema)
 try:
+    # Nested --config mappings arrive untyped ('{chains: 8}' gives '8'): type them first.
+    coerce(config, SCHEMA)
+    # A kernel's foreign key, named with the kernel (the schema would only say "unexpected").
+    check_sampler_keys(config, SCHEMA)
+    validate(config, schema="../schemas/config.schema.yaml")
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(f"Invalid config: {err}") from None
@@ -70,8 +79,16 @@ def sampler_config(wildcards):
     return SAMPLERS[wildcards.sampler]
 
 
+def warmup_sampler_config(wildcards):
+    """What warmup depends on: the sampler but a schedule that spans sampling alone."""
+    return warmup_sampler(SAMPLERS[wildcards.sampler])
+
+
 def warmup_settings(wildcards):
-    return {k: config["sampling"][k] for k in WARMUP_KEYS}
+    """The sampling block's warmup keys, and the sampling phase's length if the schedule spans both phases."""
+    phases = SAMPLERS[wildcards.sampler]["schedule"]["phases"]
+    both = ("sampling_steps",) if {"warmup", "sampling"} <= set(phases) else ()
+    return {k: config["sampling"][k] for k in WARMUP_KEYS + both}
 
 
 def sampling_settings(wildcards):

@@ -33,33 +33,6 @@ rule plot_warmup:
         "../../scripts/report_warmup.py"
 
 
-rule compare:
-    input:
-        predictive=gathered_predictives,
-    output:
-        figure=report(
-            f"results/figures/comparison.{FMT}",
-            caption="../report/comparison.rst",
-            category="03. Sampler comparison",
-            labels={"figure": "ensemble accuracy while sampling"},
-        ),
-        table=report(
-            "results/tables/comparison.tsv",
-            caption="../report/comparison_table.rst",
-            category="03. Sampler comparison",
-            labels={"figure": "ensemble against last sample (table)"},
-        ),
-    log:
-        "results/logs/report/comparison.log",
-    conda:
-        "../../envs/report.yaml"
-    params:
-        samplers=list(SAMPLERS),
-        dpi=DPI,
-    script:
-        "../../scripts/report_comparison.py"
-
-
 rule uncertainty:
     input:
         predictive=rules.gather.output.h5,
@@ -233,6 +206,40 @@ rule diagnostics:
         dpi=DPI,
     script:
         "../../scripts/report_diagnostics.py"
+
+
+rule compare:
+    input:
+        predictive=gathered_predictives,
+        verdicts=expand(rules.diagnostics.output.verdict, sampler=SAMPLERS),
+    output:
+        figure=report(
+            f"results/figures/comparison.{FMT}",
+            caption="../report/comparison.rst",
+            category="03. Sampler comparison",
+            labels={"figure": "ensemble accuracy while sampling"},
+        ),
+        ranking=report(
+            f"results/figures/ranking.{FMT}",
+            caption="../report/ranking.rst",
+            category="03. Sampler comparison",
+            labels={"figure": "samplers ranked"},
+        ),
+        table=report(
+            "results/tables/comparison.tsv",
+            caption="../report/comparison_table.rst",
+            category="03. Sampler comparison",
+            labels={"figure": "samplers compared and ranked (table)"},
+        ),
+    log:
+        "results/logs/report/comparison.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        dpi=DPI,
+    script:
+        "../../scripts/report_comparison.py"
 
 
 rule shift:

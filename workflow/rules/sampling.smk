@@ -13,7 +13,7 @@ rule warmup:
         mem_mb=8000,
         runtime=120,
     params:
-        sampler=sampler_config,
+        sampler=warmup_sampler_config,
         model=config["model"],
         sampling=warmup_settings,
         seed=config["seed"],
