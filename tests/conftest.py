@@ -67,16 +67,21 @@ def base_config() -> dict:
 
 
 def snakemake(
-    workdir: Path, *args: str, config: dict | None = None, env: dict | None = None, timeout: float = 600
+    workdir: Path,
+    *args: str,
+    config: dict | None = None,
+    configfiles: tuple[Path, ...] = (),
+    env: dict | None = None,
+    timeout: float = 600,
 ) -> subprocess.CompletedProcess:
-    """Run the workflow in ``workdir`` as a user would, with ``config`` (default: config.yaml)."""
+    """Run the workflow in ``workdir`` as a user would, with ``config`` (default: config.yaml), then ``configfiles``."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "1"]
     path = REPO / "config.yaml"
     if config is not None:
         path = workdir / "test-config.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
     # --configfile takes several values: it goes last, after any targets.
-    cmd += [*args, "--configfile", str(path)]
+    cmd += [*args, "--configfile", str(path), *map(str, configfiles)]
     if env is None:
         # Snakemake's Slurm plugin asks `scontrol show config` for its help text on every call; where a
         # Slurm client is installed (the Slurm test installs one) and no controller answers, scontrol

@@ -3,6 +3,8 @@ stored results of SGLD and SGHMC from before the registry, cyclical sampling sta
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -191,3 +193,15 @@ def test_bad_samplers_stop_the_workflow_before_any_job(tmp_path, base_config):
         out = snakemake(tmp_path, "-n", config=cfg)
         assert out.returncode != 0 and message in out.stdout + out.stderr, out.stdout + out.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_sampler_zoo_names_every_kernel_and_schedule_and_plans_one_job_each(tmp_path):
+    zoo = REPO / "examples/sampler-zoo.yaml"
+    out = snakemake(tmp_path, "-n", configfiles=(zoo,))
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
+    assert jobs["warmup"] == jobs["sample"] == "6"  # config.yaml's sgld and sghmc join the zoo's four
+    merged = yaml.safe_load((REPO / "config.yaml").read_text())["samplers"] | yaml.safe_load(zoo.read_text())["samplers"]
+    settings = [config.sampler_settings(entry) for entry in merged.values()]
+    assert {s["kernel"] for s in settings} == set(kernels.NAMES)
+    assert {s["schedule"]["kind"] for s in settings} == {"constant", "polynomial", "cyclical"}
