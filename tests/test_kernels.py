@@ -31,7 +31,7 @@ def run_on_gaussian(spec: sampling.SamplerSpec, steps: int, batch: int | None = 
     w0 = jnp.zeros((len(chains), 2)) if start is None else jnp.broadcast_to(jnp.asarray(start, jnp.float32), (len(chains), 2))
     initial = jax.vmap(dyn.kernel.init)({"w": w0}, keys)
     state, _ = sampling.run_warmup(spec, dyn, sampling.Data(jnp.asarray(x), jnp.asarray(y)), schedule, keys,
-                                   sampling.WarmupState(initial, 0), None, chains)
+                                   sampling.WarmupState(initial, 0), None, None, chains)
     return state.state, dyn, mean, cov
 
 

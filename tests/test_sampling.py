@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from jax.scipy.stats import norm
 
-from bnn_sgmcmc import config, h5io, model, sampling, steps
+from bnn_sgmcmc import config, h5io, model, predictive, sampling, steps
 from bnn_sgmcmc.errors import DataError, DivergenceError
 from bnn_sgmcmc.experiment import SamplerJob
 
@@ -84,11 +84,51 @@ def test_epoch_batching_visits_every_example_once_per_epoch():
                                      eval_every=4, thinning=1)
         state, _ = sampling.run_warmup(
             spec, sampling.dynamics(spec, grad_fn, schedule), data, schedule, sampling.chain_keys(0, "c", [0]),
-            sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, [0],
+            sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, None, [0],
         )
         counts[batching] = np.asarray(state.state["t"][0]) / (n / batch)  # each visit adds N/B
     np.testing.assert_allclose(counts["epochs"], np.ones(n), atol=1e-4)
     assert counts["replacement"].sum() == pytest.approx(n) and counts["replacement"].max() > 1.5
+
+
+def test_programs_take_data_and_keys_as_arguments_and_embed_none():
+    """No data set or key is a constant of a compiled program: one program serves every data set of its shapes."""
+    rng = np.random.default_rng(0)
+    n, d, k, chains = 64, 5, 3, [0, 1]
+    x, y = jnp.asarray(rng.normal(size=(n, d)), jnp.float32), jnp.asarray(rng.integers(0, k, n), jnp.int32)
+
+    def predict(p, inputs):
+        return jax.nn.log_softmax(inputs @ p["w"])
+
+    def log_likelihood(p, xb, yb):
+        return jnp.take_along_axis(predict(p, xb), yb[:, None], axis=1).sum()
+
+    spec = make_spec("p", kernel="sghmc", step_size=1e-3, num_integration_steps=2)
+    schedule = sampling.Schedule(batch_size=16, batching="replacement", warmup_steps=8, sampling_steps=8,
+                                 eval_every=4, thinning=1)
+    dyn = sampling.dynamics(spec, sampling.grad_estimator(lambda p: -0.5 * jnp.sum(p["w"] ** 2), log_likelihood, n), schedule)
+    keys = sampling.chain_keys(0, spec.name, chains)
+    state = jax.vmap(dyn.kernel.init)({"w": jnp.zeros((len(chains), d, k))}, keys)
+    eval_sets = {"test": predictive.EvalSet(x, y, draws=True), "ood": predictive.EvalSet(x[:10], None)}
+    acc = predictive.init(eval_sets, len(chains), k)
+
+    def operands(scale, phase, sets):
+        return sampling.Operands(sampling.Data(x * scale, y), sampling.phase_keys(keys, phase), sets)
+
+    cases = [
+        (sampling.warmup_program(dyn, schedule, predict), "warmup", {"test": eval_sets["test"]}, (state,)),
+        (sampling.sampling_program(dyn, schedule, predict), "sampling", eval_sets, (state, acc, jnp.int32(0))),
+    ]
+    for program, phase, sets, args in cases:
+        args = (*args, jnp.int32(0), jnp.int32(8))
+        closed = jax.make_jaxpr(program)(operands(1.0, phase, sets), *args)
+        assert sum(np.size(c) for c in closed.consts) == 0, [np.shape(c) for c in closed.consts]
+        compiled = sampling._compile(program, operands(1.0, phase, sets), *args)
+        other = operands(2.0, phase, sets)
+        reused = jax.tree.leaves(compiled.program.func(other, *args))
+        fresh = jax.tree.leaves(sampling._compile(program, other, *args).program(*args))
+        assert all(np.array_equal(a, b) for a, b in zip(reused, fresh))
+        assert not all(np.array_equal(a, b) for a, b in zip(reused, jax.tree.leaves(compiled.program(*args))))
 
 
 # --------------------------------------------------------------------------- jobs on tiny data

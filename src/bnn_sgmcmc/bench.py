@@ -91,7 +91,7 @@ def measure_ours(task: dict[str, Any]) -> dict[str, Any]:
     setup = _setup(task)
     warm, warm_compile = sampling.run_warmup(
         setup.spec, setup.dynamics, setup.train, setup.schedule, setup.keys,
-        sampling.WarmupState(setup.initial_state(), 0), setup.evaluate, setup.chains,
+        sampling.WarmupState(setup.initial_state(), 0), setup.eval_sets["test"], setup.predict, setup.chains,
     )
     state = sampling.new_sampling_state(warm.state, setup.eval_sets, setup.num_classes)
     state, sample_compile = sampling.run_sampling(

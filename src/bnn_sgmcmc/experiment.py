@@ -121,11 +121,6 @@ class Setup:
     def kernel(self) -> kernels.Kernel:
         return self.dynamics.kernel
 
-    def evaluate(self, params: Any) -> Any:
-        """Test accuracy of one chain's weights (the warmup trace)."""
-        test = self.eval_sets["test"]
-        return predictive.accuracy(self.predict(params, test.x), test.labels)
-
     def initial_state(self) -> Any:
         """Every chain's kernel state at its initial weights (model.init_params), from the chain's init key."""
         import jax

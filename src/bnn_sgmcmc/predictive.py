@@ -19,19 +19,22 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 
-class EvalSet(NamedTuple):
+@struct.dataclass
+class EvalSet:
     """Inputs ``x`` [n, D] (float, scaled) and, for labelled sets, ``labels`` [n].
 
     ``draws`` (labelled sets only): every kept sample also reports its
     log-probability of the true class of every example, for the diagnostics
-    in function space.
+    in function space. A pytree whose arrays are the compiled programs'
+    arguments; ``draws`` is static, part of the program.
     """
 
     x: jax.Array
     labels: jax.Array | None
-    draws: bool = False
+    draws: bool = struct.field(pytree_node=False, default=False)
 
 
 class Accumulator(NamedTuple):

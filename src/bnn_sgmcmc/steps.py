@@ -164,7 +164,7 @@ def warmup(job: Any) -> None:
     try:
         state, compile_seconds = sampling.run_warmup(
             setup.spec, setup.dynamics, setup.train, setup.schedule, setup.keys, state,
-            setup.evaluate, setup.chains, on_chunk,
+            setup.eval_sets["test"], setup.predict, setup.chains, on_chunk,
         )
     except DivergenceError:
         ckpt.remove()
