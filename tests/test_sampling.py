@@ -76,14 +76,14 @@ def test_epoch_batching_visits_every_example_once_per_epoch():
     """A likelihood whose gradient counts how often each example was in the batch."""
     n, batch = 64, 16
     spec = make_spec("count", kernel="sgld", step_size=1.0, temperature=1e-30)
-    grad_fn = sampling.grad_estimator(lambda p: 0.0, lambda p, xb, yb: jnp.sum(xb @ p["t"]), n)
+    log_density = sampling.log_density_estimator(lambda p: 0.0, lambda p, xb, yb: jnp.sum(xb @ p["t"]), n)
     data = sampling.Data(jnp.eye(n, dtype=jnp.float32), jnp.zeros(n))
     counts = {}
     for batching in ("epochs", "replacement"):
         schedule = sampling.Schedule(batch_size=batch, batching=batching, warmup_steps=n // batch, sampling_steps=0,
                                      eval_every=4, thinning=1)
         state, _ = sampling.run_warmup(
-            spec, sampling.dynamics(spec, grad_fn, schedule), data, schedule, sampling.chain_keys(0, "c", [0]),
+            spec, sampling.dynamics(spec, log_density, schedule), data, schedule, sampling.chain_keys(0, "c", [0]),
             sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, None, [0],
         )
         counts[batching] = np.asarray(state.state["t"][0]) / (n / batch)  # each visit adds N/B
@@ -106,7 +106,8 @@ def test_programs_take_data_and_keys_as_arguments_and_embed_none():
     spec = make_spec("p", kernel="sghmc", step_size=1e-3, num_integration_steps=2)
     schedule = sampling.Schedule(batch_size=16, batching="replacement", warmup_steps=8, sampling_steps=8,
                                  eval_every=4, thinning=1)
-    dyn = sampling.dynamics(spec, sampling.grad_estimator(lambda p: -0.5 * jnp.sum(p["w"] ** 2), log_likelihood, n), schedule)
+    dyn = sampling.dynamics(spec, sampling.log_density_estimator(lambda p: -0.5 * jnp.sum(p["w"] ** 2), log_likelihood, n),
+                            schedule)
     keys = sampling.chain_keys(0, spec.name, chains)
     state = jax.vmap(dyn.kernel.init)({"w": jnp.zeros((len(chains), d, k))}, keys)
     eval_sets = {"test": predictive.EvalSet(x, y, draws=True), "ood": predictive.EvalSet(x[:10], None)}
@@ -158,6 +159,7 @@ SAMPLERS = {
     "sghmc": {"kernel": "sghmc", "step_size": 2e-2, "alpha": 2.0, "num_integration_steps": 3},
     "sgnht": {"kernel": "sgnht", "step_size": 2e-2, "alpha": 2.0},
     "psgld": {"kernel": "psgld", "step_size": 1e-3},
+    "hmc": {"kernel": "hmc", "step_size": 1e-3, "num_integration_steps": 3},
 }
 
 
@@ -181,7 +183,7 @@ def arrays(path):
 
 RESULT_ARRAYS = (
     "state", "test/", "trace/test", "trace/sample_step", "trace/grad_evals", "warmup/trace/test_accuracy", "chain",
-    "draws/",
+    "draws/", "kernel_trace/", "warmup/kernel_trace/",
 )
 
 
@@ -242,6 +244,8 @@ class Killed(BaseException):
     ("warmup", "sgld"), ("sample", "sgld"),
     # Kernels whose state is more than the weights: the momentum and thermostat, the preconditioner.
     ("warmup", "sgnht"), ("sample", "sgnht"), ("sample", "psgld"),
+    # HMC: the step-size adaptation in warmup, the adapted step and the traced statistics in sampling.
+    ("warmup", "hmc"), ("sample", "hmc"),
 ])
 def test_a_killed_job_resumes_from_its_checkpoint_with_identical_results(data_h5, tmp_path, monkeypatch, kind, name):
     warm = str(job("warmup", data_h5, tmp_path, name, tag="w")) if kind == "sample" else None

@@ -121,6 +121,17 @@ class Setup:
     def kernel(self) -> kernels.Kernel:
         return self.dynamics.kernel
 
+    @property
+    def grad_evals_per_step(self) -> float:
+        """Gradient evaluations per step, counted in minibatch gradients (``sampling.batch_size`` examples):
+        a full-data gradient (HMC's) counts N / batch_size, so that samplers compare per unit of arithmetic."""
+        per_step = self.kernel.grad_evals_per_step
+        return per_step * self.train.x.shape[0] / self.schedule.batch_size if self.kernel.full_batch else per_step
+
+    def grad_evals(self, steps: Any) -> np.ndarray:
+        """Gradient evaluations (see :attr:`grad_evals_per_step`) after ``steps`` steps, as integers."""
+        return np.rint(np.asarray(steps, np.float64) * self.grad_evals_per_step).astype(np.int64)
+
     def initial_state(self) -> Any:
         """Every chain's kernel state at its initial weights (model.init_params), from the chain's init key."""
         import jax
@@ -210,7 +221,7 @@ def setup(job: SamplerJob) -> Setup:
     )
     eval_sets = evaluation_sets(job, images.test.images.astype(np.float32) * scale, images.test.labels, image_shape)
     prior_scale = float(model_config["prior_scale"])
-    grad_fn = sampling.grad_estimator(
+    log_density = sampling.log_density_estimator(
         functools.partial(model.log_prior, prior_scale=prior_scale), model.log_likelihood_fn(mlp), n_train
     )
     data_digest = {
@@ -248,7 +259,7 @@ def setup(job: SamplerJob) -> Setup:
         input_dim=input_dim,
         chains=[int(c) for c in chains],
         keys=sampling.chain_keys(seed, sampler_name, chains),
-        dynamics=sampling.dynamics(spec, grad_fn, schedule),
+        dynamics=sampling.dynamics(spec, log_density, schedule),
         predict=model.predict_fn(mlp),
         model_config=dict(model_config),
         fingerprint=fingerprint,
@@ -317,11 +328,26 @@ def warmup_arrays(state: sampling.WarmupState, setup: Setup) -> dict[str, Any]:
         "keys": np.asarray(jax.random.key_data(setup.keys)),
         "trace": {
             "step": steps,
-            "grad_evals": steps * setup.kernel.grad_evals_per_step,
+            "grad_evals": setup.grad_evals(steps),
             "wall_seconds": np.repeat(np.asarray(trace["wall_seconds"], np.float64)[:, None], chains, 1),
             "test_accuracy": np.asarray(trace["test_accuracy"], np.float32).reshape(-1, chains),
         },
-    }
+    } | kernel_trace_arrays(state.kernel_trace, chains)
+
+
+def kernel_trace_arrays(kernel_trace: Mapping[str, list], chains: int) -> dict[str, Any]:
+    """``{"kernel_trace": {"step": [T], stat: [T, C]}}`` for kernels with statistics; empty otherwise."""
+    if len(kernel_trace) <= 1:
+        return {}
+    return {"kernel_trace": {
+        name: np.asarray(values, np.int64) if name == "step" else np.asarray(values).reshape(-1, chains)
+        for name, values in kernel_trace.items()
+    }}
+
+
+def kernel_trace_from_arrays(arrays: Mapping[str, Any]) -> dict[str, list]:
+    saved = arrays.get("kernel_trace", {})
+    return {"step": []} | {name: list(values) if name != "step" else values.tolist() for name, values in saved.items()}
 
 
 def warmup_state_from_arrays(arrays: Mapping[str, Any], attrs: Mapping[str, Any], setup: Setup) -> sampling.WarmupState:
@@ -335,25 +361,30 @@ def warmup_state_from_arrays(arrays: Mapping[str, Any], attrs: Mapping[str, Any]
             "test_accuracy": list(trace["test_accuracy"]),
         },
         seconds=float(attrs["run_seconds"]),
+        kernel_trace=kernel_trace_from_arrays(arrays),
     )
 
 
 def sampling_arrays(
     state: sampling.SamplingState,
     setup: Setup,
-    warmup_trace: Mapping[str, Any],
+    warmup: Mapping[str, Any],
     weights: Mapping[str, Any],
     with_state: bool,
 ) -> dict[str, Any]:
+    """The arrays of a predictive file or sampling checkpoint; ``warmup`` holds the warmup file's ``trace``
+    (and ``kernel_trace``, for kernels with statistics)."""
     chains = len(setup.chains)
     steps = np.asarray(state.trace["step"], dtype=np.int64)
     trace: dict[str, Any] = {
         "sample_step": steps,
         "cycle": np.asarray(state.trace["cycle"], np.int64),
-        "grad_evals": steps * setup.kernel.grad_evals_per_step,
+        "grad_evals": setup.grad_evals(steps),
         "wall_seconds": np.repeat(np.asarray(state.trace["wall_seconds"], np.float64)[:, None], chains, 1),
     }
-    arrays: dict[str, Any] = {"chain": np.asarray(setup.chains, dtype=np.int64), "trace": trace, "warmup": {"trace": dict(warmup_trace)}}
+    arrays: dict[str, Any] = {"chain": np.asarray(setup.chains, dtype=np.int64), "trace": trace,
+                              "warmup": {k: dict(v) for k, v in warmup.items()}}
+    arrays |= kernel_trace_arrays(state.kernel_trace, chains)
     for name, acc in state.acc.items():
         arrays[name] = {field: np.asarray(value) for field, value in acc._asdict().items()}
         labels = setup.eval_sets[name].labels
@@ -416,6 +447,7 @@ def sampling_state_from_arrays(
         trace=trace,
         seconds=float(attrs["run_seconds"]),
         draws=draws,
+        kernel_trace=kernel_trace_from_arrays(arrays),
     )
     weights: dict[str, Any] = {"step": [], "params": []}
     if "weights" in arrays:

@@ -285,7 +285,7 @@ def _chain_axis(path: str, array: np.ndarray) -> int | None:
         return 0
     if path.startswith("weights/params/"):
         return 1
-    if path.startswith(("trace/", "warmup/trace/", "draws/")) and array.ndim >= 2:
+    if path.startswith(("trace/", "warmup/trace/", "draws/", "kernel_trace/", "warmup/kernel_trace/")) and array.ndim >= 2:
         return 1
     return None
 

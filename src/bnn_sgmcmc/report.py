@@ -77,7 +77,8 @@ def _run_facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -
 
 def warmup(*, predictive: Mapping[str, str], samplers: Sequence[str], figure: str, dpi: int) -> None:
     """Figure: pointwise test accuracy against warmup step, one line per chain; each sampler's step size
-    over warmup and sampling, as its schedule sets it."""
+    over warmup and sampling, as its schedule sets it or, for a kernel that adapts it (HMC), as traced
+    (the mean over chains)."""
     from bnn_sgmcmc import schedules
 
     loaded = _load(predictive)
@@ -86,10 +87,13 @@ def warmup(*, predictive: Mapping[str, str], samplers: Sequence[str], figure: st
         for name, (arrays, _) in loaded.items()
     }
     sizes = {}
-    for name, (_, attrs) in loaded.items():
+    for name, (arrays, attrs) in loaded.items():
         sampler, run = attrs["sampler"], attrs["schedule"]
         lengths = {"warmup": int(run["warmup_steps"]), "sampling": int(run["sampling_steps"])}
         sizes[name] = schedules.step_sizes(sampler["schedule"], float(sampler["step_size"]), lengths)
+        traced = {"warmup": arrays["warmup"].get("kernel_trace", {}), "sampling": arrays.get("kernel_trace", {})}
+        if all("step_size" in t for t in traced.values()):
+            sizes[name] = {phase: np.asarray(t["step_size"], np.float64).mean(axis=1) for phase, t in traced.items()}
     plots.warmup(traces, plots.sampler_colors(samplers), figure, dpi=dpi, step_sizes=sizes)
 
 

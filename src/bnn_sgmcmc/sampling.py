@@ -119,12 +119,13 @@ class Dynamics(NamedTuple):
     sampling: Callable[[Any], schedules.Step]
 
 
-def dynamics(spec: SamplerSpec, grad_fn: Callable, schedule: Schedule) -> Dynamics:
-    """The kernel of ``spec`` on ``grad_fn`` with the step sizes of its schedule over ``schedule``'s phases."""
+def dynamics(spec: SamplerSpec, logdensity_fn: Callable, schedule: Schedule) -> Dynamics:
+    """The kernel of ``spec`` on ``logdensity_fn`` (see :func:`log_density_estimator`) with the step sizes of its
+    schedule over ``schedule``'s phases."""
     step_sizes = {
         phase: schedules.build(spec.schedule, spec.step_size, schedule.lengths, phase) for phase in ("warmup", "sampling")
     }
-    return Dynamics(kernels.build(spec.kernel, grad_fn, spec.settings), spec.temperature, **step_sizes)
+    return Dynamics(kernels.build(spec.kernel, logdensity_fn, spec.settings), spec.temperature, **step_sizes)
 
 
 # --------------------------------------------------------------------------- posterior
@@ -150,7 +151,7 @@ def log_density_estimator(
 
 
 def grad_estimator(log_prior, log_likelihood, data_size: int) -> Callable:
-    """Gradient of :func:`log_density_estimator`, in the form BlackJAX's kernels take."""
+    """Gradient of :func:`log_density_estimator`, in the form BlackJAX's SG-MCMC kernels take."""
     return jax.grad(log_density_estimator(log_prior, log_likelihood, data_size))
 
 
@@ -184,19 +185,21 @@ class Core(NamedTuple):
 
 
 def _advance_fn(
-    kernel: Kernel, temperature: float, step_size_at: Callable[[Any], schedules.Step], data: Data,
+    kernel: Kernel, phase: str, temperature: float, step_size_at: Callable[[Any], schedules.Step], data: Data,
     schedule: Schedule, keys: jax.Array,
 ) -> tuple[Callable, Callable]:
-    """``(core, step) -> core``: one kernel step of every chain at step ``step`` of the phase.
+    """``(core, step) -> core``: one kernel step (a warmup step in ``phase`` warmup) of every chain.
 
     Called while tracing a program: ``data`` and ``keys`` are its arguments.
     """
+    kernel_step = (kernel.warmup_step or kernel.step) if phase == "warmup" else kernel.step
     n = data.x.shape[0]
-    batch_size = schedule.batch_size
+    whole = kernel.full_batch
+    batch_size = n if whole else schedule.batch_size
     per_epoch = n // batch_size
     # A full batch is the same set in every epoch, whatever the order: skip the permutations.
     full_batch = schedule.batching == "epochs" and batch_size == n
-    permuting = schedule.batching == "epochs" and not full_batch
+    permuting = schedule.batching == "epochs" and not full_batch and not whole
     batch_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 0)
     kernel_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
 
@@ -206,6 +209,9 @@ def _advance_fn(
         step_size, chain_temperature = at.step_size, temperature * at.temperature
 
         def one_chain(batch_stream, kernel_stream, state, perm):
+            if whole:  # the training set as it is, no gather
+                return kernel_step(jax.random.fold_in(kernel_stream, step), state,
+                                   (data.x.astype(jnp.float32) * data.scale, data.y), step_size, chain_temperature)
             if full_batch:
                 idx = jnp.arange(n)
             elif permuting:
@@ -214,7 +220,7 @@ def _advance_fn(
             else:  # with replacement, as the reference notebook
                 idx = jax.random.randint(jax.random.fold_in(batch_stream, step), (batch_size,), 0, n)
             batch = (data.x[idx].astype(jnp.float32) * data.scale, data.y[idx])
-            return kernel.step(jax.random.fold_in(kernel_stream, step), state, batch, step_size, chain_temperature)
+            return kernel_step(jax.random.fold_in(kernel_stream, step), state, batch, step_size, chain_temperature)
 
         perms = core.perms
         if permuting:
@@ -266,31 +272,37 @@ def _compile(fn: Callable, operands: Operands, *args: Any) -> Compiled:
     return Compiled(functools.partial(program, operands), time.perf_counter() - start)
 
 
+def _stats(kernel: Kernel, state: Any) -> dict[str, jax.Array]:
+    """Every chain's kernel statistics after a step ({name: [C]}; empty for kernels without ``stats``)."""
+    return jax.vmap(kernel.stats)(state) if kernel.stats is not None else {}
+
+
 def warmup_program(dyn: Dynamics, schedule: Schedule, predict: Callable | None) -> Callable:
-    """``(operands, state, start, total) -> (state, diverged_at, metric)``: one chunk of warmup.
+    """``(operands, state, start, total) -> (state, diverged_at, metric, stats)``: one chunk of warmup.
 
     Runs ``schedule.eval_every`` steps from ``start`` (steps at or past ``total``
     are skipped by a branch, not computed) and then, if ``predict`` is given,
-    every chain's accuracy on ``operands.eval_sets["test"]``.
+    every chain's accuracy on ``operands.eval_sets["test"]``. ``stats`` holds
+    the kernel's statistics after each step (see :func:`_stats`).
     """
     length = schedule.eval_every
 
     def chunk(operands: Operands, state, start, total):
         advance, start_core = _advance_fn(
-            dyn.kernel, dyn.temperature, dyn.warmup, operands.data, schedule, operands.keys
+            dyn.kernel, "warmup", dyn.temperature, dyn.warmup, operands.data, schedule, operands.keys
         )
 
         def body(core, step):
             core = jax.lax.cond(step < total, advance, lambda c, s: c, core, step)
-            return core, None
+            return core, _stats(dyn.kernel, core.state)
 
         def evaluate(kernel_state):
             test = operands.eval_sets["test"]
             return predictive.accuracy(predict(dyn.kernel.position(kernel_state), test.x), test.labels)
 
-        core, _ = jax.lax.scan(body, start_core(state, start), start + jnp.arange(length))
+        core, stats = jax.lax.scan(body, start_core(state, start), start + jnp.arange(length))
         metric = jax.vmap(evaluate)(core.state) if predict is not None else jnp.zeros(())
-        return core.state, core.diverged_at, metric
+        return core.state, core.diverged_at, metric, stats
 
     return chunk
 
@@ -301,16 +313,16 @@ def sampling_program(dyn: Dynamics, schedule: Schedule, predict: Callable) -> Ca
     One chunk of sampling: every kept step (each ``thinning``-th step of a
     sampling stage of the step-size schedule) folds its predictions on every
     set of ``operands.eval_sets`` into the accumulators; ``trace`` holds, per
-    step of the chunk, whether it was kept, its cycle, and the per-chain
+    step of the chunk, whether it was kept, its cycle, the per-chain
     metrics (and, for sets with ``draws``, the per-example true-class
-    log-probabilities).
+    log-probabilities), and the kernel's statistics (see :func:`_stats`).
     """
     length = schedule.eval_every
     thinning = schedule.thinning
 
     def chunk(operands: Operands, state, acc, count, start, total):
         advance, start_core = _advance_fn(
-            dyn.kernel, dyn.temperature, dyn.sampling, operands.data, schedule, operands.keys
+            dyn.kernel, "sampling", dyn.temperature, dyn.sampling, operands.data, schedule, operands.keys
         )
         eval_sets = operands.eval_sets
 
@@ -332,7 +344,7 @@ def sampling_program(dyn: Dynamics, schedule: Schedule, predict: Callable) -> Ca
                 return acc, count, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
             acc, count, metrics = jax.lax.cond(kept, fold, skip, acc, count)
-            return (core, acc, count), (kept, jnp.asarray(at.cycle, jnp.int32), metrics)
+            return (core, acc, count), (kept, jnp.asarray(at.cycle, jnp.int32), metrics, _stats(dyn.kernel, core.state))
 
         init = (start_core(state, start), acc, count)
         (core, acc, count), trace = jax.lax.scan(body, init, start + jnp.arange(length))
@@ -393,12 +405,26 @@ def check_finite(diverged_at: np.ndarray, spec: SamplerSpec, chains: Sequence[in
 
 @dataclass
 class WarmupState:
-    """Warmup after ``step`` steps: every chain's kernel state and the accuracy trace so far."""
+    """Warmup after ``step`` steps: every chain's kernel state, the accuracy trace and the kernel's statistics.
+
+    ``kernel_trace`` holds, for kernels with statistics (HMC), every step's
+    number (``"step"``) and per statistic its per-chain values.
+    """
 
     state: Any
     step: int
     trace: dict[str, list] = field(default_factory=lambda: {"step": [], "wall_seconds": [], "test_accuracy": []})
     seconds: float = 0.0
+    kernel_trace: dict[str, list] = field(default_factory=lambda: {"step": []})
+
+
+def _extend_kernel_trace(kernel_trace: dict[str, list], first: int, n_steps: int, stats: Mapping[str, Any]) -> None:
+    """Append steps ``first + 1 .. first + n_steps`` of a chunk's kernel statistics ({name: [length, C]})."""
+    if not stats:
+        return
+    kernel_trace["step"].extend(range(first + 1, first + n_steps + 1))
+    for name, values in stats.items():
+        kernel_trace.setdefault(name, []).extend(np.asarray(values)[:n_steps])
 
 
 def run_warmup(
@@ -426,10 +452,11 @@ def run_warmup(
     progress = Progress(spec.name, "warmup", total, start_step=state.step)
     while state.step < total:
         t0 = time.perf_counter()
-        kernel_state, diverged_at, metric = compiled.program(state.state, jnp.int32(state.step), jnp.int32(total))
+        kernel_state, diverged_at, metric, stats = compiled.program(state.state, jnp.int32(state.step), jnp.int32(total))
         metric = np.asarray(metric)  # waits for the chunk
         step = min(state.step + schedule.eval_every, total)
         check_finite(np.asarray(diverged_at), spec, chains, "warmup")
+        _extend_kernel_trace(state.kernel_trace, state.step, step - state.step, stats)
         state.state, state.step = kernel_state, step
         state.seconds += time.perf_counter() - t0
         if evaluated:
@@ -453,7 +480,8 @@ class SamplingState:
     step-size schedule; 0 otherwise), ``wall_seconds`` and per labelled set
     its metrics. ``draws`` holds, for every ``draws_every``-th kept sample,
     its step (``draws["step"]``) and per set with draws its [C, n]
-    true-class log-probabilities (``draws[set]``).
+    true-class log-probabilities (``draws[set]``). ``kernel_trace`` holds the
+    kernel's statistics after every step, kept or not (see :class:`WarmupState`).
     """
 
     state: Any
@@ -463,6 +491,7 @@ class SamplingState:
     trace: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     draws: dict[str, list] = field(default_factory=dict)
+    kernel_trace: dict[str, list] = field(default_factory=lambda: {"step": []})
 
 
 #: Trace entries shared by all sets (the others are per labelled set).
@@ -513,7 +542,7 @@ def run_sampling(
     labelled = [name for name in state.trace if name not in TRACE_COMMON]
     while state.step < total:
         t0 = time.perf_counter()
-        kernel_state, acc, count, diverged_at, (kept, cycle, metrics) = compiled.program(
+        kernel_state, acc, count, diverged_at, (kept, cycle, metrics, stats) = compiled.program(
             state.state, state.acc, jnp.int32(state.count), jnp.int32(state.step), jnp.int32(total)
         )
         kept = np.asarray(kept)  # waits for the chunk
@@ -522,6 +551,7 @@ def run_sampling(
         offsets = np.flatnonzero(kept)
         # Wall time of each kept sample, spread evenly over the chunk's steps.
         n_steps = min(schedule.eval_every, total - state.step)
+        _extend_kernel_trace(state.kernel_trace, state.step, n_steps, stats)
         state.trace["step"].extend((state.step + offsets + 1).tolist())
         state.trace["cycle"].extend(np.asarray(cycle)[offsets].tolist())
         state.trace["wall_seconds"].extend((state.seconds + elapsed * (offsets + 1) / n_steps).tolist())

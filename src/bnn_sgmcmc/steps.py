@@ -120,7 +120,7 @@ def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]
     return provenance.record(
         phase=phase,
         sampler=setup.spec.record(),
-        grad_evals_per_step=setup.kernel.grad_evals_per_step,
+        grad_evals_per_step=setup.grad_evals_per_step,
         schedule=asdict(setup.schedule),
         model=setup.model_config,
         seed=job.seed,
@@ -197,6 +197,7 @@ def sample(job: Any) -> None:
         "schedule": dict(setup.spec.schedule),
     }
     save_every = int(sampling_config.get("save_weights_every", 0))
+    warmup_traces = {k: warm_arrays[k] for k in ("trace", "kernel_trace") if k in warm_arrays}
     ckpt = _Checkpointer(job.checkpoint, sampling_config.get("checkpoint_every", 60))
     resumed = ckpt.load(fingerprint)
     if resumed is not None:
@@ -213,7 +214,7 @@ def sample(job: Any) -> None:
             schema_version=h5io.PREDICTIVE_SCHEMA_VERSION,
             step=state.step, num_samples=state.count, run_seconds=state.seconds,
             warmup_steps=schedule.warmup_steps,
-            warmup_grad_evals=schedule.warmup_steps * setup.kernel.grad_evals_per_step,
+            warmup_grad_evals=int(setup.grad_evals(schedule.warmup_steps)),
             warmup_run_seconds=warm_attrs["run_seconds"],
             warmup_compile_seconds=warm_attrs["compile_seconds"],
             **extra,
@@ -224,7 +225,7 @@ def sample(job: Any) -> None:
             weights["step"].append(state.step)
             weights["params"].append(jax.device_get(setup.kernel.position(state.state)))
         if state.step < schedule.sampling_steps and ckpt.due():
-            arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_state=True)
+            arrays = experiment.sampling_arrays(state, setup, warmup_traces, weights, with_state=True)
             ckpt.write(arrays, attrs(state))
 
     try:
@@ -235,7 +236,7 @@ def sample(job: Any) -> None:
     except DivergenceError:
         ckpt.remove()
         raise
-    arrays = experiment.sampling_arrays(state, setup, warm_arrays["trace"], weights, with_state=False)
+    arrays = experiment.sampling_arrays(state, setup, warmup_traces, weights, with_state=False)
     h5io.write_arrays(job.out, arrays, attrs(state, compile_seconds=compile_seconds))
     ckpt.remove()
     accuracy = arrays["trace"]["test"]["ensemble_accuracy"][-1] if state.count else []

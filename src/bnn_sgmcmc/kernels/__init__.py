@@ -1,16 +1,21 @@
-"""SG-MCMC kernels as plug-ins: one small module each, found through one registry.
+"""MCMC kernels as plug-ins: one small module each, found through one registry.
 
 A kernel module ``bnn_sgmcmc.kernels.<name>`` has two functions,
-``grad_evals_per_step(settings) -> int`` and ``build(grad_fn, settings) -> Kernel``: ``grad_fn(position, minibatch)`` is the
-minibatch estimate of the log-posterior gradient, and ``settings`` the
+``grad_evals_per_step(settings) -> int`` and ``build(logdensity_fn, settings)
+-> Kernel``: ``logdensity_fn(position, minibatch)`` is the minibatch estimate
+of the log posterior (the SG-MCMC kernels take its gradient; ``hmc`` also
+its value, on the full training set), and ``settings`` the
 sampler's config entry with every default filled in by the config schema
 (``workflow/schemas/config.schema.yaml``, which also says which keys each
 kernel takes). The :class:`Kernel` it returns follows BlackJAX's state API:
 ``init`` makes the kernel's state (a pytree: the weights alone for SGLD, the
 weights, momentum and thermostat for SGNHT), ``step`` is a pure function of a
 key, a state, a minibatch, a step size and a temperature, and ``position``
-reads the weights back. The compiled programs, the checkpoints and the warmup
-files carry the whole state, so a resumed or continued chain is the same chain.
+reads the weights back. A kernel that tunes itself during warmup (HMC's step
+size) gives a ``warmup_step`` too, and one with per-step statistics to trace
+(HMC's acceptance rate) a ``stats``. The compiled programs, the checkpoints
+and the warmup files carry the whole state, so a resumed or continued chain
+is the same chain.
 
 Adding a kernel: write its module here, add its name to :data:`NAMES`, add an
 ``if``/``then`` block for its keys to the schema's ``samplers`` entry, and test
@@ -25,7 +30,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 #: The registered kernels, by the name a sampler's ``kernel`` key gives.
-NAMES = ("sgld", "sghmc", "sgnht", "psgld")
+NAMES = ("sgld", "sghmc", "sgnht", "psgld", "hmc")
 
 
 class Kernel(NamedTuple):
@@ -39,6 +44,13 @@ class Kernel(NamedTuple):
     position: Callable[[Any], Any]
     #: Gradient evaluations one step spends (SGHMC: one per integration step).
     grad_evals_per_step: int
+    #: Like ``step``, for warmup steps, where the kernel also adapts its own parameters; None: ``step``.
+    warmup_step: Callable[[Any, Any, Any, Any, Any], Any] | None = None
+    #: ``state -> {name: per-chain scalar}``: statistics of the last step, traced; None: none.
+    stats: Callable[[Any], dict[str, Any]] | None = None
+    #: Every step takes the whole training set (exact gradients, a Metropolis test), whatever
+    #: ``sampling.batch_size`` and ``batching`` say.
+    full_batch: bool = False
 
 
 def module(name: str) -> ModuleType:
@@ -48,9 +60,9 @@ def module(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def build(name: str, grad_fn: Callable[[Any, Any], Any], settings: Mapping[str, Any]) -> Kernel:
-    """The kernel ``name`` for the gradient estimate ``grad_fn`` and the sampler's ``settings``."""
-    return module(name).build(grad_fn, settings)
+def build(name: str, logdensity_fn: Callable[[Any, Any], Any], settings: Mapping[str, Any]) -> Kernel:
+    """The kernel ``name`` for the log-posterior estimate ``logdensity_fn`` and the sampler's ``settings``."""
+    return module(name).build(logdensity_fn, settings)
 
 
 def grad_evals_per_step(name: str, settings: Mapping[str, Any]) -> int:

@@ -62,7 +62,8 @@ def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     return 1
 
 
-def build(grad_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+    grad_fn = jax.grad(logdensity_fn)
     kernel = build_kernel(settings["decay"], settings["epsilon"])
 
     def step(key, state, minibatch, step_size, temperature):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import blackjax
+import jax
 
 from bnn_sgmcmc.kernels import Kernel
 
@@ -23,7 +24,8 @@ def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     return int(settings["num_integration_steps"])
 
 
-def build(grad_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+    grad_fn = jax.grad(logdensity_fn)
     steps = grad_evals_per_step(settings)
     algorithm = blackjax.sghmc(grad_fn, num_integration_steps=steps, alpha=settings["alpha"], beta=settings["beta"])
 

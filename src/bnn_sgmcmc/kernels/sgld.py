@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import blackjax
+import jax
 
 from bnn_sgmcmc.kernels import Kernel
 
@@ -18,7 +19,8 @@ def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     return 1
 
 
-def build(grad_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+    grad_fn = jax.grad(logdensity_fn)
     algorithm = blackjax.sgld(grad_fn)
 
     def step(key, state, minibatch, step_size, temperature):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import blackjax
+import jax
 import jax.numpy as jnp
 
 from bnn_sgmcmc.kernels import Kernel
@@ -23,7 +24,8 @@ def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     return 1
 
 
-def build(grad_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+    grad_fn = jax.grad(logdensity_fn)
     algorithm = blackjax.sgnht(grad_fn, alpha=settings["alpha"], beta=settings["beta"])
 
     def init(position, key):
