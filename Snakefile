@@ -26,7 +26,9 @@ rule all:
         rules.threshold_analysis.output,
         expand(rules.uncertainty.output, sampler=SAMPLERS),
         expand(rules.calibration.output, sampler=SAMPLERS),
-        expand(rules.diagnostics.output, sampler=SAMPLERS),
+        expand(rules.diagnostics.output, sampler=RUNS),
         rules.shift.output,
         rules.ood.output,
         rules.decisions.output,
+        # With a reference block: every sampler's agreement with the reference posterior.
+        rules.agreement.output if REFERENCE in RUNS else [],

@@ -15,4 +15,5 @@ with logs.to_file(snakemake.log[0]):
         diagnostics=dict(zip(snakemake.params.samplers, snakemake.input.diagnostics)),
         ood_table=snakemake.input.ood,
         decisions_table=snakemake.input.decisions,
+        agreement_table=snakemake.input.agreement[0] if snakemake.input.agreement else None,
     )

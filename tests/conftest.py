@@ -106,6 +106,9 @@ def make_synthetic_config(config: dict, cache: Path) -> dict:
                                    "schedule": {"kind": "polynomial", "decay_steps": 100, "phases": ["warmup", "sampling"]}}
     config["samplers"]["psgld"] = {"kernel": "psgld", "step_size": 1e-3,
                                    "schedule": {"kind": "cyclical", "cycles": 2, "exploration": 0.5}}
+    # The reference posterior (full-batch HMC), from sgld's warmup, and every sampler's agreement with it.
+    config["reference"] = {"init": "warmup", "step_size": 1e-3, "num_integration_steps": 5, "warmup_steps": 20,
+                           "sampling_steps": 40, "eval_every": 10, "chains": 2, "shards": 1}
     config["analysis"] |= {"uncertain_images": 10, "threshold": 0.9}
     # Every step of the diagnostics, shift, OOD and decision reports, on small sets.
     config["diagnostics"] |= {"draws_per_chain": 100, "least_converged": 6}

@@ -13,6 +13,7 @@ from bnn_sgmcmc.analysis import (
     Reliability,
     ThresholdCurve,
     accuracy,
+    agreement,
     brier,
     certain_share,
     confidence,
@@ -28,6 +29,7 @@ from bnn_sgmcmc.analysis import (
     reliability,
     summary,
     threshold_curve,
+    total_variation,
     uncertain_per_class,
 )
 
@@ -414,3 +416,36 @@ def test_validation_of_other_arguments():
         threshold_curve(P4, Y4, np.array([[0.5]]))
     with pytest.raises(ValueError, match="probs must be 2-D"):
         confidence(np.array([0.5, 0.5]))
+
+
+# --------------------------------------------------------------------------- agreement with a reference
+
+
+def test_agreement_and_total_variation_by_hand():
+    """P4 against a crafted reference: arg-max 0, 1, 1, 1 against P4's 0, 0, 1, 0 (its tie goes to class 0),
+    so they agree on examples 1 and 3; the total variations are |0.9 - 0.8|, |0.6 - 0.4|, 0 and
+    |0.5 - 0.2| (two classes: half the L1 distance is the difference in one class), mean 0.15."""
+    reference = np.array([[0.8, 0.2], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])
+    assert agreement(P4, reference) == 0.5
+    assert total_variation(P4, reference) == pytest.approx((0.1 + 0.2 + 0.0 + 0.3) / 4)
+
+
+def test_a_predictive_against_itself_agrees_fully_at_zero_distance_and_tv_matches_scipy():
+    from scipy.spatial.distance import cityblock
+
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(10), size=200)
+    q = rng.dirichlet(np.ones(10), size=200)
+    assert agreement(p, p) == 1.0 and total_variation(p, p) == 0.0
+    assert total_variation(p, q) == pytest.approx(np.mean([cityblock(a, b) / 2 for a, b in zip(p, q)]))
+    assert total_variation(p, q) == pytest.approx(total_variation(q, p))
+    assert agreement(p, q) == pytest.approx(np.mean([np.argmax(a) == np.argmax(b) for a, b in zip(p, q)]))
+    one_hot = np.eye(10)[rng.integers(0, 10, 200)]
+    assert total_variation(one_hot, np.roll(one_hot, 1, axis=1)) == 1.0  # disjoint supports
+
+
+def test_agreement_refuses_predictives_of_other_shapes():
+    with pytest.raises(ValueError, match="same shape"):
+        agreement(P4, P4[:3])
+    with pytest.raises(ValueError, match="same shape"):
+        total_variation(P4, np.ones((4, 3)) / 3)

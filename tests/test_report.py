@@ -170,3 +170,41 @@ def test_nll_on_shifted_sets_is_exact_where_probabilities_underflow(tmp_path):
     assert rows[(0.5, "ensemble")] == pytest.approx(ensemble, rel=1e-5)  # tables keep 6 digits
     assert rows[(0.5, "last sample")] == pytest.approx(last_sample, rel=1e-5)
     assert ensemble > 100  # the old floor of 1e-12 capped every example at 27.6 nats
+
+
+def _verdict(path, name, converged, rhat):
+    pd.DataFrame([{"sampler": name, "converged": converged, "rhat": rhat}]).to_csv(path, sep="\t", index=False)
+    return str(path)
+
+
+def test_agreement_with_the_reference_against_hand_computed_values(tmp_path, files, caplog):
+    """A reference of 4 chains: its noise floor compares chains 0-1 pooled with chains 2-3 pooled; each
+    sampler's row compares its pooled predictive with all 4 pooled; a sampler identical to the reference
+    agrees fully at zero distance; an unconverged reference is warned about."""
+    reference = str(fake_predictive(tmp_path / "reference.h5", chains=4, seed=7, kernel="hmc"))
+    files = files | {"same": reference}  # the reference itself, as a sampler
+    verdicts = {name: _verdict(tmp_path / f"{name}.tsv", name, False, 1.5) for name in files}
+    verdicts["reference"] = _verdict(tmp_path / "ref.tsv", "reference", False, 1.2)
+    table_path, figure = tmp_path / "agreement.tsv", tmp_path / "agreement.png"
+    with caplog.at_level("WARNING"):
+        report.agreement(predictive=files, reference=reference, verdicts=verdicts, samplers=list(files),
+                         table=str(table_path), figure=str(figure), bins=15, dpi=60)
+    table = read(table_path).set_index("sampler")
+    assert table.index.tolist() == ["reference", "sgld", "sghmc", "same"]
+    ref_log = h5io.read_arrays(reference)[0]["test"]["log_probs"].astype(np.float64)
+    pooled = np.exp(ref_log).mean(axis=0)
+    halves = np.exp(ref_log[:2]).mean(axis=0), np.exp(ref_log[2:]).mean(axis=0)
+    assert table.loc["reference", "agreement"] == pytest.approx(np.mean(halves[0].argmax(1) == halves[1].argmax(1)))
+    assert table.loc["reference", "total_variation"] == pytest.approx(np.abs(halves[0] - halves[1]).sum(1).mean() / 2)
+    sgld = np.exp(h5io.read_arrays(files["sgld"])[0]["test"]["log_probs"].astype(np.float64)).mean(axis=0)
+    assert table.loc["sgld", "agreement"] == pytest.approx(np.mean(sgld.argmax(1) == pooled.argmax(1)))
+    assert table.loc["sgld", "total_variation"] == pytest.approx(np.abs(sgld - pooled).sum(1).mean() / 2, rel=1e-6)
+    labels = h5io.read_arrays(reference)[0]["test"]["labels"]
+    assert table.loc["sgld", "accuracy_diff"] == pytest.approx(
+        np.mean(sgld.argmax(1) == labels) - np.mean(pooled.argmax(1) == labels))
+    same = table.loc["same"]
+    assert same["agreement"] == 1 and same["total_variation"] == pytest.approx(0, abs=1e-7)
+    assert same["nll_diff"] == pytest.approx(0, abs=1e-9) and same["within_noise_floor"]
+    assert table.loc["sghmc", "grad_evals"] == 50 and table.loc["reference", "rhat"] == 1.2
+    assert "reference posterior has not converged (worst R-hat 1.200" in caplog.text
+    assert figure.stat().st_size > 1000

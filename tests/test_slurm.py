@@ -59,7 +59,7 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
     workdir.mkdir()
     profile = slurm_profile(tmp_path)
     # The cluster jobs and what they make: the report rules are localrules, run by the local test.
-    targets = [f"results/predictive/{sampler}.h5" for sampler in config["samplers"]]
+    targets = [f"results/predictive/{sampler}.h5" for sampler in [*config["samplers"], "reference"]]
     out = snakemake(workdir, *targets, "--profile", str(profile), config=config, env=cluster.env, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + cluster.logs()
 
@@ -67,7 +67,8 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
     # backfill scheduler, which starts jobs that wait, "Started") and the plugin kept its log.
     allocations = re.findall(r"(?:sched: Allocate|sched/backfill: _start_job: Started) JobId=(\d+)",
                              (cluster.root / "slurmctld.log").read_text())
-    jobs = {"preprocess": 2, "warmup": 8, "sample": 8}  # MNIST and the OOD set; 4 samplers x 2 shards
+    # MNIST and the OOD set; 4 samplers x 2 shards and the reference posterior's one.
+    jobs = {"preprocess": 2, "warmup": 9, "sample": 9}
     assert len(set(allocations)) >= sum(jobs.values())
     logs = workdir / ".snakemake" / "slurm_logs"
     for rule, count in jobs.items():
@@ -76,7 +77,7 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
         assert not (logs / f"rule_{rule}").exists(), f"{rule} is a localrule"
 
     # Same arrays as the local run of the same config.
-    for sampler in config["samplers"]:
+    for sampler in [*config["samplers"], "reference"]:
         here = h5io.read_predictive(workdir / f"results/predictive/{sampler}.h5", draws=True)[0]
         there = h5io.read_predictive(local_dir / f"results/predictive/{sampler}.h5", draws=True)[0]
         for key in ("log_probs", "mean_entropy", "last_log_probs", "labels"):

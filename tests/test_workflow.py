@@ -156,7 +156,8 @@ FIGURES = [
     *[f"uncertainty/{s}_{kind}.png" for s in ("sgld", "sghmc") for kind in ("images", "per_digit")],
     "calibration/sgld.png", "calibration/sghmc.png",
     *[f"diagnostics/{s}{kind}.png" for s in ("sgld", "sghmc") for kind in ("", "_function_space", "_least_converged")],
-    "shift.png", "ood.png", "decisions.png", "ranking.png",
+    "shift.png", "ood.png", "decisions.png", "ranking.png", "agreement.png",
+    *[f"diagnostics/reference{kind}.png" for kind in ("", "_function_space", "_least_converged")],
 ]
 
 
@@ -209,6 +210,40 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     assert (workdir / "results/report.html").stat().st_size > 100_000
 
 
+def test_the_reference_posterior_runs_from_sgld_warmup_and_scores_every_sampler(finished_run):
+    workdir, config = finished_run
+    arrays, attrs = h5io.read_predictive(workdir / "results/predictive/reference.h5")
+    assert attrs["sampler"]["kernel"] == "hmc" and arrays["chain"].tolist() == [0, 1]
+    assert arrays["trace"]["sample_step"].tolist() == list(range(1, 41))
+    # Every step's HMC statistics, in warmup (the step size adapting) and in sampling (fixed).
+    kernel, warm = arrays["kernel_trace"], arrays["warmup"]["kernel_trace"]
+    assert kernel["step"].tolist() == list(range(1, 41)) and warm["step"].tolist() == list(range(1, 21))
+    assert kernel["acceptance_rate"].shape == (40, 2) and np.all(kernel["step_size"] == kernel["step_size"][0])
+    assert not np.all(warm["step_size"] == warm["step_size"][0])
+    # 6 full-data gradients a step, each 1,024 / 64 = 16 minibatch gradients' worth.
+    assert arrays["trace"]["grad_evals"][-1] == 40 * 6 * 16
+    # It started where sgld's warmup ended: its first warmup evaluation is close to sgld's last.
+    sgld, _ = h5io.read_predictive(workdir / "results/predictive/sgld.h5")
+    first = arrays["warmup"]["trace"]["test_accuracy"][0]
+    assert np.all(np.abs(first - sgld["warmup"]["trace"]["test_accuracy"][-1]) < 0.1), first
+    table = pd.read_csv(workdir / "results/tables/agreement.tsv", sep="\t")
+    assert list(table.columns) == list(report.AGREEMENT_COLUMNS)
+    assert table["sampler"].tolist() == ["reference", *config["samplers"]]
+    assert table["agreement"].between(0.5, 1).all() and table["total_variation"].between(0, 0.5).all()
+    ref = table.iloc[0]
+    assert ref["accuracy_diff"] == 0 and 0 < ref["acceptance_rate"] <= 1 and ref["step_size"] > 0
+    sampler_rows = table.iloc[1:]
+    assert sampler_rows["acceptance_rate"].isna().all() and (sampler_rows["device_seconds"] > 0).all()
+    summary = pd.read_csv(workdir / "results/tables/summary.tsv", sep="\t").set_index("sampler")
+    agreement = table.set_index("sampler")
+    for name in config["samplers"]:
+        assert summary.loc[name, "agreement"] == pytest.approx(agreement.loc[name, "agreement"])
+    verdict = pd.read_csv(workdir / "results/tables/diagnostics/reference_verdict.tsv", sep="\t")
+    assert bool(verdict["converged"].iloc[0]) == bool(ref["converged"])
+    if not ref["converged"]:
+        assert "reference posterior has not converged" in (workdir / "results/logs/report/agreement.log").read_text()
+
+
 def test_what_reruns_after_a_config_change(finished_run):
     workdir, config = finished_run
 
@@ -229,7 +264,9 @@ def test_what_reruns_after_a_config_change(finished_run):
     changed["diagnostics"] |= {"rhat_threshold": 1.05, "ess_per_chain": 50, "least_converged": 3}
     text = jobs(changed)
     assert re.search(r"^summary\s+1$", text, re.M) and re.search(r"^uncertainty\s+4$", text, re.M)
-    assert re.search(r"^decisions\s+1$", text, re.M) and re.search(r"^diagnostics\s+4$", text, re.M)
+    # The reference's diagnostics too, and the agreement table.
+    assert re.search(r"^decisions\s+1$", text, re.M) and re.search(r"^diagnostics\s+5$", text, re.M)
+    assert re.search(r"^agreement\s+1$", text, re.M)
     assert not re.search(r"^(warmup|sample|gather)\s", text, re.M)
     # A sampling setting reruns sampling, not warmup.
     changed = copy.deepcopy(config)
@@ -246,7 +283,12 @@ def test_what_reruns_after_a_config_change(finished_run):
     changed = copy.deepcopy(config)
     changed["diagnostics"]["draws_per_chain"] = 50
     text = jobs(changed)
-    assert re.search(r"^sample\s+8$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
+    assert re.search(r"^sample\s+9$", text, re.M) and not re.search(r"^warmup\s", text, re.M)  # and the reference
+    # The reference's own settings rerun the reference alone.
+    changed = copy.deepcopy(config)
+    changed["reference"]["target_acceptance"] = 0.7
+    text = jobs(changed)
+    assert re.search(r"^warmup\s+1$", text, re.M) and re.search(r"^sample\s+1$", text, re.M)
 
 
 def test_the_report_renders_in_a_real_browser(finished_run, chromium):

@@ -322,6 +322,28 @@ def pool_log_chains(log_probs: np.ndarray) -> np.ndarray:
     return np.logaddexp.reduce(lp, axis=0) - np.log(lp.shape[0])
 
 
+def agreement(probs: np.ndarray, reference: np.ndarray) -> float:
+    """Share of examples whose most probable class is the same under ``probs`` and ``reference`` (both [n, K]).
+
+    Izmailov, Vikram, Hoffman and Wilson (2021), section 5: how often an
+    approximate posterior's predictive picks the reference posterior's class.
+    Ties go to the lower class index in both, as ``argmax`` breaks them.
+    """
+    p, q = _check_probs(probs), _check_probs(reference)
+    if p.shape != q.shape:
+        raise ValueError(f"probs {p.shape} and reference {q.shape} must have the same shape [n, K]")
+    return float(np.mean(p.argmax(axis=-1) == q.argmax(axis=-1)))
+
+
+def total_variation(probs: np.ndarray, reference: np.ndarray) -> float:
+    """Mean over examples of the total variation distance, ``1/2 sum_k |p_k - q_k|``, between two [n, K]
+    predictive distributions (Izmailov et al. 2021): 0 when equal, 1 when disjoint."""
+    p, q = _check_probs(probs), _check_probs(reference)
+    if p.shape != q.shape:
+        raise ValueError(f"probs {p.shape} and reference {q.shape} must have the same shape [n, K]")
+    return float(np.mean(0.5 * np.abs(p - q).sum(axis=-1)))
+
+
 def summary(
     log_probs: np.ndarray, labels: np.ndarray, threshold: float = 0.95, bins: int = 15
 ) -> dict[str, float]:

@@ -283,6 +283,7 @@ def check(config: dict[str, Any]) -> None:
             f"sampling.save_weights_every = {every} must be a multiple of sampling.eval_every = "
             f"{sampling['eval_every']} (weights are read between compiled chunks)."
         )
+    check_reference(config)
     for name, entry in config["samplers"].items():
         if entry["kernel"] in ("sghmc", "sgnht"):
             friction = entry["alpha"] * entry["step_size"]
@@ -295,6 +296,60 @@ def check(config: dict[str, Any]) -> None:
             if noise < 0:
                 raise ConfigError(f"samplers.{name}: beta is too large for alpha (negative noise variance); lower beta.")
         check_schedule(name, entry["schedule"], sampling)
+
+
+#: The reference posterior's name in every path and table where a sampler's name would be.
+REFERENCE = "reference"
+
+
+def check_reference(config: dict[str, Any]) -> None:
+    """The reference posterior's settings: its name is free, its start exists, its shards have chains."""
+    if REFERENCE in config["samplers"]:
+        raise ConfigError(
+            f"samplers.{REFERENCE}: the name '{REFERENCE}' is kept for the reference posterior (the config's "
+            "reference block); rename this sampler."
+        )
+    ref = config.get("reference")
+    if ref is None:
+        return
+    if ref["init"] not in ("warmup", "prior", *config["samplers"]):
+        raise ConfigError(
+            f"reference.init = '{ref['init']}' is neither 'warmup', 'prior' nor a sampler; choose one of "
+            f"warmup, prior, {', '.join(config['samplers'])}."
+        )
+    if ref["shards"] > ref["chains"]:
+        raise ConfigError(
+            f"reference.shards = {ref['shards']} exceeds reference.chains = {ref['chains']}: each shard needs "
+            "at least one chain. Lower shards or raise chains."
+        )
+    if ref["thinning"] > ref["sampling_steps"]:
+        raise ConfigError(
+            f"reference.thinning = {ref['thinning']} exceeds reference.sampling_steps = {ref['sampling_steps']}: "
+            "no sample would be kept. Lower thinning or raise sampling_steps."
+        )
+
+
+def reference_init(config: dict[str, Any]) -> str | None:
+    """The sampler whose warmup the reference's chains start from (None: a draw from the prior)."""
+    init = config["reference"]["init"]
+    if init == "prior":
+        return None
+    return next(iter(config["samplers"])) if init == "warmup" else init
+
+
+def reference_sampler(config: dict[str, Any]) -> dict[str, Any]:
+    """The reference posterior as a sampler entry: the ``hmc`` kernel with the reference block's settings."""
+    ref = config["reference"]
+    keys = ("step_size", "num_integration_steps", "target_acceptance", "divergence_threshold")
+    return sampler_settings({"kernel": "hmc", **{k: ref[k] for k in keys}})
+
+
+def reference_sampling(config: dict[str, Any]) -> dict[str, Any]:
+    """The reference's ``sampling`` block: its own steps, thinning and chunks; batch_size stays the samplers'
+    (HMC takes the whole training set; batch_size only sets the unit its gradients are counted in)."""
+    ref = config["reference"]
+    own = ("warmup_steps", "sampling_steps", "thinning", "eval_every", "chains", "shards")
+    return dict(config["sampling"]) | {k: ref[k] for k in own} | {"save_weights_every": 0}
 
 
 def check_schedule(name: str, schedule: dict[str, Any], sampling: dict[str, Any]) -> None:

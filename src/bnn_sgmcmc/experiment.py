@@ -52,6 +52,13 @@ def _single(value: Any) -> str:
     return str(value[0]) if len(value) else ""
 
 
+def _many(value: Any) -> tuple[str, ...]:
+    """A named input that an input function gave as [], a path or [paths]: the paths."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
 @dataclass(frozen=True)
 class SamplerJob:
     """What one warmup or sampling job runs on: one shard of one sampler's chains."""
@@ -72,6 +79,9 @@ class SamplerJob:
     #: (``draws_per_chain``, ``shift``, ``ood_examples``), and the OOD data file.
     evaluation: Mapping[str, Any] = field(default_factory=dict)
     ood: str = ""
+    #: Warmup only: warmup files whose final weights the chains start from (the reference posterior's
+    #: ``init``); chain c starts where chain c mod (their chains) ended. Empty: the model's initial weights.
+    init_from: Sequence[str] = ()
 
     #: Operational settings: read from the config rather than rule params, so that
     #: changing them does not rerun finished jobs.
@@ -96,6 +106,7 @@ class SamplerJob:
             warmup=smk.input.get("warmup"),
             evaluation=dict(smk.params.get("evaluation") or {}),
             ood=_single(smk.input.get("ood")),
+            init_from=_many(smk.input.get("init")),
         )
 
 
@@ -132,10 +143,15 @@ class Setup:
         """Gradient evaluations (see :attr:`grad_evals_per_step`) after ``steps`` steps, as integers."""
         return np.rint(np.asarray(steps, np.float64) * self.grad_evals_per_step).astype(np.int64)
 
-    def initial_state(self) -> Any:
-        """Every chain's kernel state at its initial weights (model.init_params), from the chain's init key."""
+    def initial_state(self, positions: Any = None) -> Any:
+        """Every chain's kernel state at its initial weights, from the chain's init key: ``positions`` (a
+        leading chain axis; see :func:`warmup_positions`), or else model.init_params."""
         import jax
 
+        init_keys = sampling.phase_keys(self.keys, "init")
+        state_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(init_keys, 1)
+        if positions is not None:
+            return jax.vmap(self.kernel.init)(positions, state_keys)
         cfg = self.model_config
         init = functools.partial(
             model.init_params,
@@ -144,9 +160,7 @@ class Setup:
             method=cfg["init"],
             prior_scale=float(cfg["prior_scale"]),
         )
-        init_keys = sampling.phase_keys(self.keys, "init")
         params = jax.vmap(init)(init_keys)  # the weights draw the init key itself, as before kernels had state
-        state_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(init_keys, 1)
         return jax.vmap(self.kernel.init)(params, state_keys)
 
 
@@ -241,6 +255,8 @@ def setup(job: SamplerJob) -> Setup:
         "evaluation": {k: job.evaluation[k] for k in sorted(job.evaluation)}
         | ({"ood": h5io.read_data_h5(job.ood, splits=())[1]["splits"]["test"].get("images_sha256")} if job.ood else {}),
     }
+    if job.init_from:  # the warmups the chains start from: another one makes another chain
+        fingerprint["init_from"] = [_file_fingerprint(path) for path in job.init_from]
     if len(eval_sets) > 1:
         log.info("evaluation sets: %s", ", ".join(f"{k} ({v.x.shape[0]})" for k, v in eval_sets.items()))
     log.info(
@@ -268,6 +284,13 @@ def setup(job: SamplerJob) -> Setup:
             int(job.evaluation.get("draws_per_chain", 0)),
         ),
     )
+
+
+def _file_fingerprint(path: str) -> Any:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return h5io.read_attrs(f).get("fingerprint")
 
 
 def fingerprint_differences(expected: Mapping[str, Any], found: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
@@ -307,6 +330,26 @@ def state_from_tree(template: Any, tree: Any) -> Any:
     if isinstance(template, Mapping):
         return {key: state_from_tree(value, tree[key]) for key, value in template.items()}
     return jnp.asarray(tree)
+
+
+def warmup_positions(paths: Sequence[str], setup: Setup) -> Any:
+    """The weights at the end of the warmup files ``paths`` (any kernel's), one per chain of ``setup``: chain c
+    gets those of the files' chain ``c mod`` (their number of chains), in global chain order. A kernel's state
+    is its weights, or holds them under ``position``."""
+    import jax
+
+    ended: dict[int, Any] = {}
+    for path in paths:
+        arrays, _ = h5io.read_arrays(path)
+        state = arrays["state"]
+        weights = state["position"] if "position" in state else state
+        for i, chain in enumerate(arrays["chain"].tolist()):
+            ended[int(chain)] = jax.tree.map(lambda a, i=i: a[i], weights)
+    order = sorted(ended)
+    template = setup.kernel.position(state_template(setup))
+    picked = [ended[order[c % len(order)]] for c in setup.chains]
+    stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *picked)
+    return state_from_tree(template, stacked)
 
 
 def state_template(setup: Setup) -> Any:

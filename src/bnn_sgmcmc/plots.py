@@ -424,3 +424,41 @@ def decision_costs(
         ax.set_ylabel("mean cost per test example")
         ax.set_title("decisions: realised against posterior expected cost")
         ax.legend(loc="best")
+
+
+def agreement(
+    table: Any, floor: Mapping[str, float], colors: Mapping[str, str], path: str | Path, dpi: int = 150,
+    warning: str | None = None,
+) -> None:
+    """Agreement with the reference posterior and total variation from it, against each sampler's device
+    seconds; the reference's noise floor (its two halves against each other) as a dashed line, and the
+    reference itself as a star at its own cost on it."""
+    import textwrap
+
+    samplers = table[table["sampler"].isin(list(colors))]
+    reference = table[~table["sampler"].isin(list(colors))]
+    with figure(path, ncols=2, width=4.6, height=3.9, dpi=dpi) as (fig, (left, right)):
+        for ax, column, label in (
+            (left, "agreement", "agreement with the reference"),
+            (right, "total_variation", "total variation from the reference"),
+        ):
+            for _, row in samplers.iterrows():
+                ax.scatter(row["device_seconds"], row[column], s=40, color=colors[row["sampler"]], zorder=3,
+                           label=row["sampler"])
+                ax.annotate(row["sampler"], (row["device_seconds"], row[column]), xytext=(4, 4),
+                            textcoords="offset points", fontsize=7)
+            ax.axhline(floor[column], color="0.3", linestyle="--", linewidth=1,
+                       label="noise floor: the reference's two halves of chains")
+            for _, row in reference.iterrows():
+                ax.scatter(row["device_seconds"], floor[column], s=90, marker="*", color="black", zorder=3,
+                           label=f"{row['sampler']} (its cost)")
+            if (table["device_seconds"] > 0).all():  # costs span orders of magnitude
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
+            ax.set_xlabel("device seconds (warmup and sampling)")
+            ax.set_ylabel(label)
+        left.legend(fontsize=7, loc="best")
+        title = "Samplers against the reference posterior (full-batch HMC)"
+        if warning:
+            title += "\n" + textwrap.fill(f"WARNING: {warning}", 110)
+        fig.suptitle(title, fontsize=9, color="crimson" if warning else "black")

@@ -236,8 +236,8 @@ SUMMARY_COLUMNS = (
     "sampler", "kernel", "schedule", "ensemble_accuracy", "pointwise_accuracy", "nll", "ece", "brier", "certain_share",
     "aurc", "converged", "rhat", "ess_bulk", "ess_tail", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals",
     "fs_share_rhat_ok", "fs_share_rhat_1.1", "more_samples_per_chain", "more_seconds", "verdict",
-    "ood_auroc_entropy", "ood_auroc_mi", "decision_cost", "chains", "samples_per_chain", "grad_evals",
-    "sampling_seconds", "device",
+    "ood_auroc_entropy", "ood_auroc_mi", "decision_cost", "agreement", "total_variation", "chains",
+    "samples_per_chain", "grad_evals", "sampling_seconds", "device",
 )
 #: What the summary takes from each sampler's diagnostics verdict table.
 VERDICT_IN_SUMMARY = (
@@ -249,14 +249,18 @@ VERDICT_IN_SUMMARY = (
 def summary(
     *, predictive: Mapping[str, str], threshold: float, bins: int, table: str,
     diagnostics: Mapping[str, str] | None = None, ood_table: str | None = None, decisions_table: str | None = None,
+    agreement_table: str | None = None,
 ) -> None:
-    """One row per sampler: accuracies, scores, certain share, diagnostics, OOD AUROC, decision cost, compute.
+    """One row per sampler: accuracies, scores, certain share, diagnostics, OOD AUROC, decision cost, agreement
+    with the reference posterior, compute.
 
-    ``diagnostics`` (per-sampler verdict tables), ``ood_table`` and
-    ``decisions_table`` are the other report rules' tables; their headline
-    numbers join the row (the convergence verdict with the worst R-hat and
-    smallest ESS over the traced quantities and the function-space shares, the
-    ensemble's AUROCs, the realised cost of the posterior's Bayes decisions).
+    ``diagnostics`` (per-sampler verdict tables), ``ood_table``,
+    ``decisions_table`` and ``agreement_table`` are the other report rules'
+    tables; their headline numbers join the row (the convergence verdict with
+    the worst R-hat and smallest ESS over the traced quantities and the
+    function-space shares, the ensemble's AUROCs, the realised cost of the
+    posterior's Bayes decisions, agreement with and total variation from the
+    reference posterior, when the config has one).
     """
     extra: dict[str, dict[str, Any]] = {}
     for name, path in (diagnostics or {}).items():
@@ -273,6 +277,9 @@ def summary(
         frame = pd.read_csv(decisions_table, sep="\t")
         for _, row in frame[frame["rule"] == "bayes (posterior)"].iterrows():
             extra.setdefault(row["sampler"], {})["decision_cost"] = row["realised_cost"]
+    if agreement_table:
+        for _, row in pd.read_csv(agreement_table, sep="\t").iterrows():
+            extra.setdefault(row["sampler"], {}).update({k: row[k] for k in ("agreement", "total_variation")})
     rows = []
     for name, (arrays, attrs) in _load(predictive).items():
         labels = arrays["test"]["labels"].astype(np.int64)
@@ -617,3 +624,87 @@ def decisions(
             for row in decision_rows(name, arrays, costs, reject, threshold, pairs)]
     _write_table(pd.DataFrame(rows), table)
     plots.decision_costs(rows, plots.sampler_colors(list(loaded)), figure, dpi=dpi)
+
+
+# --------------------------------------------------------------------------- agreement with the reference posterior
+
+#: The agreement table's columns; the reference's row holds its noise floor (its two halves of chains
+#: against each other) and its own convergence.
+AGREEMENT_COLUMNS = (
+    "sampler", "kernel", "chains", "agreement", "total_variation", "within_noise_floor", "accuracy",
+    "accuracy_diff", "nll", "nll_diff", "ece", "ece_diff", "device_seconds", "grad_evals", "converged", "rhat",
+    "acceptance_rate", "divergent_share", "step_size",
+)
+
+
+def _device_seconds(attrs: Mapping[str, Any]) -> float:
+    """Device seconds of warmup and sampling, compile excluded, summed over shards: what the posterior cost."""
+    runs = attrs.get("shard_runs") or [attrs]
+    return float(sum(float(r.get("run_seconds") or 0.0) + float(r.get("warmup_run_seconds") or 0.0) for r in runs))
+
+
+def agreement(
+    *, predictive: Mapping[str, str], reference: str, verdicts: Mapping[str, str], samplers: Sequence[str],
+    table: str, figure: str, bins: int, dpi: int,
+) -> None:
+    """Every sampler's test predictive against the reference posterior's (Izmailov et al. 2021): agreement
+    (same predicted class), total variation, and the differences in accuracy, NLL and ECE. The reference's
+    row compares its two halves of chains, the noise floor below which differences are not real, and
+    gives its convergence (``verdicts[reference]``), acceptance rate, divergences and adapted step size.
+    A warning (logged, and in the figure's title) says when the reference has not converged."""
+    from bnn_sgmcmc.config import REFERENCE
+
+    ref_arrays, ref_attrs = h5io.read_predictive(reference)
+    labels = ref_arrays["test"]["labels"].astype(np.int64)
+    ref_log = ref_arrays["test"]["log_probs"]
+    chains = ref_log.shape[0]
+    if chains < 2:
+        raise ValueError(f"{reference}: the reference has {chains} chain; its noise floor needs 2 or more")
+    ref_pooled = np.exp(analysis.pool_log_chains(ref_log))
+    ref_scores = analysis.summary(analysis.pool_log_chains(ref_log), labels, bins=bins)
+    half = chains // 2
+    first, second = (np.exp(analysis.pool_log_chains(ref_log[s])) for s in (slice(0, half), slice(half, None)))
+    floor = {"agreement": analysis.agreement(first, second), "total_variation": analysis.total_variation(first, second)}
+    verdict = pd.read_csv(verdicts[REFERENCE], sep="\t").iloc[0]
+    kernel = ref_arrays.get("kernel_trace", {})
+
+    def share(name: str) -> float:
+        return float(np.mean(kernel[name])) if name in kernel else float("nan")
+
+    rows = [{
+        "sampler": REFERENCE, "kernel": ref_attrs["sampler"]["kernel"], "chains": chains, **floor,
+        "within_noise_floor": True, "accuracy": ref_scores["accuracy"], "accuracy_diff": 0.0,
+        "nll": ref_scores["nll"], "nll_diff": 0.0, "ece": ref_scores["ece"], "ece_diff": 0.0,
+        "device_seconds": _device_seconds(ref_attrs), "grad_evals": int(ref_arrays["trace"]["grad_evals"][-1]),
+        "converged": bool(verdict["converged"]), "rhat": float(verdict["rhat"]),
+        "acceptance_rate": share("acceptance_rate"), "divergent_share": share("divergent"),
+        "step_size": float(np.mean(kernel["step_size"])) if "step_size" in kernel else float("nan"),
+    }]
+    for name, path in predictive.items():
+        arrays, attrs = h5io.read_predictive(path)
+        log_pooled = analysis.pool_log_chains(arrays["test"]["log_probs"])
+        probs = np.exp(log_pooled)
+        scores = analysis.summary(log_pooled, labels, bins=bins)
+        sampler_verdict = pd.read_csv(verdicts[name], sep="\t").iloc[0]
+        row = {
+            "sampler": name, "kernel": attrs["sampler"]["kernel"], "chains": int(attrs["chains"]),
+            "agreement": analysis.agreement(probs, ref_pooled),
+            "total_variation": analysis.total_variation(probs, ref_pooled),
+            "accuracy": scores["accuracy"], "nll": scores["nll"], "ece": scores["ece"],
+            "device_seconds": _device_seconds(attrs), "grad_evals": int(arrays["trace"]["grad_evals"][-1]),
+            "converged": bool(sampler_verdict["converged"]), "rhat": float(sampler_verdict["rhat"]),
+        }
+        for metric in ("accuracy", "nll", "ece"):
+            row[f"{metric}_diff"] = row[metric] - ref_scores[metric]
+        row["within_noise_floor"] = bool(
+            row["agreement"] >= floor["agreement"] and row["total_variation"] <= floor["total_variation"]
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
+    _write_table(frame, table)
+    warning = None
+    if not rows[0]["converged"]:
+        warning = (f"the reference posterior has not converged (worst R-hat {rows[0]['rhat']:.3f}; see "
+                   f"tables/diagnostics/{REFERENCE}_verdict.tsv): agreement with it is agreement with its chains so far")
+        log.warning("%s", warning)
+    plots.agreement(frame, floor, plots.sampler_colors(list(samplers)), figure, dpi=dpi, warning=warning)

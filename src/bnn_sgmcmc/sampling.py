@@ -366,6 +366,9 @@ def progress_bar(step: int, total: int, width: int = 30) -> str:
 class Progress:
     """Reports each chunk to the log: step, speed, time left and the notebook's test error.
 
+    The first chunk is a timed probe: after it, one line says how long a step
+    took and how long the rest of the phase will take at that rate (a
+    full-batch reference on a CPU can take days: the log says so at once).
     When the process's original stderr is a terminal (a job started from an
     interactive shell), the same line is also drawn there as a progress bar.
     """
@@ -375,12 +378,18 @@ class Progress:
     total: int
     start_time: float = field(default_factory=time.perf_counter)
     start_step: int = 0
+    estimated: bool = False
 
     def report(self, step: int, error: float | None) -> None:
         elapsed = time.perf_counter() - self.start_time
         done = step - self.start_step
         rate = done / elapsed if elapsed > 0 else float("nan")
         left = (self.total - step) / rate if rate > 0 else float("nan")
+        if not self.estimated and step < self.total:  # the first chunk is the probe: say what to expect
+            self.estimated = True
+            log.info("%s %s: %.3g s a step in the first chunk; about %.0f s (%.1f min) for the %d steps left",
+                     self.sampler, self.phase, 1 / rate if rate > 0 else float("nan"), left, left / 60,
+                     self.total - step)
         tail = f" | error: {100 * error:.2f}%" if error is not None else ""
         line = f"{self.sampler} {self.phase} step {step}/{self.total} | {rate:.1f} steps/s | {left:.0f} s left{tail}"
         log.info("%s", line)

@@ -148,6 +148,9 @@ def warmup(job: Any) -> None:
     resumed = ckpt.load(setup.fingerprint)
     if resumed is not None:
         state = experiment.warmup_state_from_arrays(*resumed, setup)
+    elif job.init_from:
+        log.info("chains start where the warmup of %s ended", ", ".join(job.init_from))
+        state = sampling.WarmupState(setup.initial_state(experiment.warmup_positions(job.init_from, setup)), 0)
     else:
         state = sampling.WarmupState(setup.initial_state(), 0)
 

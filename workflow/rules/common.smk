@@ -7,9 +7,13 @@ from snakemake.utils import validate
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from bnn_sgmcmc.config import (
+    REFERENCE,
     check as check_config,
     check_sampler_keys,
     coerce,
+    reference_init,
+    reference_sampler,
+    reference_sampling,
     shard_chains,
     warmup_sampler,
 )
@@ -51,9 +55,18 @@ def data_config(wildcards):
 
 
 SAMPLERS = config["samplers"]
-SHARDS = range(config["sampling"]["shards"])
-# Each shard's global chain indices: a chain's draws depend on its index only.
-SHARD_CHAINS = shard_chains(config["sampling"]["chains"], config["sampling"]["shards"])
+# The chain runs: every sampler and, with a reference block, the reference posterior
+# (full-batch HMC), which the warmup, sample, gather and diagnostics rules run as
+# one more sampler with its own kernel settings, steps and chains.
+RUNS = dict(SAMPLERS)
+RUN_SAMPLING = {name: config["sampling"] for name in SAMPLERS}
+if config["reference"] is not None:
+    RUNS[REFERENCE] = reference_sampler(config)
+    RUN_SAMPLING[REFERENCE] = reference_sampling(config)
+# Each run's shards' global chain indices: a chain's draws depend on its index only.
+RUN_SHARD_CHAINS = {
+    name: shard_chains(s["chains"], s["shards"]) for name, s in RUN_SAMPLING.items()
+}
 
 # Settings that change results; operational ones (checkpoint_every,
 # compilation_cache) are read from the config by the scripts, so that changing
@@ -67,7 +80,7 @@ SAMPLING_KEYS = WARMUP_KEYS + ("sampling_steps", "thinning", "save_weights_every
 
 
 wildcard_constraints:
-    sampler="|".join(SAMPLERS),
+    sampler="|".join(RUNS),
     shard=r"\d+",
 
 
@@ -76,23 +89,40 @@ def training_data(wildcards):
 
 
 def sampler_config(wildcards):
-    return SAMPLERS[wildcards.sampler]
+    return RUNS[wildcards.sampler]
 
 
 def warmup_sampler_config(wildcards):
     """What warmup depends on: the sampler but a schedule that spans sampling alone."""
-    return warmup_sampler(SAMPLERS[wildcards.sampler])
+    return warmup_sampler(RUNS[wildcards.sampler])
 
 
 def warmup_settings(wildcards):
     """The sampling block's warmup keys, and the sampling phase's length if the schedule spans both phases."""
-    phases = SAMPLERS[wildcards.sampler]["schedule"]["phases"]
+    phases = RUNS[wildcards.sampler]["schedule"]["phases"]
     both = ("sampling_steps",) if {"warmup", "sampling"} <= set(phases) else ()
-    return {k: config["sampling"][k] for k in WARMUP_KEYS + both}
+    return {k: RUN_SAMPLING[wildcards.sampler][k] for k in WARMUP_KEYS + both}
 
 
 def sampling_settings(wildcards):
-    return {k: config["sampling"][k] for k in SAMPLING_KEYS}
+    return {k: RUN_SAMPLING[wildcards.sampler][k] for k in SAMPLING_KEYS}
+
+
+def model_settings(wildcards):
+    """The model block; the reference started from the prior draws its initial weights from it."""
+    if wildcards.sampler == REFERENCE and reference_init(config) is None:
+        return config["model"] | {"init": "prior"}
+    return config["model"]
+
+
+def init_warmups(wildcards):
+    """The warmup files the reference's chains start from (none for a sampler, or from the prior)."""
+    if wildcards.sampler != REFERENCE or reference_init(config) is None:
+        return []
+    start = reference_init(config)
+    return expand(
+        rules.warmup.output.h5, sampler=start, shard=range(len(RUN_SHARD_CHAINS[start]))
+    )
 
 
 def evaluation_settings(wildcards):
@@ -111,11 +141,19 @@ def ood_data(wildcards):
 
 
 def chains_of_shard(wildcards):
-    return SHARD_CHAINS[int(wildcards.shard)]
+    return RUN_SHARD_CHAINS[wildcards.sampler][int(wildcards.shard)]
+
+
+def shards_of(wildcards):
+    return len(RUN_SHARD_CHAINS[wildcards.sampler])
 
 
 def shard_predictives(wildcards):
-    return expand(rules.sample.output.h5, sampler=wildcards.sampler, shard=SHARDS)
+    return expand(
+        rules.sample.output.h5,
+        sampler=wildcards.sampler,
+        shard=range(shards_of(wildcards)),
+    )
 
 
 # Report figures in the configured format; the report rules read only the
@@ -127,3 +165,8 @@ ANALYSIS = config["analysis"]
 
 def gathered_predictives(wildcards):
     return expand(rules.gather.output.h5, sampler=SAMPLERS)
+
+
+def agreement_table(wildcards):
+    """The agreement with the reference posterior, when the config has one."""
+    return [rules.agreement.output.table] if REFERENCE in RUNS else []

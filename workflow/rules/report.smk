@@ -198,7 +198,7 @@ rule diagnostics:
     conda:
         SAMPLING_ENV
     params:
-        samplers=list(SAMPLERS),
+        samplers=list(RUNS),
         threshold=config["diagnostics"]["rhat_threshold"],
         ess_per_chain=config["diagnostics"]["ess_per_chain"],
         function_space_share=config["diagnostics"]["function_space_share"],
@@ -206,6 +206,37 @@ rule diagnostics:
         dpi=DPI,
     script:
         "../../scripts/report_diagnostics.py"
+
+
+rule agreement:
+    input:
+        predictive=gathered_predictives,
+        reference=expand(rules.gather.output.h5, sampler=REFERENCE),
+        verdicts=expand(rules.diagnostics.output.verdict, sampler=RUNS),
+    output:
+        figure=report(
+            f"results/figures/agreement.{FMT}",
+            caption="../report/agreement.rst",
+            category="03. Sampler comparison",
+            labels={"figure": "agreement with the reference posterior"},
+        ),
+        table=report(
+            "results/tables/agreement.tsv",
+            caption="../report/agreement_table.rst",
+            category="03. Sampler comparison",
+            labels={"figure": "agreement with the reference posterior (table)"},
+        ),
+    log:
+        "results/logs/report/agreement.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        samplers=list(SAMPLERS),
+        runs=list(RUNS),
+        bins=ANALYSIS["calibration_bins"],
+        dpi=DPI,
+    script:
+        "../../scripts/report_agreement.py"
 
 
 rule compare:
@@ -332,6 +363,7 @@ rule summary:
     input:
         predictive=gathered_predictives,
         diagnostics=expand(rules.diagnostics.output.verdict, sampler=SAMPLERS),
+        agreement=agreement_table,
         ood=rules.ood.output.table,
         decisions=rules.decisions.output.table,
     output:

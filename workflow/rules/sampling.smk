@@ -1,6 +1,7 @@
 rule warmup:
     input:
         data=training_data,
+        init=init_warmups,
     output:
         h5="results/sampling/{sampler}/shard{shard}/warmup.h5",
     log:
@@ -14,11 +15,11 @@ rule warmup:
         runtime=120,
     params:
         sampler=warmup_sampler_config,
-        model=config["model"],
+        model=model_settings,
         sampling=warmup_settings,
         seed=config["seed"],
         chains=chains_of_shard,
-        shards=len(SHARDS),
+        shards=shards_of,
         checkpoint="results/checkpoints/{sampler}/shard{shard}/warmup.h5",
     script:
         "../../scripts/warmup.py"
@@ -42,12 +43,12 @@ rule sample:
         runtime=120,
     params:
         sampler=sampler_config,
-        model=config["model"],
+        model=model_settings,
         sampling=sampling_settings,
         evaluation=evaluation_settings,
         seed=config["seed"],
         chains=chains_of_shard,
-        shards=len(SHARDS),
+        shards=shards_of,
         checkpoint="results/checkpoints/{sampler}/shard{shard}/sampling.h5",
     script:
         "../../scripts/sample.py"

@@ -1,0 +1,64 @@
+"""The reference posterior: its config, where its chains start, and what stops it before any job."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import snakemake
+from test_sampling import data_h5, job  # noqa: F401 (data_h5 is a fixture)
+
+from bnn_sgmcmc import config, experiment, h5io
+from bnn_sgmcmc.errors import ConfigError
+
+
+def test_the_reference_block_becomes_an_hmc_sampler_with_its_own_steps_and_chains():
+    cfg = config.with_defaults({"samplers": {"sgld": {"kernel": "sgld", "step_size": 1e-4}},
+                                "reference": {"num_integration_steps": 20, "chains": 4, "sampling_steps": 200}})
+    entry = config.reference_sampler(cfg)
+    assert entry["kernel"] == "hmc" and entry["num_integration_steps"] == 20 and entry["target_acceptance"] == 0.8
+    run = config.reference_sampling(cfg)
+    assert run["chains"] == 4 and run["sampling_steps"] == 200 and run["warmup_steps"] == 100
+    assert run["batch_size"] == cfg["sampling"]["batch_size"] and run["save_weights_every"] == 0
+    assert config.reference_init(cfg) == "sgld"
+    cfg["reference"]["init"] = "prior"
+    assert config.reference_init(cfg) is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"reference": {"init": "nope"}}, "reference.init = 'nope' is neither 'warmup', 'prior' nor a sampler"),
+    ({"reference": {"chains": 2, "shards": 3}}, "reference.shards = 3 exceeds reference.chains = 2"),
+    ({"reference": {"sampling_steps": 5, "thinning": 10}}, "reference.thinning = 10 exceeds"),
+    ({"samplers": {"reference": {"kernel": "sgld", "step_size": 1e-4}}}, "the name 'reference' is kept"),
+])
+def test_a_bad_reference_stops_before_any_job(tmp_path, base_config, change, message):
+    cfg = base_config | {"data": base_config["data"] | {"source": "synthetic"}} | change
+    out = snakemake(tmp_path, "-n", config=cfg)
+    assert out.returncode != 0 and message in out.stdout + out.stderr, out.stdout + out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_reference_chains_start_where_the_warmups_chains_ended_in_global_order(data_h5, tmp_path):  # noqa: F811
+    """Two warmup shards of sgld (chains [0] and [1]): reference chains 0..2 start from chains 0, 1, 0."""
+    shards = [job("warmup", data_h5, tmp_path, "sgld", chains=(c,), tag=f"w{c}") for c in (1, 0)]
+    spec = experiment.SamplerJob(
+        data=data_h5, sampler="reference", sampler_config=config.sampler_settings({"kernel": "hmc", "step_size": 1e-3}),
+        model_config={"hidden": [16], "prior_scale": 1.0, "init": "flax"},
+        sampling_config={"batch_size": 32, "batching": "replacement", "warmup_steps": 2, "eval_every": 1},
+        seed=0, chains=[0, 1, 2], shard=0, shards=1, checkpoint=str(tmp_path / "c.h5"), out=str(tmp_path / "o.h5"),
+        init_from=tuple(map(str, shards)),
+    )
+    setup = experiment.setup(spec)
+    positions = experiment.warmup_positions(spec.init_from, setup)
+    ended = {int(h5io.read_arrays(p)[0]["chain"][0]): h5io.read_arrays(p)[0]["state"] for p in shards}
+    for chain, source in ((0, 0), (1, 1), (2, 0)):
+        np.testing.assert_array_equal(positions["Dense_0"]["kernel"][chain], ended[source]["Dense_0"]["kernel"][0])
+    # The warmup files the chains start from are part of the reference's fingerprint.
+    assert len(setup.fingerprint["init_from"]) == 2
+
+
+def test_the_reference_needs_two_chains_for_its_noise_floor():
+    with pytest.raises(Exception, match="chains"):
+        config.with_defaults({"reference": {"chains": 1}})
+    with pytest.raises(ConfigError, match="reference.init"):
+        cfg = config.with_defaults({"samplers": {"a": {"kernel": "sgld", "step_size": 1e-4}}, "reference": {"init": "b"}})
+        config.check_reference(cfg)
