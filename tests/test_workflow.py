@@ -43,9 +43,11 @@ def test_dry_run_of_the_default_config_lists_the_data_jobs(tmp_path):
 
 def test_nested_config_on_the_command_line_keeps_its_numbers(tmp_path):
     """The README's `--config sampling='{chains: 64, shards: 8}'`: Snakemake passes '64' as a string."""
-    out = snakemake(tmp_path, "-n", "--config", "data={source: synthetic}", "sampling={chains: 4, shards: 2}")
+    out = snakemake(tmp_path, "-n", "--config", "data={source: synthetic}", "sampling={chains: 4, shards: 2}",
+                    "reference={chains: 4, shards: 3}")
     assert out.returncode == 0, out.stderr
-    assert re.search(r"^warmup\s+4$", out.stdout + out.stderr, re.M)
+    # 2 samplers x 2 shards, and the reference block (null by default, an object here) in 3.
+    assert re.search(r"^warmup\s+7$", out.stdout + out.stderr, re.M)
 
 
 def test_data_half_of_the_dag_runs_on_synthetic_data(tmp_path, synthetic_config):

@@ -214,6 +214,11 @@ def coerce(value: Any, schema: dict[str, Any]) -> Any:
     scalars: ``--config sampling='{chains: 8}'`` gives ``{'chains': '8'}``,
     which the schema would reject although the user wrote a number.
     """
+    for branch in schema.get("anyOf", []):  # null or an object (the reference block)
+        kind = branch.get("type")
+        if (isinstance(value, dict) and kind == "object") or (isinstance(value, str) and kind == "null"
+                                                                and value.strip() in ("null", "~")):
+            return coerce(value, branch)
     types = schema.get("type", [])
     types = {types} if isinstance(types, str) else set(types)
     if isinstance(value, str) and "string" in types:
