@@ -62,3 +62,10 @@ def test_the_reference_needs_two_chains_for_its_noise_floor():
     with pytest.raises(ConfigError, match="reference.init"):
         cfg = config.with_defaults({"samplers": {"a": {"kernel": "sgld", "step_size": 1e-4}}, "reference": {"init": "b"}})
         config.check_reference(cfg)
+
+
+def test_hmc_takes_no_step_size_schedule():
+    cfg = config.with_defaults({"samplers": {"h": {"kernel": "hmc", "step_size": 1e-3,
+                                                   "schedule": {"kind": "cyclical"}}}})
+    with pytest.raises(ConfigError, match="samplers.h: kernel hmc adapts its own step size"):
+        config.check(cfg)

@@ -300,6 +300,12 @@ def check(config: dict[str, Any]) -> None:
             noise = 2 * entry["alpha"] - entry["step_size"] * entry["temperature"] * entry["beta"]
             if noise < 0:
                 raise ConfigError(f"samplers.{name}: beta is too large for alpha (negative noise variance); lower beta.")
+        if entry["kernel"] == "hmc" and entry["schedule"]["kind"] != "constant":
+            raise ConfigError(
+                f"samplers.{name}: kernel hmc adapts its own step size during warmup and needs its Metropolis "
+                f"test at temperature 1; a {entry['schedule']['kind']} schedule does not apply to it. Use "
+                "schedule: {kind: constant}, or an SG-MCMC kernel for this schedule."
+            )
         check_schedule(name, entry["schedule"], sampling)
 
 
