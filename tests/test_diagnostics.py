@@ -315,3 +315,16 @@ def test_too_few_function_space_draws_fail_rather_than_pass_as_agreeing():
     found = judge(function_space=np.full(100, np.nan), function_space_draws=3)
     assert not found.converged
     assert found.failures == ("3 function-space draws per chain are too few for R-hat (at least 4)",)
+
+
+def test_e_bfmi_equals_arviz_and_falls_for_energies_that_barely_move():
+    """White-noise energies change by their whole spread each transition (E-BFMI near 2); a slow AR(1)
+    random walk of the energy (what too short trajectories give) scores far below ArviZ's 0.3."""
+    rng = np.random.default_rng(5)
+    white = rng.normal(size=(4, 500))
+    np.testing.assert_allclose(diagnostics.e_bfmi(white), az.bfmi(white), rtol=1e-12)
+    slow = ar1((4, 500), 0.98, seed=6)
+    np.testing.assert_allclose(diagnostics.e_bfmi(slow), az.bfmi(slow), rtol=1e-12)
+    assert np.all(diagnostics.e_bfmi(white) > 1.5) and np.all(diagnostics.e_bfmi(slow) < diagnostics.E_BFMI_LOW)
+    with pytest.raises(ValueError, match="at least 2 transitions"):
+        diagnostics.e_bfmi(np.zeros((3, 1)))

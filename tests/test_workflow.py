@@ -234,6 +234,9 @@ def test_the_reference_posterior_runs_from_sgld_warmup_and_scores_every_sampler(
     assert table["agreement"].between(0.5, 1).all() and table["total_variation"].between(0, 0.5).all()
     ref = table.iloc[0]
     assert ref["accuracy_diff"] == 0 and 0 < ref["acceptance_rate"] <= 1 and ref["step_size"] > 0
+    energy = np.asarray(kernel["energy"], np.float64).T  # [chains, steps]
+    e_bfmi = min(np.square(np.diff(e)).mean() / np.var(e, ddof=1) for e in energy)
+    assert ref["e_bfmi"] == pytest.approx(e_bfmi, rel=1e-5)  # the table keeps 6 significant digits
     sampler_rows = table.iloc[1:]
     assert sampler_rows["acceptance_rate"].isna().all() and (sampler_rows["device_seconds"] > 0).all()
     summary = pd.read_csv(workdir / "results/tables/summary.tsv", sep="\t").set_index("sampler")

@@ -127,6 +127,23 @@ def diagnose(draws: np.ndarray) -> Diagnosis:
 BLOCK_VALUES = 2_000_000
 
 
+#: E-BFMI below this suggests the momentum resampling explores the energy poorly (Betancourt 2016; ArviZ's advice).
+E_BFMI_LOW = 0.3
+
+
+def e_bfmi(energy: np.ndarray) -> np.ndarray:
+    """Energy Bayesian fraction of missing information of each HMC chain (Betancourt 2016), [C, T] -> [C].
+
+    The mean squared change of the energy between transitions over its
+    variance, as ArviZ's ``bfmi``: near 1 the momentum resampling moves the
+    chain across the energy levels it needs, below 0.3 it does not.
+    """
+    e = np.atleast_2d(np.asarray(energy, dtype=np.float64))
+    if e.shape[1] < 2:
+        raise ValueError(f"E-BFMI needs at least 2 transitions per chain, got energy of shape {e.shape}")
+    return np.square(np.diff(e, axis=1)).mean(axis=1) / np.var(e, axis=1, ddof=1)
+
+
 def average_ranks(rows: np.ndarray) -> np.ndarray:
     """1-based ranks along the last axis, tied values sharing the mean of their ranks.
 

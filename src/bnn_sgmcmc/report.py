@@ -633,7 +633,7 @@ def decisions(
 AGREEMENT_COLUMNS = (
     "sampler", "kernel", "chains", "agreement", "total_variation", "within_noise_floor", "accuracy",
     "accuracy_diff", "nll", "nll_diff", "ece", "ece_diff", "device_seconds", "grad_evals", "converged", "rhat",
-    "acceptance_rate", "divergent_share", "step_size",
+    "acceptance_rate", "divergent_share", "step_size", "e_bfmi",
 )
 
 
@@ -679,6 +679,9 @@ def agreement(
         "converged": bool(verdict["converged"]), "rhat": float(verdict["rhat"]),
         "acceptance_rate": share("acceptance_rate"), "divergent_share": share("divergent"),
         "step_size": float(np.mean(kernel["step_size"])) if "step_size" in kernel else float("nan"),
+        # The smallest over chains: one chain that explores its energy badly is enough to doubt it.
+        "e_bfmi": float(np.min(diagnostics.e_bfmi(np.asarray(kernel["energy"]).T)))
+        if "energy" in kernel and len(kernel["energy"]) > 1 else float("nan"),
     }]
     for name, path in predictive.items():
         arrays, attrs = h5io.read_predictive(path)
@@ -707,4 +710,8 @@ def agreement(
         warning = (f"the reference posterior has not converged (worst R-hat {rows[0]['rhat']:.3f}; see "
                    f"tables/diagnostics/{REFERENCE}_verdict.tsv): agreement with it is agreement with its chains so far")
         log.warning("%s", warning)
+    if rows[0]["e_bfmi"] < diagnostics.E_BFMI_LOW:
+        log.warning("the reference's E-BFMI is %.2f (< %.1f): its momentum resampling explores the energy poorly "
+                    "(Betancourt 2016); longer trajectories or a tuned mass matrix may help",
+                    rows[0]["e_bfmi"], diagnostics.E_BFMI_LOW)
     plots.agreement(frame, floor, plots.sampler_colors(list(samplers)), figure, dpi=dpi, warning=warning)
