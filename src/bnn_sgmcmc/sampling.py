@@ -194,12 +194,12 @@ def _advance_fn(
     """
     kernel_step = (kernel.warmup_step or kernel.step) if phase == "warmup" else kernel.step
     n = data.x.shape[0]
-    whole = kernel.full_batch
-    batch_size = n if whole else schedule.batch_size
+    batch_size = n if kernel.full_batch else schedule.batch_size
     per_epoch = n // batch_size
-    # A full batch is the same set in every epoch, whatever the order: skip the permutations.
-    full_batch = schedule.batching == "epochs" and batch_size == n
-    permuting = schedule.batching == "epochs" and not full_batch and not whole
+    # The whole training set every step: a full-batch kernel's, or epochs of one batch (the same set
+    # in every epoch, whatever the order), taken as it is, with no permutation or gather.
+    whole = kernel.full_batch or (schedule.batching == "epochs" and batch_size == n)
+    permuting = schedule.batching == "epochs" and not whole
     batch_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 0)
     kernel_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
 
@@ -209,17 +209,15 @@ def _advance_fn(
         step_size, chain_temperature = at.step_size, temperature * at.temperature
 
         def one_chain(batch_stream, kernel_stream, state, perm):
-            if whole:  # the training set as it is, no gather
-                return kernel_step(jax.random.fold_in(kernel_stream, step), state,
-                                   (data.x.astype(jnp.float32) * data.scale, data.y), step_size, chain_temperature)
-            if full_batch:
-                idx = jnp.arange(n)
-            elif permuting:
-                start = (step % per_epoch) * batch_size
-                idx = jax.lax.dynamic_slice(perm, (start,), (batch_size,))
-            else:  # with replacement, as the reference notebook
-                idx = jax.random.randint(jax.random.fold_in(batch_stream, step), (batch_size,), 0, n)
-            batch = (data.x[idx].astype(jnp.float32) * data.scale, data.y[idx])
+            if whole:
+                batch = (data.x.astype(jnp.float32) * data.scale, data.y)
+            else:
+                if permuting:
+                    start = (step % per_epoch) * batch_size
+                    idx = jax.lax.dynamic_slice(perm, (start,), (batch_size,))
+                else:  # with replacement, as the reference notebook
+                    idx = jax.random.randint(jax.random.fold_in(batch_stream, step), (batch_size,), 0, n)
+                batch = (data.x[idx].astype(jnp.float32) * data.scale, data.y[idx])
             return kernel_step(jax.random.fold_in(kernel_stream, step), state, batch, step_size, chain_temperature)
 
         perms = core.perms
