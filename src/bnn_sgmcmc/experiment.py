@@ -45,18 +45,17 @@ def enable_compilation_cache(directory: str | None) -> str | None:
     return str(directory)
 
 
-def _single(value: Any) -> str:
-    """A named input that an input function gave as [] or [path]: the path or ''."""
-    if value is None or isinstance(value, str):
-        return value or ""
-    return str(value[0]) if len(value) else ""
-
-
 def _many(value: Any) -> tuple[str, ...]:
     """A named input that an input function gave as [], a path or [paths]: the paths."""
-    if value is None:
+    if not value:
         return ()
     return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+def _single(value: Any) -> str:
+    """A named input that an input function gave as [] or [path]: the path or ''."""
+    paths = _many(value)
+    return paths[0] if paths else ""
 
 
 @dataclass(frozen=True)
@@ -303,12 +302,6 @@ def fingerprint_differences(expected: Mapping[str, Any], found: Mapping[str, Any
 
 
 # --------------------------------------------------------------------------- states as arrays
-
-
-def _to_numpy(tree: Any) -> Any:
-    import jax
-
-    return jax.tree.map(np.asarray, tree)
 
 
 def state_tree(state: Any) -> Any:

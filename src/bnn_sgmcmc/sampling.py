@@ -150,11 +150,6 @@ def log_density_estimator(
     return estimate
 
 
-def grad_estimator(log_prior, log_likelihood, data_size: int) -> Callable:
-    """Gradient of :func:`log_density_estimator`, in the form BlackJAX's SG-MCMC kernels take."""
-    return jax.grad(log_density_estimator(log_prior, log_likelihood, data_size))
-
-
 # --------------------------------------------------------------------------- keys
 
 
