@@ -277,11 +277,7 @@ def check(config: dict[str, Any]) -> None:
             "(row: true class, column: predicted class)."
         )
     sampling = config["sampling"]
-    if sampling["shards"] > sampling["chains"]:
-        raise ConfigError(
-            f"sampling.shards = {sampling['shards']} exceeds sampling.chains = {sampling['chains']}: "
-            "each shard needs at least one chain. Lower shards or raise chains."
-        )
+    _check_shards(sampling, "sampling")
     every = sampling["save_weights_every"]
     if every and every % sampling["eval_every"]:
         raise ConfigError(
@@ -328,16 +324,9 @@ def check_reference(config: dict[str, Any]) -> None:
             f"reference.init = '{ref['init']}' is neither 'warmup', 'prior' nor a sampler; choose one of "
             f"warmup, prior, {', '.join(config['samplers'])}."
         )
-    if ref["shards"] > ref["chains"]:
-        raise ConfigError(
-            f"reference.shards = {ref['shards']} exceeds reference.chains = {ref['chains']}: each shard needs "
-            "at least one chain. Lower shards or raise chains."
-        )
+    _check_shards(ref, "reference")
     if ref["thinning"] > ref["sampling_steps"]:
-        raise ConfigError(
-            f"reference.thinning = {ref['thinning']} exceeds reference.sampling_steps = {ref['sampling_steps']}: "
-            "no sample would be kept. Lower thinning or raise sampling_steps."
-        )
+        raise _nothing_kept(ref, "reference")
 
 
 def reference_init(config: dict[str, Any]) -> str | None:
@@ -376,8 +365,22 @@ def check_schedule(name: str, schedule: dict[str, Any], sampling: dict[str, Any]
             f"sampling.thinning {sampling['thinning']}, none of the {lengths['sampling']} sampling steps is kept. "
             "Lower exploration or thinning, or use fewer cycles."
         )
-    raise ConfigError(
-        f"sampling.thinning = {sampling['thinning']} exceeds sampling.sampling_steps = {lengths['sampling']}: no "
+    raise _nothing_kept(sampling, "sampling")
+
+
+def _check_shards(block: dict[str, Any], where: str) -> None:
+    """Each shard of a run (``sampling`` or ``reference``) needs at least one chain."""
+    if block["shards"] > block["chains"]:
+        raise ConfigError(
+            f"{where}.shards = {block['shards']} exceeds {where}.chains = {block['chains']}: "
+            "each shard needs at least one chain. Lower shards or raise chains."
+        )
+
+
+def _nothing_kept(block: dict[str, Any], where: str) -> ConfigError:
+    """A run (``sampling`` or ``reference``) whose thinning exceeds its sampling steps keeps nothing."""
+    return ConfigError(
+        f"{where}.thinning = {block['thinning']} exceeds {where}.sampling_steps = {block['sampling_steps']}: no "
         "sample would be kept. Lower thinning or raise sampling_steps."
     )
 

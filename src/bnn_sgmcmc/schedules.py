@@ -110,26 +110,19 @@ def build(
     raise ValueError(f"unknown step-size schedule {kind!r}; use one of {', '.join(KINDS)}")
 
 
-def kept_count(config: Mapping[str, Any], lengths: Mapping[str, int], thinning: int) -> int:
-    """How many samples the sampling phase keeps, in plain Python (the Snakefile checks it before any job)."""
-    steps = range(lengths["sampling"])
-    kept = [t for t in steps if (t + 1) % thinning == 0]
-    span = _span(config, lengths, "sampling")
-    if config.get("kind", "constant") != "cyclical" or span is None:
-        return len(kept)
-    offset, total = span
-    length = cycle_length(total, int(config["cycles"]))
-    explore = exploration_steps(length, float(config["exploration"]))
-    return sum(1 for t in kept if (offset + t) % length >= explore)
-
-
 def kept_steps(config: Mapping[str, Any], lengths: Mapping[str, int], thinning: int) -> Any:
-    """0-based sampling steps whose sample is kept: every ``thinning``-th step of a sampling stage."""
+    """0-based sampling steps whose sample is kept: every ``thinning``-th step of a sampling stage, by the
+    same :func:`build` that the compiled programs run."""
     import numpy as np
 
     t = np.arange(lengths["sampling"])
     stage = np.broadcast_to(np.asarray(build(config, 1.0, lengths, "sampling")(t).sampling, dtype=bool), t.shape)
     return t[stage & ((t + 1) % thinning == 0)]
+
+
+def kept_count(config: Mapping[str, Any], lengths: Mapping[str, int], thinning: int) -> int:
+    """How many samples the sampling phase keeps (the Snakefile checks it before any job)."""
+    return len(kept_steps(config, lengths, thinning))
 
 
 def step_sizes(config: Mapping[str, Any], step_size: float, lengths: Mapping[str, int],
