@@ -338,10 +338,11 @@ def reference_init(config: dict[str, Any]) -> str | None:
 
 
 def reference_sampler(config: dict[str, Any]) -> dict[str, Any]:
-    """The reference posterior as a sampler entry: the ``hmc`` kernel with the reference block's settings."""
+    """The reference posterior as a sampler entry: the ``hmc`` kernel with the reference block's settings,
+    and the kernel's own defaults (the schema's samplers block) for those it leaves out."""
     ref = config["reference"]
     keys = ("step_size", "num_integration_steps", "target_acceptance", "divergence_threshold")
-    return sampler_settings({"kernel": "hmc", **{k: ref[k] for k in keys}})
+    return sampler_settings({"kernel": "hmc", **{k: ref[k] for k in keys if k in ref}})
 
 
 def reference_sampling(config: dict[str, Any]) -> dict[str, Any]:
