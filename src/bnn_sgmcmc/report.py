@@ -90,10 +90,11 @@ def warmup(*, predictive: Mapping[str, str], samplers: Sequence[str], figure: st
     for name, (arrays, attrs) in loaded.items():
         sampler, run = attrs["sampler"], attrs["schedule"]
         lengths = {"warmup": int(run["warmup_steps"]), "sampling": int(run["sampling_steps"])}
-        sizes[name] = schedules.step_sizes(sampler["schedule"], float(sampler["step_size"]), lengths)
         traced = {"warmup": arrays["warmup"].get("kernel_trace", {}), "sampling": arrays.get("kernel_trace", {})}
         if all("step_size" in t for t in traced.values()):
             sizes[name] = {phase: np.asarray(t["step_size"], np.float64).mean(axis=1) for phase, t in traced.items()}
+        else:
+            sizes[name] = schedules.step_sizes(sampler["schedule"], float(sampler["step_size"]), lengths)
     plots.warmup(traces, plots.sampler_colors(samplers), figure, dpi=dpi, step_sizes=sizes)
 
 
@@ -294,10 +295,16 @@ def summary(
 # --------------------------------------------------------------------------- diagnostics, shift, OOD, decisions
 
 
-def _sampling_seconds(attrs: Mapping[str, Any]) -> float:
-    """Device seconds spent sampling: the sum over shards (they may run side by side)."""
+def _shard_seconds(attrs: Mapping[str, Any], *phases: str) -> float:
+    """Device seconds of the given timing attributes, compile excluded, summed over shards (they may run side
+    by side): ``run_seconds`` is sampling's, ``warmup_run_seconds`` warmup's."""
     runs = attrs.get("shard_runs") or [attrs]
-    return float(sum(float(r.get("run_seconds") or 0.0) for r in runs))
+    return float(sum(float(r.get(phase) or 0.0) for r in runs for phase in phases))
+
+
+def _sampling_seconds(attrs: Mapping[str, Any]) -> float:
+    """Device seconds spent sampling: the sum over shards."""
+    return _shard_seconds(attrs, "run_seconds")
 
 
 #: The traced per-sample scalars that are diagnosed, by their trace name.
@@ -637,12 +644,6 @@ AGREEMENT_COLUMNS = (
 )
 
 
-def _device_seconds(attrs: Mapping[str, Any]) -> float:
-    """Device seconds of warmup and sampling, compile excluded, summed over shards: what the posterior cost."""
-    runs = attrs.get("shard_runs") or [attrs]
-    return float(sum(float(r.get("run_seconds") or 0.0) + float(r.get("warmup_run_seconds") or 0.0) for r in runs))
-
-
 def agreement(
     *, predictive: Mapping[str, str], reference: str, verdicts: Mapping[str, str], samplers: Sequence[str],
     table: str, figure: str, bins: int, dpi: int,
@@ -654,51 +655,47 @@ def agreement(
     A warning (logged, and in the figure's title) says when the reference has not converged."""
     from bnn_sgmcmc.config import REFERENCE
 
+    def facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+        """The columns every row has, and the run's pooled test predictive."""
+        log_pooled = analysis.pool_log_chains(arrays["test"]["log_probs"])
+        scores = analysis.summary(log_pooled, labels, bins=bins)
+        verdict = pd.read_csv(verdicts[name], sep="\t").iloc[0]
+        return {
+            "sampler": name, "kernel": attrs["sampler"]["kernel"], "chains": int(arrays["test"]["log_probs"].shape[0]),
+            "accuracy": scores["accuracy"], "nll": scores["nll"], "ece": scores["ece"],
+            "device_seconds": _shard_seconds(attrs, "run_seconds", "warmup_run_seconds"),
+            "grad_evals": int(arrays["trace"]["grad_evals"][-1]),
+            "converged": bool(verdict["converged"]), "rhat": float(verdict["rhat"]),
+        }, np.exp(log_pooled)
+
     ref_arrays, ref_attrs = h5io.read_predictive(reference)
     labels = ref_arrays["test"]["labels"].astype(np.int64)
     ref_log = ref_arrays["test"]["log_probs"]
     chains = ref_log.shape[0]
     if chains < 2:
         raise ValueError(f"{reference}: the reference has {chains} chain; its noise floor needs 2 or more")
-    ref_pooled = np.exp(analysis.pool_log_chains(ref_log))
-    ref_scores = analysis.summary(analysis.pool_log_chains(ref_log), labels, bins=bins)
+    ref_row, ref_pooled = facts(REFERENCE, ref_arrays, ref_attrs)
     half = chains // 2
     first, second = (np.exp(analysis.pool_log_chains(ref_log[s])) for s in (slice(0, half), slice(half, None)))
     floor = {"agreement": analysis.agreement(first, second), "total_variation": analysis.total_variation(first, second)}
-    verdict = pd.read_csv(verdicts[REFERENCE], sep="\t").iloc[0]
     kernel = ref_arrays.get("kernel_trace", {})
 
-    def share(name: str) -> float:
+    def mean(name: str) -> float:
         return float(np.mean(kernel[name])) if name in kernel else float("nan")
 
-    rows = [{
-        "sampler": REFERENCE, "kernel": ref_attrs["sampler"]["kernel"], "chains": chains, **floor,
-        "within_noise_floor": True, "accuracy": ref_scores["accuracy"], "accuracy_diff": 0.0,
-        "nll": ref_scores["nll"], "nll_diff": 0.0, "ece": ref_scores["ece"], "ece_diff": 0.0,
-        "device_seconds": _device_seconds(ref_attrs), "grad_evals": int(ref_arrays["trace"]["grad_evals"][-1]),
-        "converged": bool(verdict["converged"]), "rhat": float(verdict["rhat"]),
-        "acceptance_rate": share("acceptance_rate"), "divergent_share": share("divergent"),
-        "step_size": float(np.mean(kernel["step_size"])) if "step_size" in kernel else float("nan"),
+    rows = [ref_row | floor | {
+        "within_noise_floor": True, "accuracy_diff": 0.0, "nll_diff": 0.0, "ece_diff": 0.0,
+        "acceptance_rate": mean("acceptance_rate"), "divergent_share": mean("divergent"), "step_size": mean("step_size"),
         # The smallest over chains: one chain that explores its energy badly is enough to doubt it.
         "e_bfmi": float(np.min(diagnostics.e_bfmi(np.asarray(kernel["energy"]).T)))
         if "energy" in kernel and len(kernel["energy"]) > 1 else float("nan"),
     }]
     for name, path in predictive.items():
-        arrays, attrs = h5io.read_predictive(path)
-        log_pooled = analysis.pool_log_chains(arrays["test"]["log_probs"])
-        probs = np.exp(log_pooled)
-        scores = analysis.summary(log_pooled, labels, bins=bins)
-        sampler_verdict = pd.read_csv(verdicts[name], sep="\t").iloc[0]
-        row = {
-            "sampler": name, "kernel": attrs["sampler"]["kernel"], "chains": int(attrs["chains"]),
-            "agreement": analysis.agreement(probs, ref_pooled),
-            "total_variation": analysis.total_variation(probs, ref_pooled),
-            "accuracy": scores["accuracy"], "nll": scores["nll"], "ece": scores["ece"],
-            "device_seconds": _device_seconds(attrs), "grad_evals": int(arrays["trace"]["grad_evals"][-1]),
-            "converged": bool(sampler_verdict["converged"]), "rhat": float(sampler_verdict["rhat"]),
-        }
+        row, probs = facts(name, *h5io.read_predictive(path))
+        row["agreement"] = analysis.agreement(probs, ref_pooled)
+        row["total_variation"] = analysis.total_variation(probs, ref_pooled)
         for metric in ("accuracy", "nll", "ece"):
-            row[f"{metric}_diff"] = row[metric] - ref_scores[metric]
+            row[f"{metric}_diff"] = row[metric] - ref_row[metric]
         row["within_noise_floor"] = bool(
             row["agreement"] >= floor["agreement"] and row["total_variation"] <= floor["total_variation"]
         )
