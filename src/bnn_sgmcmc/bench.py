@@ -22,6 +22,7 @@ record and a TSV table and prints a short table.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import platform
@@ -54,8 +55,10 @@ def _peak_device_mib() -> float | None:
     return None if peak is None else peak / 2**20
 
 
+@functools.cache
 def default_samplers() -> dict[str, dict[str, Any]]:
-    """The notebook's samplers as config.yaml has them, with the schema's defaults filled in."""
+    """The notebook's samplers as config.yaml has them, with the schema's defaults filled in (read once:
+    the record asks for them after every measurement). Read-only."""
     import yaml
 
     from bnn_sgmcmc import config
