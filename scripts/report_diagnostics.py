@@ -7,9 +7,11 @@ import sys
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's package, in any env
 
-from bnn_sgmcmc import logs, report
+from bnn_sgmcmc import compilation, logs, report
 
 with logs.to_file(snakemake.log[0]):
+    # Operational, read here rather than as a param: the sampling jobs' cache holds these programs too.
+    compilation.enable_compilation_cache(snakemake.config["sampling"].get("compilation_cache"))
     report.chain_diagnostics(
         predictive=snakemake.input.predictive,
         data=snakemake.input.data,

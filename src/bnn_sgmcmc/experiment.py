@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,25 +23,6 @@ from bnn_sgmcmc.config import warmup_sampler
 from bnn_sgmcmc.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-
-def enable_compilation_cache(directory: str | None) -> str | None:
-    """Use JAX's persistent compilation cache, so later jobs and reruns skip compiling.
-
-    ``directory`` comes from the config; if null, ``JAX_COMPILATION_CACHE_DIR``
-    or ``~/.cache/bnn_sgmcmc/jax`` is used. An empty string turns the cache off.
-    """
-    import jax
-
-    if directory is None:
-        directory = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(Path.home() / ".cache/bnn_sgmcmc/jax")
-    if not directory:
-        return None
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return str(directory)
 
 
 def _many(value: Any) -> tuple[str, ...]:
@@ -210,6 +190,7 @@ def setup(job: SamplerJob) -> Setup:
     import jax
     import jax.numpy as jnp
 
+    started = time.perf_counter()
     data_h5, sampler_name, chains, seed = job.data, job.sampler, job.chains, job.seed
     sampler_config, model_config, sampling_config = job.sampler_config, job.model_config, job.sampling_config
 
@@ -233,6 +214,8 @@ def setup(job: SamplerJob) -> Setup:
         scale=scale,
     )
     eval_sets = evaluation_sets(job, images.test.images.astype(np.float32) * scale, images.test.labels, image_shape)
+    jax.block_until_ready((train, eval_sets))  # so that the time below includes the copies to the device
+    data_seconds = time.perf_counter() - started
     prior_scale = float(model_config["prior_scale"])
     log_density = sampling.log_density_estimator(
         functools.partial(model.log_prior, prior_scale=prior_scale), model.log_likelihood_fn(mlp), n_train
@@ -259,10 +242,11 @@ def setup(job: SamplerJob) -> Setup:
     if len(eval_sets) > 1:
         log.info("evaluation sets: %s", ", ".join(f"{k} ({v.x.shape[0]})" for k, v in eval_sets.items()))
     log.info(
-        "sampler %s (%s), chains %s, model %s (%d parameters), %d train / %d test images, devices %s",
+        "sampler %s (%s), chains %s, model %s (%d parameters), %d train / %d test images, devices %s; "
+        "data read, evaluation sets built and on the device in %.2f s",
         spec.name, spec.kernel, list(chains), list(model_config["hidden"]),
         model.num_params(jax.eval_shape(mlp.init, jax.random.key(0), jnp.zeros((1, input_dim)))),
-        n_train, len(images.test.labels), jax.devices(),
+        n_train, len(images.test.labels), jax.devices(), data_seconds,
     )
     return Setup(
         spec=spec,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bnn_sgmcmc import data as data_mod
-from bnn_sgmcmc import h5io, provenance
+from bnn_sgmcmc import compilation, h5io, provenance
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def warmup(job: Any) -> None:
     from bnn_sgmcmc import experiment, sampling
     from bnn_sgmcmc.errors import DivergenceError
 
-    experiment.enable_compilation_cache(job.sampling_config.get("compilation_cache"))
+    compilation.enable_compilation_cache(job.sampling_config.get("compilation_cache"))
     setup = experiment.setup(job)
     ckpt = _Checkpointer(job.checkpoint, job.sampling_config.get("checkpoint_every", 60))
     resumed = ckpt.load(setup.fingerprint)
@@ -188,7 +188,7 @@ def sample(job: Any) -> None:
     from bnn_sgmcmc.errors import DivergenceError
 
     sampling_config = job.sampling_config
-    experiment.enable_compilation_cache(sampling_config.get("compilation_cache"))
+    compilation.enable_compilation_cache(sampling_config.get("compilation_cache"))
     setup = experiment.setup(job)
     warm_arrays, warm_attrs = h5io.read_arrays(job.warmup, required=("trace/step", "chain"))
     experiment.check_warmup_matches(job.warmup, warm_attrs, setup)
