@@ -1,8 +1,10 @@
 """Summarise benchmarks/end_to_end.sh: where the end-to-end time goes, per run (cold, warm).
 
 Reads OUT_DIR/runs.tsv (wall clock of the workflow and the report), each run's
-snakemake log (rule start and finish stamps, 1 s resolution) and the sampling
-jobs' logs (sampling and compile seconds per program); writes
+snakemake log (rule start and finish stamps, 1 s resolution) and the jobs' logs:
+every job's start-up (process start to its own code: Python, Snakemake's
+script preamble, imports) and process lifetime, and per sampling program its
+set-up (data read and on the device), compile and sampling seconds. Writes
 OUT_DIR/end_to_end.tsv and prints it.
 """
 
@@ -15,6 +17,9 @@ from datetime import datetime
 from pathlib import Path
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+STARTUP = re.compile(r"start-up: ([\d.]+) s from process start")
+DONE = re.compile(r"job done: ([\d.]+) s since process start")
+SETUP = re.compile(r"on the device in ([\d.]+) s")
 WROTE = re.compile(r"wrote results/sampling/(\w+)/shard\d+/(warmup|predictive)\.h5: \d+ \w+ in ([\d.]+) s \(\+([\d.]+) s compile\)")
 
 
@@ -44,8 +49,23 @@ def main(out: Path) -> None:
         rows.append((run, "html report", float(end) - float(middle)))
         for rule, seconds in sorted(rule_seconds(out / f"{run}-snakemake.log").items()):
             rows.append((run, f"rule {rule} (all jobs)", seconds))
-        for log in sorted((out / f"{run}-logs").glob("*/*/*.log")):
-            for m in WROTE.finditer(log.read_text()):
+        logs = out / f"{run}-logs"
+        startup, lifetime = defaultdict(float), defaultdict(float)
+        for log in sorted(logs.rglob("*.log")):
+            parts, text = log.relative_to(logs).parts, log.read_text()
+            rule = parts[1].removesuffix(".log") if parts[0] == "report" else parts[0]  # report/<rule>[/<sampler>]
+            # A resumed job's log holds each attempt: count the last one.
+            startup[rule] += float(STARTUP.findall(text)[-1]) if STARTUP.search(text) else 0.0
+            lifetime[rule] += float(DONE.findall(text)[-1]) if DONE.search(text) else 0.0
+        for rule in sorted(startup):
+            rows.append((run, f"{rule} jobs: start-up", startup[rule]))
+            rows.append((run, f"{rule} jobs: process lifetime", lifetime[rule]))
+        for log in sorted(logs.glob("*/*/*.log")):
+            text = log.read_text()
+            if (m := SETUP.findall(text)) and WROTE.search(text):
+                kind = log.parts[-3]
+                rows.append((run, f"{log.parts[-2]} {kind}: data to the device", float(m[-1])))
+            for m in WROTE.finditer(text):
                 sampler, kind, seconds, compile_seconds = m.groups()
                 phase = "warmup" if kind == "warmup" else "sampling"
                 rows.append((run, f"{sampler} {phase}: running", float(seconds)))

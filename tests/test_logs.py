@@ -39,3 +39,28 @@ def test_stderr_goes_to_the_log_and_comes_back(tmp_path):
         print("from a library", file=sys.stderr)
     assert sys.stderr is before
     assert "from a library" in path.read_text()
+
+
+@pytest.mark.skipif(logs.process_seconds() is None, reason="no /proc here: start-up is not measured")
+def test_the_log_says_how_long_the_process_ran_before_and_after_the_job(tmp_path):
+    import re
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "job.log"
+    before = logs.process_seconds()
+    time.sleep(0.05)
+    assert logs.process_seconds() - before >= 0.04
+    with logs.to_file(path):
+        time.sleep(0.05)
+    text = path.read_text()
+    start = float(re.search(r"start-up: ([\d.]+) s from process start", text).group(1))
+    done = float(re.search(r"job done: ([\d.]+) s since process start", text).group(1))
+    assert before <= start and done - start >= 0.04
+    # A fresh process: its own age, not the machine's or the parent's.
+    child = subprocess.run(
+        [sys.executable, "-c", "import time; time.sleep(0.3); from bnn_sgmcmc import logs; print(logs.process_seconds())"],
+        capture_output=True, text=True, check=True,
+    )
+    assert 0.3 <= float(child.stdout) < 5

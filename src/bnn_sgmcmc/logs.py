@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from bnn_sgmcmc.errors import USER_ERRORS
+
+
+def process_seconds() -> float | None:
+    """Seconds since this process started, from Linux's /proc (10 ms resolution); None where there is none.
+
+    What a job spends before its own code runs (Python, Snakemake's script
+    preamble, imports) is invisible from inside it otherwise.
+    """
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        # Field 22 of /proc/self/stat, counted after the command name, which may hold spaces.
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @contextlib.contextmanager
@@ -18,7 +34,8 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Log
     A user error (bad data, bad config, a diverging chain) is logged as one
     line, also printed to the console (the real stderr, which Snakemake shows),
     and ends the job with exit status 1; any other exception is logged with its
-    traceback and raised again.
+    traceback and raised again. The log says how long the process ran before
+    the job's code started (start-up: Python, imports) and when it finished.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     console = sys.stderr
@@ -30,8 +47,13 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Log
         root.setLevel(level)
         logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is noise here
         sys.stderr = fh
+        started = process_seconds()
+        if started is not None:
+            logging.getLogger("bnn_sgmcmc").info("start-up: %.2f s from process start to the job's code", started)
         try:
             yield logging.getLogger("bnn_sgmcmc")
+            if started is not None:
+                logging.getLogger("bnn_sgmcmc").info("job done: %.2f s since process start", process_seconds())
         except USER_ERRORS as err:
             logging.getLogger("bnn_sgmcmc").error("%s", err)
             print(f"ERROR: {err}", file=console)
