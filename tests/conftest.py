@@ -123,7 +123,11 @@ def finished_run(tmp_path_factory) -> tuple[Path, dict]:
     """The whole workflow and its HTML report, run once for the tests below."""
     workdir = tmp_path_factory.mktemp("run")
     config = make_synthetic_config(yaml.safe_load((REPO / "config.yaml").read_text()), workdir / "jax-cache")
-    out = snakemake(workdir, "--cores", "2", config=config)
+    # Each job notes what the package imports (tests/import_audit), for the environments' test.
+    (workdir / "import-audit").mkdir()
+    audit = {"BNN_IMPORT_AUDIT": str(workdir / "import-audit"),
+             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests/import_audit"), os.environ.get("PYTHONPATH")]))}
+    out = snakemake(workdir, "--cores", "2", config=config, env=os.environ | {"SLURM_CONF": "/dev/null"} | audit)
     assert out.returncode == 0, out.stderr
     out = snakemake(workdir, "--report", "results/report.html", config=config)
     assert out.returncode == 0, out.stderr

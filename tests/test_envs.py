@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -59,3 +60,94 @@ def test_every_rule_names_an_environment_a_log_and_a_script():
                 continue
             for directive in ("conda:", "log:", "script:"):
                 assert f"    {directive}" in body, f"{smk.name}: rule {name} lacks {directive}"
+
+
+def rule_environments() -> dict[str, tuple[str, list[str]]]:
+    """Each rule's script (file name) and the environment files it may run in (both sampling ones for
+    ``SAMPLING_ENV``), read from the rule files."""
+    rules = {}
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)+)", smk.read_text(), re.M):
+            script = re.search(r"^    script:\n\s+\"([^\"]+)\"", body, re.M)
+            conda = re.search(r"^    conda:\n\s+(\S+)", body, re.M)
+            if script and conda:
+                env = conda.group(1).strip('"')
+                envs = ["jax.yaml", "jax-cuda.yaml"] if env == "SAMPLING_ENV" else [env.rsplit("/", 1)[1]]
+                rules[name] = (script.group(1).rsplit("/", 1)[1], envs)
+    return rules
+
+
+def installed_closure(requirements: list[Requirement]) -> set[str]:
+    """The distributions that pip installs for ``requirements``: them and, recursively, what they require
+    (markers evaluated here, with the extras asked for), as far as this environment has them."""
+    from importlib import metadata
+
+    seen: set[str] = set()
+    todo = [(r, tuple(r.extras)) for r in requirements]
+    while todo:
+        req, extras = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(req.name) or []
+        except metadata.PackageNotFoundError:  # e.g. the CUDA plugins, absent from a CPU test run
+            continue
+        for line in requires:
+            sub = Requirement(line)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in ("", *extras)):
+                todo.append((sub, tuple(sub.extras)))
+    return seen
+
+
+@pytest.mark.workflow
+def test_every_rules_environment_holds_what_its_job_imports(finished_run):
+    """Under --sdm conda each rule runs in its env file's packages only: every module the package imported in
+    that rule's job of the synthetic run (tests/import_audit) must come from a distribution the env installs."""
+    import sys
+    from importlib import metadata
+
+    workdir, _ = finished_run
+    records = [json.loads(p.read_text()) for p in (workdir / "import-audit").glob("*.json")]
+    rules = rule_environments()
+    by_script = {script: (rule, envs) for rule, (script, envs) in rules.items()}
+    audited = {r["script"] for r in records}
+    assert audited >= {script for script, _ in rules.values()} - {"download.py"}, "a rule's job was not audited"
+    owners = metadata.packages_distributions()
+    closures = {env.name: installed_closure(env_pins(env)) for env in ENVS}
+    missing = set()
+    for record in records:
+        rule, envs = by_script[record["script"]]
+        for module in record["modules"]:
+            if module in sys.stdlib_module_names or module == "bnn_sgmcmc" or module not in owners:
+                continue
+            for env in envs:
+                if not any(canonicalize_name(d) in closures[env] for d in owners[module]):
+                    missing.add(f"rule {rule} imports {module} ({', '.join(owners[module])}), which envs/{env} lacks: "
+                                f"add its constraints.txt pin to the env's pip list")
+    assert not missing, "\n".join(sorted(missing))
+
+
+def test_the_import_audit_sees_lazy_imports_and_only_the_packages_own(tmp_path):
+    """The recorder notes what bnn_sgmcmc imports, in a function too, and not what its libraries import."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / ".snakemake" / "scripts" / "tmpab12.report_diagnostics.py"
+    script.parent.mkdir(parents=True)
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO / 'src')!r})\n"
+        "import json\n"  # the script's own imports are not the package's
+        "import numpy as np\n"
+        "from bnn_sgmcmc import diagnostics\n"
+        "diagnostics.rhat(np.random.default_rng(0).normal(size=(2, 8, 1)))\n"  # imports jax inside a function
+    )
+    env = os.environ | {"BNN_IMPORT_AUDIT": str(tmp_path), "PYTHONPATH": str(REPO / "tests/import_audit")}
+    subprocess.run([sys.executable, str(script)], check=True, env=env)
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert record["script"] == "report_diagnostics.py"
+    assert {"numpy", "jax", "blackjax"} <= set(record["modules"])
+    assert "json" not in record["modules"] and "jaxlib" not in record["modules"]  # jax's import, not ours
