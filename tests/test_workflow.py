@@ -336,3 +336,42 @@ def test_the_report_renders_in_a_real_browser(finished_run, chromium):
         finally:
             browser.close()
     assert errors == []
+
+
+def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, base_config):
+    """A host workflow in another folder uses this one as a Snakemake module (`module`, `use rule * from`)
+    with its own config: every rule runs, on tiny synthetic data, and the HTML report renders."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import REPO
+
+    config = base_config
+    config["data"]["source"] = "synthetic"
+    config["data"]["synthetic"] |= {"n_train": 512, "n_test": 128}
+    config["model"]["hidden"] = [16]
+    config["samplers"] = {"sgld": {"kernel": "sgld", "step_size": 5e-4}}
+    config["sampling"] |= {"batch_size": 64, "warmup_steps": 40, "sampling_steps": 20, "eval_every": 20,
+                           "checkpoint_every": 0, "compilation_cache": str(tmp_path / "jax-cache")}
+    config["shift"] |= {"examples": 32, "rotations": [0, 90], "noise": [0.5]}
+    config["diagnostics"] |= {"least_converged": 2}
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (host / "Snakefile").write_text(
+        'configfile: "config.yaml"\n\n\n'
+        f'module bnn_sgmcmc:\n    snakefile:\n        "{REPO / "Snakefile"}"\n    config:\n        config\n\n\n'
+        "use rule * from bnn_sgmcmc\n"
+    )
+    env = os.environ | {"SLURM_CONF": "/dev/null"}
+    for args in (["--cores", "2"], ["--report", "results/report.html"]):
+        out = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(host), *args],
+                             cwd=host, capture_output=True, text=True, timeout=600, env=env)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = pd.read_csv(host / "results/tables/summary.tsv", sep="\t")
+    assert list(summary["sampler"]) == ["sgld"] and summary["ensemble_accuracy"].between(0, 1).all()
+    assert (host / "results/figures/diagnostics/sgld_least_converged.png").stat().st_size > 0
+    assert (host / "results/report.html").stat().st_size > 100_000
+    assert not (host / "workflow").exists()  # nothing of this checkout was copied into the host

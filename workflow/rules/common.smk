@@ -1,10 +1,13 @@
 import sys
+from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
 
 # The Snakefile checks the config with this checkout's package, installed or not.
-sys.path.insert(0, f"{workflow.basedir}/src")
+# Paths from this file's folder, not workflow.basedir: used as a Snakemake module,
+# the workflow's base folder is the host's.
+sys.path.insert(0, str(Path(workflow.current_basedir).parents[1] / "src"))
 
 from bnn_sgmcmc.config import (
     REFERENCE,
@@ -19,7 +22,7 @@ from bnn_sgmcmc.config import (
 )
 from bnn_sgmcmc.errors import ConfigError
 
-with open(f"{workflow.basedir}/workflow/schemas/config.schema.yaml") as schema:
+with open(workflow.source_path("../schemas/config.schema.yaml")) as schema:
     SCHEMA = yaml.safe_load(schema)
 try:
     # Nested --config mappings arrive untyped ('{chains: 8}' gives '8'): type them first.
