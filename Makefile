@@ -6,13 +6,16 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 # Extras for the package: `make run EXTRAS=cuda` installs JAX for NVIDIA GPUs.
 EXTRAS ?=
+# More snakemake arguments for `make run` and `make dry-run`, e.g.
+# make run ARGS="--config data='{source: /path/to/mnist}'"
+ARGS ?=
 comma := ,
 PIP_INSTALL = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
 .PHONY: run test install install-test lint dry-run lock clean
 
 run: $(VENV)/.installed
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) $(ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/snakemake --lint
@@ -23,7 +26,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 dry-run: $(VENV)/.installed
-	$(BIN)/snakemake -n
+	$(BIN)/snakemake -n $(ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'

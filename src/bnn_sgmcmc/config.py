@@ -168,18 +168,10 @@ def schema_path() -> Path:
     return Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def with_defaults(instance: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``instance`` validated against ``schema`` (default: the config schema), its defaults filled in place.
-
-    The same defaults as Snakemake's ``validate``, for code that builds a
-    config without the workflow (the benchmark, the tests). Defaults live only
-    in the schema.
-    """
+def _validator(schema: dict[str, Any]) -> Any:
+    """A JSON Schema validator that fills each mapping's defaults in place as it goes, as Snakemake's does."""
     import jsonschema
-    import yaml
 
-    if schema is None:
-        schema = yaml.safe_load(schema_path().read_text())
     base = jsonschema.Draft202012Validator
     check_properties = base.VALIDATORS["properties"]
 
@@ -190,9 +182,43 @@ def with_defaults(instance: dict[str, Any], schema: dict[str, Any] | None = None
                     value.setdefault(key, sub["default"])
         yield from check_properties(validator, props, value, subschema)
 
-    validator = jsonschema.validators.extend(base, {"properties": properties})(schema)
-    validator.validate(instance)
+    return jsonschema.validators.extend(base, {"properties": properties})(schema)
+
+
+def with_defaults(instance: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``instance`` validated against ``schema`` (default: the config schema), its defaults filled in place.
+
+    The same defaults as Snakemake's ``validate``, for code that builds a
+    config without the workflow (the benchmark, the tests). Defaults live only
+    in the schema.
+    """
+    import yaml
+
+    if schema is None:
+        schema = yaml.safe_load(schema_path().read_text())
+    _validator(schema).validate(instance)
     return instance
+
+
+def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Validate ``config`` against the schema, filling defaults; raise ConfigError whose first words are the key.
+
+    Snakemake's ``validate`` says what is wrong after a dump of the whole
+    schema branch (100 lines for a misspelt ``sampling`` key); this says
+    ``sampling.chians: unknown key (allowed: batch_size, ...)`` in one line.
+    """
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(config))
+    if error is None:
+        return
+    where = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in allowed)
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"{key}: unknown key (allowed: {', '.join(allowed)}).")
+    raise ConfigError(f"{where or 'config'}: {error.message}.")
 
 
 def sampler_settings(entry: dict[str, Any]) -> dict[str, Any]:

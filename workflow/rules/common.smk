@@ -13,6 +13,7 @@ from bnn_sgmcmc.config import (
     REFERENCE,
     check as check_config,
     check_sampler_keys,
+    check_schema,
     coerce,
     reference_init,
     reference_sampler,
@@ -29,6 +30,8 @@ try:
     coerce(config, SCHEMA)
     # A kernel's foreign key, named with the kernel (the schema would only say "unexpected").
     check_sampler_keys(config, SCHEMA)
+    # The key and the problem in one line first; then Snakemake's own check, which then passes.
+    check_schema(config, SCHEMA)
     validate(config, schema="../schemas/config.schema.yaml")
     check_config(config)
 except ConfigError as err:
