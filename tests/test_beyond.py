@@ -185,7 +185,8 @@ def test_a_negative_cost_stops_the_workflow(tmp_path):
     costs[4][9] = -1
     out = snakemake(tmp_path, "-n", config=_config(decision__costs=costs))
     text = out.stdout + out.stderr
-    assert out.returncode != 0 and "'decision'" in text and "minimum" in text
+    assert out.returncode != 0
+    assert "Invalid config: decision.costs.4.9: -1 is less than the minimum of 0" in text, text[-2000:]
 
 
 def test_an_ood_source_of_another_image_shape_stops_the_workflow(tmp_path):
