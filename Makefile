@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
-# Extras for the package: `make run EXTRAS=cuda` installs JAX for NVIDIA GPUs.
+# Extras for the package: `make run EXTRAS=cuda` installs JAX for NVIDIA GPUs, EXTRAS=cuda,slurm
+# also Snakemake's Slurm executor plugin (for --profile profiles/slurm).
 EXTRAS ?=
 # More snakemake arguments for `make run` and `make dry-run`, e.g.
 # make run ARGS="--config data='{source: /path/to/mnist}'"
