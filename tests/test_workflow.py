@@ -383,3 +383,27 @@ def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, base_config
     assert (host / "results/figures/diagnostics/sgld_least_converged.png").stat().st_size > 0
     assert (host / "results/report.html").stat().st_size > 100_000
     assert not (host / "workflow").exists()  # nothing of this checkout was copied into the host
+
+
+@pytest.mark.parametrize("change, first_line", [
+    ({"seed": 2**63}, "seed: 9223372036854775808 is greater than the maximum of 9223372036854775806."),
+    ({"decision": {"costs": None, "reject": float("nan")}}, "decision.reject: nan is not a finite number; give a finite value."),
+    ({"model": {"prior_scale": float("inf")}}, "model.prior_scale: inf is not a finite number; give a finite value."),
+    ({"samplers": {"sgld": {"kernel": "sgld", "step_size": float("nan")}}},
+     "samplers.sgld.step_size: nan is not a finite number; give a finite value."),
+    ({"samplers": {"s" * 65: {"kernel": "sgld", "step_size": 1e-4}}}, f"samplers: '{'s' * 65}' is too long."),
+], ids=["seed-beyond-int64", "nan-reject", "inf-prior", "nan-step-size", "long-sampler-name"])
+def test_values_the_code_cannot_take_stop_before_any_job(tmp_path, synthetic_config, change, first_line):
+    """Non-finite floats (which JSON Schema's bounds let through), seeds beyond what JAX and HDF5 take and
+    sampler names too long for file names stop at parse time, the key named in the first line (#16)."""
+    for key, value in change.items():
+        if key == "samplers":
+            synthetic_config[key] = value
+        elif isinstance(value, dict):
+            synthetic_config[key] |= value
+        else:
+            synthetic_config[key] = value
+    out = snakemake(tmp_path, config=synthetic_config)
+    assert out.returncode != 0
+    assert message(out.stderr) == f"Invalid config: {first_line}"
+    assert not (tmp_path / "results").exists()

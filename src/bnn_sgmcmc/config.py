@@ -9,6 +9,7 @@ any job runs, whatever environment Snakemake itself runs in.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,15 @@ def with_defaults(instance: dict[str, Any], schema: dict[str, Any] | None = None
     return instance
 
 
+def _check_finite(value: Any, where: str) -> None:
+    """Raise ConfigError at the first NaN or infinity anywhere in ``value``: JSON Schema's bounds let them pass."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where or 'config'}: {value} is not a finite number; give a finite value.")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        _check_finite(item, f"{where}.{key}" if where else str(key))
+
+
 def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
     """Validate ``config`` against the schema, filling defaults; raise ConfigError whose first words are the key.
 
@@ -209,6 +219,7 @@ def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
     """
     import jsonschema
 
+    _check_finite(config, "")
     error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(config))
     if error is None:
         return
