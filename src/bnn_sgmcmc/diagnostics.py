@@ -48,21 +48,14 @@ def _even_draws(draws: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def _compiled(name: str) -> Callable[..., Any]:
-    """BlackJAX's statistic ``name`` of [C, S, ...] draws, jitted: a quarter of the time of running it op by op."""
-    import blackjax.diagnostics
-    import jax
-
-    return jax.jit(getattr(blackjax.diagnostics, name))
-
-
-@functools.cache
 def _all_statistics() -> Callable[..., Any]:
     """R-hat and bulk ESS of [C, S, ...] draws and the ESS of both tail indicators, as one compiled program.
 
     One program instead of one per statistic: compiling is most of the
     diagnostics job's time for traced quantities (a few hundred values), and
     this compiles once (a third less) and then comes from JAX's persistent cache.
+    :func:`rhat`, :func:`ess_bulk` and :func:`ess_tail` each run it too, so the
+    statistics tested one by one are those :func:`diagnose` reports.
     """
     import blackjax.diagnostics as bd
     import jax
@@ -85,24 +78,14 @@ def _split_rhat_rows() -> Callable[..., Any]:
     return jax.jit(both)
 
 
-def _blackjax(name: str, draws: np.ndarray) -> np.ndarray:
-    import jax
-
-    x = _even_draws(draws)
-    with jax.enable_x64(True):  # float64 here only: the ranks of 10^4 draws need it
-        value = np.asarray(_compiled(name)(x), dtype=np.float64)
-    constant = np.all(x == x[:1, :1], axis=(0, 1))
-    return np.where(constant, np.nan, value.reshape(constant.shape))
-
-
 def rhat(draws: np.ndarray) -> np.ndarray:
     """Rank-normalised split R-hat of [C, S, ...] draws; one value per trailing index (Vehtari et al., 2021)."""
-    return _blackjax("rhat", draws)
+    return _statistics(_even_draws(draws))[0]
 
 
 def ess_bulk(draws: np.ndarray) -> np.ndarray:
     """Bulk effective sample size of [C, S, ...] draws, all chains together (Vehtari et al., 2021)."""
-    return _blackjax("ess_bulk", draws)
+    return _statistics(_even_draws(draws))[1]
 
 
 def ess_tail(draws: np.ndarray) -> np.ndarray:
@@ -116,8 +99,7 @@ def ess_tail(draws: np.ndarray) -> np.ndarray:
     departs from ArviZ. As in ArviZ, an indicator that never changes counts as
     fully effective (its ESS is the number of draws).
     """
-    x = _even_draws(draws)
-    return _statistics(x)[2]
+    return _statistics(_even_draws(draws))[2]
 
 
 def _tail_indicators(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
