@@ -72,10 +72,13 @@ def snakemake(
     config: dict | None = None,
     configfiles: tuple[Path, ...] = (),
     env: dict | None = None,
+    extra_env: dict | None = None,
+    snakefile: Path = REPO / "Snakefile",
     timeout: float = 600,
 ) -> subprocess.CompletedProcess:
-    """Run the workflow in ``workdir`` as a user would, with ``config`` (default: config.yaml), then ``configfiles``."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "1"]
+    """Run the workflow in ``workdir`` as a user would, with ``config`` (default: config.yaml), then ``configfiles``;
+    ``snakefile`` another workflow's (one that uses this as a module), ``extra_env`` added to the environment."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), "--cores", "1"]
     path = REPO / "config.yaml"
     if config is not None:
         path = workdir / "test-config.yaml"
@@ -87,7 +90,7 @@ def snakemake(
         # Slurm client is installed (the Slurm test installs one) and no controller answers, scontrol
         # retries for 10 s. An empty config makes it fail at once; the Slurm test passes its own env.
         env = os.environ | {"SLURM_CONF": "/dev/null"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env | (extra_env or {}))
 
 
 def make_synthetic_config(config: dict, cache: Path) -> dict:
@@ -127,7 +130,7 @@ def finished_run(tmp_path_factory) -> tuple[Path, dict]:
     (workdir / "import-audit").mkdir()
     audit = {"BNN_IMPORT_AUDIT": str(workdir / "import-audit"),
              "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests/import_audit"), os.environ.get("PYTHONPATH")]))}
-    out = snakemake(workdir, "--cores", "2", config=config, env=os.environ | {"SLURM_CONF": "/dev/null"} | audit)
+    out = snakemake(workdir, "--cores", "2", config=config, extra_env=audit)
     assert out.returncode == 0, out.stderr
     out = snakemake(workdir, "--report", "results/report.html", config=config)
     assert out.returncode == 0, out.stderr

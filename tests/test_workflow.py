@@ -349,10 +349,6 @@ def test_the_report_renders_in_a_real_browser(finished_run, chromium):
 def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, base_config):
     """A host workflow in another folder uses this one as a Snakemake module (`module`, `use rule * from`)
     with its own config: every rule runs, on tiny synthetic data, and the HTML report renders."""
-    import os
-    import subprocess
-    import sys
-
     import yaml
     from conftest import REPO
 
@@ -373,10 +369,8 @@ def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, base_config
         f'module bnn_sgmcmc:\n    snakefile:\n        "{REPO / "Snakefile"}"\n    config:\n        config\n\n\n'
         "use rule * from bnn_sgmcmc\n"
     )
-    env = os.environ | {"SLURM_CONF": "/dev/null"}
     for args in (["--cores", "2"], ["--report", "results/report.html"]):
-        out = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(host), *args],
-                             cwd=host, capture_output=True, text=True, timeout=600, env=env)
+        out = snakemake(host, *args, config=config, snakefile=host / "Snakefile")
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     summary = pd.read_csv(host / "results/tables/summary.tsv", sep="\t")
     assert list(summary["sampler"]) == ["sgld"] and summary["ensemble_accuracy"].between(0, 1).all()
@@ -397,12 +391,9 @@ def test_values_the_code_cannot_take_stop_before_any_job(tmp_path, synthetic_con
     """Non-finite floats (which JSON Schema's bounds let through), seeds beyond what JAX and HDF5 take and
     sampler names too long for file names stop at parse time, the key named in the first line (#16)."""
     for key, value in change.items():
-        if key == "samplers":
-            synthetic_config[key] = value
-        elif isinstance(value, dict):
-            synthetic_config[key] |= value
-        else:
-            synthetic_config[key] = value
+        # A block's keys are merged into it; the samplers block and scalars are replaced.
+        merge = isinstance(value, dict) and key != "samplers"
+        synthetic_config[key] = synthetic_config[key] | value if merge else value
     out = snakemake(tmp_path, config=synthetic_config)
     assert out.returncode != 0
     assert message(out.stderr) == f"Invalid config: {first_line}"
