@@ -50,26 +50,24 @@ def main(out: Path) -> None:
         for rule, seconds in sorted(rule_seconds(out / f"{run}-snakemake.log").items()):
             rows.append((run, f"rule {rule} (all jobs)", seconds))
         logs = out / f"{run}-logs"
-        startup, lifetime = defaultdict(float), defaultdict(float)
+        startup, lifetime, programs = defaultdict(float), defaultdict(float), []
         for log in sorted(logs.rglob("*.log")):
             parts, text = log.relative_to(logs).parts, log.read_text()
             rule = parts[1].removesuffix(".log") if parts[0] == "report" else parts[0]  # report/<rule>[/<sampler>]
             # A resumed job's log holds each attempt: count the last one.
             startup[rule] += float(STARTUP.findall(text)[-1]) if STARTUP.search(text) else 0.0
             lifetime[rule] += float(DONE.findall(text)[-1]) if DONE.search(text) else 0.0
-        for rule in sorted(startup):
-            rows.append((run, f"{rule} jobs: start-up", startup[rule]))
-            rows.append((run, f"{rule} jobs: process lifetime", lifetime[rule]))
-        for log in sorted(logs.glob("*/*/*.log")):
-            text = log.read_text()
-            if (m := SETUP.findall(text)) and WROTE.search(text):
-                kind = log.parts[-3]
-                rows.append((run, f"{log.parts[-2]} {kind}: data to the device", float(m[-1])))
+            if (m := SETUP.findall(text)) and WROTE.search(text):  # a sampling job: warmup/<sampler>/shardN.log
+                programs.append((run, f"{parts[1]} {rule}: data to the device", float(m[-1])))
             for m in WROTE.finditer(text):
                 sampler, kind, seconds, compile_seconds = m.groups()
                 phase = "warmup" if kind == "warmup" else "sampling"
-                rows.append((run, f"{sampler} {phase}: running", float(seconds)))
-                rows.append((run, f"{sampler} {phase}: compile", float(compile_seconds)))
+                programs.append((run, f"{sampler} {phase}: running", float(seconds)))
+                programs.append((run, f"{sampler} {phase}: compile", float(compile_seconds)))
+        for rule in sorted(startup):
+            rows.append((run, f"{rule} jobs: start-up", startup[rule]))
+            rows.append((run, f"{rule} jobs: process lifetime", lifetime[rule]))
+        rows += programs
     text = "run\titem\tseconds\n" + "".join(f"{r}\t{i}\t{s:.2f}\n" for r, i, s in rows)
     (out / "end_to_end.tsv").write_text(text)
     print(text, end="")
