@@ -1,18 +1,25 @@
 """A single-node Slurm cluster on this machine, for testing the workflow's Slurm profile.
 
-Made for Debian's slurm-wlm 22.05 and munge on a root machine without systemd:
-munged runs as the munge user, slurmctld as root from a slurm.conf in a
-temporary folder, slurmd in configless mode (it fetches the file from slurmctld
-and caches it under /run/slurm, where commands inside jobs find it; clients
-outside find it through SLURM_CONF), with proctrack/pgid, no accounting and no
-GPUs. Daemons are stopped by the process ids they wrote.
+Made for Debian's slurm-wlm 22.05 and munge on a root machine without systemd.
+Everything the cluster owns lives in its own folder, so that two clusters (two
+test runs) can share a host: its munged (own key and socket, named to Slurm
+through ``AuthInfo``), slurmctld and slurmd on free ports, their config, state,
+spool, logs and process ids. Nothing under /run, /etc or /var is written or
+removed. Clients find the config through ``SLURM_CONF``; inside a job, where
+the Slurm executor's job step removes every ``SLURM_*`` variable before calling
+``srun``, a ``srun`` wrapper first on ``PATH`` puts it back. Daemons run in the
+foreground as child processes, so a daemon that dies while starting is seen at
+once, and the error is its own log's.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
-import signal
+import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -37,38 +44,49 @@ def unavailable_reason() -> str:
     return "" if done.returncode == 0 else f"installing {' '.join(PACKAGES)} failed: {done.stderr[-300:]}"
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's choice)."""
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
 class SlurmCluster:
     """Start with :meth:`start`, use :attr:`env` for clients, stop with :meth:`stop`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ctld_port: int | None = None, slurmd_port: int | None = None) -> None:
         self.root = root
         self.conf = root / "slurm.conf"
-        self.pids: dict[str, Path] = {
-            "slurmctld": root / "slurmctld.pid",
-            "slurmd": root / "slurmd.pid",
-            "munged": Path("/run/munge/munged.pid"),
-        }
-        self.started: list[str] = []
+        self.name = f"bnntest{secrets.token_hex(4)}"
+        self.ctld_port = ctld_port or free_port()
+        self.slurmd_port = slurmd_port or free_port()
+        self.munge_socket = root / "munge" / "munge.socket"
+        self.daemons: dict[str, subprocess.Popen] = {}
 
     @property
     def env(self) -> dict[str, str]:
-        return os.environ | {"SLURM_CONF": str(self.conf)}
+        path = f"{self.root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+        return os.environ | {"SLURM_CONF": str(self.conf), "PATH": path}
 
     def _node_line(self) -> str:
         node = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
-        return f"{node} NodeAddr=127.0.0.1 State=UNKNOWN"
+        return f"{node} NodeAddr=127.0.0.1 Port={self.slurmd_port} State=UNKNOWN"
 
     def write_conf(self) -> None:
-        for sub in ("state", "spool"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
         r = self.root
+        for sub in ("state", "spool", "bin", "munge"):
+            (r / sub).mkdir(parents=True, exist_ok=True)
         self.conf.write_text(
             "\n".join([
-                "ClusterName=bnn-test",
+                f"ClusterName={self.name}",
                 "SlurmctldHost=localhost(127.0.0.1)",
+                f"SlurmctldPort={self.ctld_port}",
+                f"SlurmdPort={self.slurmd_port}",
                 "SlurmUser=root",
                 "SlurmdUser=root",
                 "AuthType=auth/munge",
+                "CredType=cred/munge",
+                f"AuthInfo=socket={self.munge_socket}",
                 "MpiDefault=none",
                 "ProctrackType=proctrack/pgid",
                 "TaskPlugin=task/none",
@@ -78,16 +96,13 @@ class SlurmCluster:
                 "JobAcctGatherType=jobacct_gather/none",
                 "JobCompType=jobcomp/none",
                 "SchedulerType=sched/backfill",
-                # slurmd fetches this file from slurmctld and caches it in /run/slurm/conf,
-                # where clients inside jobs find it: the executor's job step drops SLURM_CONF.
-                "SlurmctldParameters=enable_configless",
                 "ReturnToService=2",
                 # Finished jobs stay visible to squeue, which the executor polls.
                 "MinJobAge=600",
                 f"StateSaveLocation={r / 'state'}",
                 f"SlurmdSpoolDir={r / 'spool'}",
-                f"SlurmctldPidFile={self.pids['slurmctld']}",
-                f"SlurmdPidFile={self.pids['slurmd']}",
+                f"SlurmctldPidFile={r / 'slurmctld.pid'}",
+                f"SlurmdPidFile={r / 'slurmd.pid'}",
                 f"SlurmctldLogFile={r / 'slurmctld.log'}",
                 f"SlurmdLogFile={r / 'slurmd.log'}",
                 "SlurmctldDebug=info",
@@ -97,38 +112,84 @@ class SlurmCluster:
                 "",
             ])
         )
+        # The executor's job step calls srun without SLURM_CONF; this one puts it back.
+        srun = r / "bin" / "srun"
+        srun.write_text(f'#!/bin/sh\nSLURM_CONF={self.conf} exec {shutil.which("srun")} "$@"\n')
+        srun.chmod(srun.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+    def _spawn(self, name: str, *command: str) -> None:
+        out = open(self.root / f"{name}.out", "w")  # noqa: SIM115 - kept open by the daemon
+        self.daemons[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                              env=self.env, start_new_session=True)
+
+    def _dead(self) -> str:
+        """Why a daemon that exited did, in its own words; empty while all run."""
+        for name, process in self.daemons.items():
+            if process.poll() is None:
+                continue
+            logs = [self.root / f"{name}.log", self.root / "munge" / f"{name}.log", self.root / f"{name}.out"]
+            text = next((p.read_text(errors="replace") for p in logs if p.exists() and p.stat().st_size), "")
+            lines = [re.sub(r"^(\[[^]]*\]\s*|\w+:\s+)", "", line).strip() for line in text.splitlines()]
+            fatal = [line for line in lines if re.search(r"fatal|Address already in use|bind", line, re.I)]
+            port = {"slurmctld": self.ctld_port, "slurmd": self.slurmd_port}.get(name)
+            bound = port and any("Address already in use" in line for line in fatal)
+            cause = f"{name} could not bind port {port}" if bound else f"{name} exited with code {process.returncode}"
+            return f"{cause}: {'; '.join(dict.fromkeys(fatal or lines[-3:]))}"
+        return ""
+
+    def _answers(self) -> bool:
+        """True once our controller answers through our config and our node is up in it."""
+        shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, env=self.env)
+        fields = dict(re.findall(r"^(\w+)\s+=\s+(.*?)\s*$", shown.stdout, re.M))
+        if shown.returncode or fields.get("ClusterName") != self.name:
+            return False  # not up yet, or another cluster's controller on our port
+        state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=self.env)
+        return state.returncode == 0 and state.stdout.strip() in ("idle", "mix", "alloc")
 
     def start(self, timeout: float = 60) -> None:
         self.write_conf()
-        Path("/run/munge").mkdir(parents=True, exist_ok=True)
-        shutil.chown("/run/munge", "munge", "munge")
-        if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
-            subprocess.run(["runuser", "-u", "munge", "--", "munged"], check=True)
-            self.started.append("munged")
-        Path("/run/slurm").mkdir(parents=True, exist_ok=True)
-        subprocess.run(["slurmctld", "-f", str(self.conf)], check=True, env=self.env)
-        self.started.append("slurmctld")
-        subprocess.run(["slurmd", "--conf-server", "127.0.0.1"], check=True)
-        self.started.append("slurmd")
+        m = self.root / "munge"
+        key = m / "munge.key"
+        key.write_bytes(secrets.token_bytes(128))
+        key.chmod(0o600)
+        self._spawn("munged", "munged", "--foreground", "--force", f"--socket={self.munge_socket}",
+                    f"--key-file={key}", f"--log-file={m / 'munged.log'}", f"--pid-file={m / 'munged.pid'}",
+                    f"--seed-file={m / 'munged.seed'}")
         deadline = time.time() + timeout
+        while not self.munge_socket.exists():
+            if self._dead() or time.time() > deadline:
+                reason = self._dead() or "no socket"
+                self.stop()
+                raise RuntimeError(f"munged did not start: {reason}")
+            time.sleep(0.1)
+        self._spawn("slurmctld", "slurmctld", "-D", "-f", str(self.conf))
+        self._spawn("slurmd", "slurmd", "-D", "-f", str(self.conf))
         while time.time() < deadline:
-            state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=self.env)
-            if state.returncode == 0 and state.stdout.strip() in ("idle", "mix", "alloc"):
+            dead = self._dead()
+            if dead:
+                self.stop()
+                raise RuntimeError(dead)
+            if self._answers():
                 return
-            time.sleep(0.5)
+            time.sleep(0.3)
+        self.stop()
         raise RuntimeError(f"Slurm did not come up in {timeout} s: {self.logs()}")
 
     def logs(self) -> str:
         return "\n".join(
-            f"--- {p.name}\n{p.read_text()[-2000:]}" for p in self.root.glob("*.log") if p.is_file()
+            f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
+            for p in sorted(self.root.glob("*.log")) if p.is_file()
         )
 
     def stop(self) -> None:
-        for daemon in reversed(self.started):
-            pid_file = self.pids[daemon]
+        """Stop our daemons, newest first; files outside :attr:`root` are never touched."""
+        for process in reversed(list(self.daemons.values())):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.daemons.values():
             try:
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-            except (OSError, ValueError):
-                continue
-        self.started.clear()
-        shutil.rmtree("/run/slurm/conf", ignore_errors=True)  # slurmd's copy of our config
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.daemons.clear()

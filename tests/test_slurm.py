@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import subprocess
 
 import numpy as np
 import pytest
@@ -100,3 +102,32 @@ def test_a_missing_partition_surfaces_slurms_own_error_and_leaves_no_output(clus
     assert "invalid partition specified: no-such-partition" in out.stdout + out.stderr
     assert (workdir / "results/data/mnist/raw.npz").exists()  # the local download ran
     assert not (workdir / "results/data/mnist.h5").exists()
+
+
+def run_on(slurm: SlurmCluster) -> str:
+    """The cluster name a one-task job sees, from a step started the way the executor's job step starts it."""
+    inner = "env -u SLURM_CONF srun --overlap printenv SLURM_CLUSTER_NAME"  # the job step drops SLURM_CONF
+    done = subprocess.run(["srun", "sh", "-c", inner], env=slurm.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr + slurm.logs()
+    return done.stdout.strip()
+
+
+def test_a_second_cluster_on_the_host_is_its_own_and_a_taken_port_is_named(cluster, tmp_path):
+    # Two test runs on one host: each has its own controller, and stopping one leaves the other running.
+    other = SlurmCluster(tmp_path / "other")
+    other.start()
+    try:
+        assert other.name != cluster.name and other.ctld_port != cluster.ctld_port
+        assert run_on(other) == other.name
+        assert run_on(cluster) == cluster.name
+    finally:
+        other.stop()
+    assert run_on(cluster) == cluster.name
+
+    # A port another program holds: the error is the daemon's own, with the port.
+    with socket.socket() as holder:
+        holder.bind(("", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(RuntimeError, match=rf"slurmctld could not bind port {port}: .*Address already in use"):
+            SlurmCluster(tmp_path / "taken", ctld_port=port).start()
