@@ -30,7 +30,12 @@ PIXEL_SCALE = 1.0 / 255.0
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # a job beside this one may remove an empty parent (a checkpoint folder) meanwhile
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            break
+        except FileNotFoundError:
+            continue
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         yield tmp

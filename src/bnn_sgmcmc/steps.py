@@ -109,9 +109,14 @@ class _Checkpointer:
     def remove(self) -> None:
         path = Path(self.path)
         path.unlink(missing_ok=True)
-        for folder in (path.parent, path.parent.parent):  # results/checkpoints/{sampler}/shard{n}
-            if folder.is_dir() and not any(folder.iterdir()):
+        # results/checkpoints/{sampler}/shard{n}, then the sampler's folder and results/checkpoints once
+        # nothing else is in them. Other jobs run at the same time: rmdir is atomic, and fails on a folder
+        # that is not empty or already gone.
+        for folder in path.parents[:3]:
+            try:
                 folder.rmdir()
+            except OSError:
+                break
 
 
 def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]:
