@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import gzip
 import io
 import os
@@ -10,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,22 @@ def _install_chromium() -> str:
         if done.returncode:
             return f"{' '.join(cmd)} failed: {done.stderr.strip()[-300:]}"
     return ""
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Order for pytest-xdist: the Slurm tests first, on one worker (they share its cluster; their workflow
+    test makes the local run, then waits on the cluster), the other tests meanwhile on the other workers, and
+    the users of the local run last, so that no worker waits for it."""
+
+    def rank(item) -> int:
+        if item.path.name == "test_slurm.py":
+            return 0
+        return 2 if "finished_run" in item.fixturenames else 1
+
+    for item in items:
+        if rank(item) == 0:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
@@ -121,20 +140,67 @@ def make_synthetic_config(config: dict, cache: Path) -> dict:
     return config
 
 
+def shared_tmp(tmp_path_factory) -> Path:
+    """A folder that every pytest-xdist worker of this session sees (the session's own folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (other workers wait for it)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory) -> Path:
+    """One persistent JAX compilation cache for the session's programs, in this process and in every job
+    the tests start (through JAX_COMPILATION_CACHE_DIR, which a null ``sampling.compilation_cache`` uses):
+    tests that compile the same program read it back instead, and nothing is written to ~/.cache."""
+    from bnn_sgmcmc import compilation
+
+    cache = shared_tmp(tmp_path_factory) / "jax-cache"
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    compilation.enable_compilation_cache(str(cache))
+    return cache
+
+
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory) -> tuple[Path, dict]:
-    """The whole workflow and its HTML report, run once for the tests below."""
-    workdir = tmp_path_factory.mktemp("run")
-    config = make_synthetic_config(yaml.safe_load((REPO / "config.yaml").read_text()), workdir / "jax-cache")
-    # Each job notes what the package imports (tests/import_audit), for the environments' test.
-    (workdir / "import-audit").mkdir()
-    audit = {"BNN_IMPORT_AUDIT": str(workdir / "import-audit"),
-             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests/import_audit"), os.environ.get("PYTHONPATH")]))}
-    out = snakemake(workdir, "--cores", "2", config=config, extra_env=audit)
-    assert out.returncode == 0, out.stderr
-    out = snakemake(workdir, "--report", "results/report.html", config=config)
-    assert out.returncode == 0, out.stderr
-    return workdir, config
+def run_config(compilation_cache) -> dict:
+    """The config of :func:`finished_run`: make_synthetic_config of config.yaml."""
+    return make_synthetic_config(yaml.safe_load((REPO / "config.yaml").read_text()), compilation_cache)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, run_config) -> tuple[Path, dict]:
+    """The whole workflow and its HTML report, run once for the tests below (once for all xdist workers)."""
+    workdir = shared_tmp(tmp_path_factory) / "run"
+    done, failed = workdir / "finished", workdir / "failed"
+    with locked(shared_tmp(tmp_path_factory) / "run.lock"):
+        if failed.exists():
+            pytest.fail(f"the shared workflow run failed in another worker: {failed.read_text()}")
+        if not done.exists():
+            workdir.mkdir(exist_ok=True)
+            # Each job notes what the package imports (tests/import_audit), for the environments' test.
+            (workdir / "import-audit").mkdir(exist_ok=True)
+            audit = {"BNN_IMPORT_AUDIT": str(workdir / "import-audit"),
+                     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests/import_audit"),
+                                                                 os.environ.get("PYTHONPATH")]))}
+            # Jobs on tiny data spend their time starting and compiling, on one core each: two at a time.
+            out = snakemake(workdir, "--cores", "2", "--set-threads", "warmup=1", "sample=1",
+                            config=run_config, extra_env=audit)
+            if out.returncode == 0:
+                out = snakemake(workdir, "--report", "results/report.html", config=run_config)
+            if out.returncode:
+                failed.write_text(out.stderr[-5000:])
+                pytest.fail(out.stderr[-5000:])
+            done.touch()
+    return workdir, copy.deepcopy(run_config)
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ def data_h5(tmp_path_factory):
 
 SAMPLING = {
     "batch_size": 32, "batching": "replacement", "warmup_steps": 60, "sampling_steps": 40,
-    "eval_every": 10, "thinning": 1, "save_weights_every": 0, "checkpoint_every": 0, "compilation_cache": "",
+    "eval_every": 10, "thinning": 1, "save_weights_every": 0, "checkpoint_every": 0, "compilation_cache": None,
 }
 #: Sampling jobs record function-space draws: 40 kept samples thinned to at most 15 (every 3rd).
 EVALUATION = {"draws_per_chain": 15}

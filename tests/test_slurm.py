@@ -56,7 +56,7 @@ def slurm_profile(tmp_path):
 
 
 def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finished_run, tmp_path):
-    local_dir, config = finished_run
+    local_dir, config = finished_run  # made first: the cluster jobs find every program in its compilation cache
     workdir = tmp_path / "slurm-run"
     workdir.mkdir()
     profile = slurm_profile(tmp_path)

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.workflow
 
 
 @pytest.fixture
-def synthetic_config(base_config, tmp_path) -> dict:
-    return make_synthetic_config(base_config, tmp_path / "jax-cache")
+def synthetic_config(base_config, compilation_cache) -> dict:
+    return make_synthetic_config(base_config, compilation_cache)
 
 
 def test_dry_run_of_the_default_config_lists_the_data_jobs(tmp_path):
@@ -358,7 +358,7 @@ def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, base_config
     config["model"]["hidden"] = [16]
     config["samplers"] = {"sgld": {"kernel": "sgld", "step_size": 5e-4}}
     config["sampling"] |= {"batch_size": 64, "warmup_steps": 40, "sampling_steps": 20, "eval_every": 20,
-                           "checkpoint_every": 0, "compilation_cache": str(tmp_path / "jax-cache")}
+                           "checkpoint_every": 0, "compilation_cache": None}  # the session's
     config["shift"] |= {"examples": 32, "rotations": [0, 90], "noise": [0.5]}
     config["diagnostics"] |= {"least_converged": 2}
     host = tmp_path / "host"

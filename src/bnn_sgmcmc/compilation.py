@@ -17,6 +17,7 @@ def enable_compilation_cache(directory: str | None) -> str | None:
     if directory is None:
         directory = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(Path.home() / ".cache/bnn_sgmcmc/jax")
     if not directory:
+        jax.config.update("jax_compilation_cache_dir", None)  # off, even where the environment names one
         return None
     Path(directory).mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(directory))
