@@ -22,6 +22,18 @@ def test_a_user_error_is_one_line_in_the_log_and_on_the_console(tmp_path, capsys
     assert capsys.readouterr().err.strip() == "ERROR: the file is damaged: download it again"
 
 
+def test_a_warning_is_in_the_log_and_on_the_console_once(tmp_path, capsys):
+    path = tmp_path / "job.log"
+    with logs.to_file(path):
+        logging.getLogger("bnn_sgmcmc.steps").warning("checkpoint x not used: damaged")
+        logging.getLogger("bnn_sgmcmc.steps").info("only in the log")
+        logging.getLogger("jax").warning("not ours")
+    assert "WARNING bnn_sgmcmc.steps: checkpoint x not used: damaged" in path.read_text()
+    assert capsys.readouterr().err.strip() == "WARNING: checkpoint x not used: damaged"
+    logging.getLogger("bnn_sgmcmc.steps").warning("after the job")  # the console handler is gone again
+    assert "after the job" not in capsys.readouterr().err
+
+
 def test_a_bug_keeps_its_traceback_in_the_log(tmp_path):
     path = tmp_path / "job.log"
     with pytest.raises(KeyError), logs.to_file(path):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import logging
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -270,6 +273,94 @@ def test_a_killed_job_resumes_from_its_checkpoint_with_identical_results(data_h5
     resumed = job(kind, data_h5, tmp_path, name, tag="resumed", **copy.deepcopy(extra))
     assert_same_results(clean, resumed)
     assert not (tmp_path / "resumed" / f"ckpt-{kind}.h5").exists()
+
+
+@pytest.fixture(scope="module")
+def interrupted_sampling(data_h5, tmp_path_factory):
+    """An uninterrupted sgld sampling job, and the checkpoint that the same job left when killed."""
+    root = tmp_path_factory.mktemp("interrupted")
+    warm = str(job("warmup", data_h5, root, tag="w"))
+    clean = job("sample", data_h5, root, tag="clean", warmup=warm)
+    original = steps._Checkpointer.write
+
+    def write_then_die(self, arrays, attrs):
+        original(self, arrays, attrs)
+        raise Killed
+
+    steps._Checkpointer.write = write_then_die
+    try:
+        with pytest.raises(Killed):
+            job("sample", data_h5, root, tag="killed", warmup=warm)
+    finally:
+        steps._Checkpointer.write = original
+    return warm, clean, root / "killed" / "ckpt-sample.h5"
+
+
+def _rewrite(path, change, digest=True):
+    """Apply ``change(arrays, attrs)`` to a checkpoint; with ``digest``, as its writer would (a valid digest)."""
+    arrays, attrs = h5io.read_arrays(path)
+    change(arrays, attrs)
+    if digest:
+        attrs["digest"] = h5io.digest(arrays, steps._digested(attrs))
+    h5io.write_arrays(path, arrays, attrs)
+
+
+def _first_state_leaf(arrays):
+    return next(name for name in h5io._flatten(arrays) if name.startswith("state/"))
+
+
+def _set(arrays, name, value):
+    *parents, leaf = name.split("/")
+    h5io.lookup(arrays, "/".join(parents))[leaf] = value
+
+
+TAMPERINGS = {
+    "a number changed": (lambda a, t: _set(a, _first_state_leaf(a), h5io.lookup(a, _first_state_leaf(a)) + 1),
+                         False, "its contents do not match the digest written with it"),
+    "a dataset removed": (lambda a, t: a["trace"].pop("sample_step"), False, "do not match the digest"),
+    "no digest (an older writer)": (lambda a, t: t.pop("digest"), False, "do not match the digest"),
+    "its step beyond the phase": (lambda a, t: t.update(step=10_000), True,
+                                  r"does not fit this run: its step 10000 is outside the sampling phase's 1\.\.39"),
+    "its step before its trace": (lambda a, t: t.update(step=1), True, "trace steps do not end at or before its step 1"),
+    "a dataset missing, digest valid": (lambda a, t: a["trace"].pop("cycle"), True, "does not fit this run: 'cycle'"),
+    "another shape": (lambda a, t: _set(a, _first_state_leaf(a), h5io.lookup(a, _first_state_leaf(a))[:, :1]), True,
+                      r"does not fit this run: state/.* is float32\[2, 1.*\], expected float32\[2, "),
+    "other chains": (lambda a, t: a.update(chain=np.asarray([5, 6])), True, r"holds chains \[5, 6\], this job runs \[0, 1\]"),
+    "another config": (lambda a, t: t["fingerprint"]["model"].update(hidden=[8]), True, "made with another config"),
+}
+
+
+@pytest.mark.parametrize("how", [*TAMPERINGS, "unreadable"])
+def test_a_checkpoint_that_fails_a_check_is_moved_aside_and_the_job_starts_over(
+        data_h5, interrupted_sampling, tmp_path, caplog, how):
+    warm, clean, killed = interrupted_sampling
+    ckpt = tmp_path / "a" / "ckpt-sample.h5"
+    ckpt.parent.mkdir()
+    shutil.copy(killed, ckpt)
+    if how == "unreadable":
+        ckpt.write_bytes(b"not HDF5" * 100)
+        why = "it cannot be read"
+    else:
+        change, digest, why = TAMPERINGS[how]
+        _rewrite(ckpt, change, digest)
+    with caplog.at_level(logging.WARNING, logger="bnn_sgmcmc"):
+        out = job("sample", data_h5, tmp_path, warmup=warm)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and re.search(rf"checkpoint .*ckpt-sample.h5 not used: .*{why}", warned[0]), warned
+    assert "Starting this job over; the file is now" in warned[0]
+    assert_same_results(clean, out)  # started over: the uninterrupted run's arrays
+    assert (tmp_path / "a" / "ckpt-sample.h5.rejected").exists() and not ckpt.exists()
+
+
+def test_an_untouched_checkpoint_passes_every_check_and_is_resumed(data_h5, interrupted_sampling, tmp_path, caplog):
+    warm, clean, killed = interrupted_sampling
+    (tmp_path / "a").mkdir()
+    shutil.copy(killed, tmp_path / "a" / "ckpt-sample.h5")
+    with caplog.at_level(logging.INFO, logger="bnn_sgmcmc"):
+        out = job("sample", data_h5, tmp_path, warmup=warm)
+    assert any("resuming from checkpoint" in r.getMessage() for r in caplog.records)
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)
+    assert_same_results(clean, out)
 
 
 def test_sigkill_mid_warmup_then_rerun_matches_an_uninterrupted_run(data_h5, tmp_path):

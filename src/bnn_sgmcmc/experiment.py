@@ -298,15 +298,47 @@ def state_tree(state: Any) -> Any:
     return np.asarray(state)
 
 
-def state_from_tree(template: Any, tree: Any) -> Any:
-    """The inverse of :func:`state_tree`, shaped like ``template`` (the kernel's initial state or its shapes)."""
+def state_from_tree(template: Any, tree: Any, where: str = "state") -> Any:
+    """The inverse of :func:`state_tree`, shaped like ``template`` (the kernel's initial state or its shapes).
+
+    Raises ``ValueError`` naming the first array that is missing or whose shape or dtype is not the template's.
+    """
     import jax.numpy as jnp
 
+    def child(name: str) -> Any:
+        if not isinstance(tree, Mapping) or name not in tree:
+            raise ValueError(f"{where}/{name} is missing")
+        return tree[name]
+
     if isinstance(template, tuple) and hasattr(template, "_fields"):
-        return type(template)(**{name: state_from_tree(value, tree[name]) for name, value in zip(template._fields, template)})
+        return type(template)(**{name: state_from_tree(value, child(name), f"{where}/{name}")
+                                 for name, value in zip(template._fields, template)})
     if isinstance(template, Mapping):
-        return {key: state_from_tree(value, tree[key]) for key, value in template.items()}
-    return jnp.asarray(tree)
+        return {key: state_from_tree(value, child(key), f"{where}/{key}") for key, value in template.items()}
+    array = np.asarray(tree)
+    if hasattr(template, "shape") and (array.shape != tuple(template.shape) or array.dtype != template.dtype):
+        raise ValueError(f"{where} is {array.dtype}{list(array.shape)}, "
+                         f"expected {np.dtype(template.dtype)}{list(template.shape)}")
+    return jnp.asarray(array)
+
+
+def check_checkpoint(arrays: Mapping[str, Any], attrs: Mapping[str, Any], setup: Setup, phase: str) -> None:
+    """A checkpoint's attributes agree with its contents and with this run: its chains are this shard's, its
+    step lies inside the phase, and its trace ends at or before that step. Raises ``ValueError`` saying which."""
+    steps = setup.schedule.warmup_steps if phase == "warmup" else setup.schedule.sampling_steps
+    chains = np.asarray(arrays.get("chain", [])).tolist()
+    if chains != list(setup.chains):
+        raise ValueError(f"it holds chains {chains}, this job runs {list(setup.chains)}")
+    step = int(attrs.get("step", -1))
+    if not 0 < step < steps:
+        raise ValueError(f"its step {step} is outside the {phase} phase's 1..{steps - 1}")
+    trace = arrays.get("trace", {}).get("step" if phase == "warmup" else "sample_step")
+    if trace is None:
+        raise ValueError("trace/step is missing")
+    if len(trace) and (int(np.max(trace)) > step or np.any(np.diff(trace) <= 0)):
+        raise ValueError(f"its trace steps do not end at or before its step {step}")
+    if phase == "sampling" and not 0 <= int(attrs.get("num_samples", -1)) <= step:
+        raise ValueError(f"its {attrs.get('num_samples')} kept samples do not fit in {step} steps")
 
 
 def warmup_positions(paths: Sequence[str], setup: Setup) -> Any:
@@ -371,6 +403,7 @@ def kernel_trace_from_arrays(arrays: Mapping[str, Any]) -> dict[str, list]:
 
 
 def warmup_state_from_arrays(arrays: Mapping[str, Any], attrs: Mapping[str, Any], setup: Setup) -> sampling.WarmupState:
+    check_checkpoint(arrays, attrs, setup, "warmup")
     trace = arrays["trace"]
     return sampling.WarmupState(
         state=state_from_tree(state_template(setup), arrays["state"]),
@@ -440,6 +473,7 @@ def sampling_state_from_arrays(
     import jax
     import jax.numpy as jnp
 
+    check_checkpoint(arrays, attrs, setup, "sampling")
     trace_in = arrays["trace"]
     trace: dict[str, Any] = {
         "step": trace_in["sample_step"].tolist(),
@@ -447,9 +481,13 @@ def sampling_state_from_arrays(
         "wall_seconds": trace_in["wall_seconds"][:, 0].tolist(),
     }
     acc = {}
+    fresh = predictive.init(setup.eval_sets, len(setup.chains), setup.num_classes)
     for name, data in setup.eval_sets.items():
         saved = h5io.lookup(arrays, name)
         acc[name] = predictive.Accumulator(*(jnp.asarray(saved[f]) for f in predictive.Accumulator._fields))
+        for field, got, want in zip(predictive.Accumulator._fields, acc[name], fresh[name]):
+            if got.shape != want.shape or got.dtype != want.dtype:
+                raise ValueError(f"{name}/{field} is {got.dtype}{list(got.shape)}, expected {want.dtype}{list(want.shape)}")
         if data.labels is not None:
             trace[name] = {m: list(h5io.lookup(trace_in, name)[m]) for m in predictive.metric_names(data)}
     draws: dict[str, list] = {"step": []} | {name: [] for name, data in setup.eval_sets.items() if data.draws}

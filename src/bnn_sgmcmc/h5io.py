@@ -183,6 +183,21 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
     return flat
 
 
+def digest(arrays: dict[str, Any], attrs: dict[str, Any] | None = None) -> str:
+    """SHA-256 of nested arrays (every name, dtype, shape and byte) and of ``attrs`` (JSON): written with a
+    checkpoint and checked before it is trusted, so that any change to its contents is seen."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, array in sorted(_flatten(arrays).items()):
+        array = np.ascontiguousarray(array)
+        h.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        h.update(array.tobytes())
+    # Read back from HDF5, integers are numpy scalars: .item() makes them what was written.
+    h.update(json.dumps(attrs or {}, sort_keys=True, default=lambda o: o.item() if hasattr(o, "item") else str(o)).encode())
+    return h.hexdigest()
+
+
 def lookup(tree: dict[str, Any], path: str) -> Any:
     """``tree['a']['b']`` for the path ``a/b`` of a tree read back from HDF5."""
     for part in path.split("/"):

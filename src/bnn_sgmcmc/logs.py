@@ -1,4 +1,4 @@
-"""Logging for workflow jobs: everything into the rule's log, the one-line error on the console too."""
+"""Logging for workflow jobs: everything into the rule's log, warnings and the one-line error on the console too."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Log
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(level)
+        # Warnings (a checkpoint not used, a set that says nothing) go to the console too; errors are printed below.
+        shown = logging.StreamHandler(console)
+        shown.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        shown.addFilter(lambda record: record.levelno == logging.WARNING)
+        ours = logging.getLogger("bnn_sgmcmc")
+        ours.addHandler(shown)
         logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is noise here
         sys.stderr = fh
         started = process_seconds()
@@ -65,3 +71,4 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Log
         finally:
             sys.stderr = console
             root.removeHandler(handler)
+            ours.removeHandler(shown)

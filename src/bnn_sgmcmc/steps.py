@@ -7,13 +7,16 @@ fields to these functions, which keeps every rule callable from Python and tests
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bnn_sgmcmc import data as data_mod
 from bnn_sgmcmc import compilation, h5io, provenance
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -77,6 +80,11 @@ def preprocess(*, raw: str, record: str, data_config: dict[str, Any], seed: int,
 # --------------------------------------------------------------------------- sampling jobs
 
 
+def _digested(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes a checkpoint's digest covers: those that resuming reads."""
+    return {k: attrs[k] for k in ("step", "num_samples", "run_seconds", "fingerprint") if k in attrs}
+
+
 class _Checkpointer:
     """Writes a resumable checkpoint beside the declared outputs at most every ``every`` seconds."""
 
@@ -87,24 +95,37 @@ class _Checkpointer:
         return time.perf_counter() - self.last >= self.every
 
     def write(self, arrays: dict[str, Any], attrs: dict[str, Any]) -> None:
+        attrs = attrs | {"digest": h5io.digest(arrays, _digested(attrs))}
         h5io.write_arrays(self.path, arrays, attrs)
         self.last = time.perf_counter()
         log.info("checkpoint at step %s: %s", attrs["step"], self.path)
 
-    def load(self, fingerprint: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """The checkpoint's contents, if one exists and was made by this very run's config."""
-        if not Path(self.path).is_file():
+    def load(self, fingerprint: dict[str, Any], restore: Callable[[dict, dict], T]) -> T | None:
+        """``restore(arrays, attrs)`` of the checkpoint, if one exists, was made by this very run's config and
+        passes every check; a checkpoint that fails one is moved aside (``.rejected``) and the job starts over."""
+        path = Path(self.path)
+        if not path.is_file():
             return None
         try:
-            arrays, attrs = h5io.read_arrays(self.path)
+            arrays, attrs = h5io.read_arrays(path)
         except data_mod.DataError as err:
-            log.warning("ignoring unreadable checkpoint: %s", err)
-            return None
+            return self._reject(f"it cannot be read ({err})")
         if attrs.get("fingerprint") != fingerprint:
-            log.warning("ignoring checkpoint %s: made with another config", self.path)
-            return None
+            return self._reject("it was made with another config")
+        if attrs.get("digest") != h5io.digest(arrays, _digested(attrs)):
+            return self._reject("its contents do not match the digest written with it (changed or damaged)")
+        try:
+            restored = restore(arrays, attrs)
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            return self._reject(f"it does not fit this run: {err}")
         log.info("resuming from checkpoint %s at step %s", self.path, attrs["step"])
-        return arrays, attrs
+        return restored
+
+    def _reject(self, why: str) -> None:
+        aside = Path(f"{self.path}.rejected")
+        os.replace(self.path, aside)
+        log.warning("checkpoint %s not used: %s. Starting this job over; the file is now %s", self.path, why, aside)
+        return None
 
     def remove(self) -> None:
         path = Path(self.path)
@@ -150,9 +171,10 @@ def warmup(job: Any) -> None:
     compilation.enable_compilation_cache(job.sampling_config.get("compilation_cache"))
     setup = experiment.setup(job)
     ckpt = _Checkpointer(job.checkpoint, job.sampling_config.get("checkpoint_every", 60))
-    resumed = ckpt.load(setup.fingerprint)
+    resumed = ckpt.load(setup.fingerprint, lambda arrays, attrs: experiment.warmup_state_from_arrays(
+        arrays, attrs, setup))
     if resumed is not None:
-        state = experiment.warmup_state_from_arrays(*resumed, setup)
+        state = resumed
     elif job.init_from:
         log.info("chains start where the warmup of %s ended", ", ".join(job.init_from))
         state = sampling.WarmupState(setup.initial_state(experiment.warmup_positions(job.init_from, setup)), 0)
@@ -207,9 +229,10 @@ def sample(job: Any) -> None:
     save_every = int(sampling_config.get("save_weights_every", 0))
     warmup_traces = {k: warm_arrays[k] for k in ("trace", "kernel_trace") if k in warm_arrays}
     ckpt = _Checkpointer(job.checkpoint, sampling_config.get("checkpoint_every", 60))
-    resumed = ckpt.load(fingerprint)
+    resumed = ckpt.load(fingerprint, lambda arrays, attrs: experiment.sampling_state_from_arrays(
+        arrays, attrs, setup))
     if resumed is not None:
-        state, weights = experiment.sampling_state_from_arrays(*resumed, setup)
+        state, weights = resumed
     else:
         # Sampling continues each chain's kernel state (momentum, preconditioner) where warmup left it.
         kernel_state = experiment.state_from_tree(experiment.state_template(setup), warm_arrays["state"])
