@@ -34,6 +34,42 @@ def test_a_warning_is_in_the_log_and_on_the_console_once(tmp_path, capsys):
     assert "after the job" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("error, first_line", [
+    (PermissionError(13, "Permission denied", "/r/results/checkpoints/sgld/shard0/warmup.h5"),
+     "ERROR: cannot write /r/results/checkpoints/sgld/shard0/warmup.h5: Permission denied; give your user write "
+     "access to /r/results/checkpoints/sgld/shard0 (ls -ld /r/results/checkpoints/sgld/shard0) or run in a folder "
+     "you own, then rerun."),
+    # h5py's own wording, with the C library's errno and the path inside.
+    (OSError("Unable to create file (unable to open file: name = '/r/results/report/a.h5', errno = 30, "
+             "error message = 'Read-only file system', flags = 13, o_flags = 242)"),
+     "ERROR: cannot write /r/results/report/a.h5: Read-only file system; that file system is read-only: run the "
+     "workflow in a writable folder."),
+    (OSError(28, "No space left on device", "/r/results/sampling/x.h5"),
+     "ERROR: cannot write /r/results/sampling/x.h5: No space left on device; the disk is full: free space on it "
+     "(df -h /r/results/sampling), then rerun."),
+], ids=["permission", "read-only (h5py)", "disk full"])
+def test_a_refused_write_is_one_line_naming_the_path_and_the_fix(tmp_path, capsys, error, first_line):
+    path = tmp_path / "job.log"
+    with pytest.raises(SystemExit) as exit_info, logs.to_file(path):
+        raise error
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == first_line
+    assert "Traceback" not in path.read_text()
+
+
+def test_another_os_error_is_a_bug_with_its_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError), logs.to_file(tmp_path / "job.log"):
+        open(tmp_path / "missing")
+    assert "Traceback" in (tmp_path / "job.log").read_text()
+
+
+def test_ctrl_c_is_one_line_and_says_how_to_resume(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info, logs.to_file(tmp_path / "job.log"):
+        raise KeyboardInterrupt
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "Interrupted: rerun the same command to resume from the last checkpoint."
+
+
 def test_a_bug_keeps_its_traceback_in_the_log(tmp_path):
     path = tmp_path / "job.log"
     with pytest.raises(KeyError), logs.to_file(path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
 
 import h5py
 import numpy as np
@@ -81,6 +82,28 @@ def test_a_schema_violation_stops_before_any_job(tmp_path, synthetic_config):
     assert message(out.stderr) == "Invalid config: data.num_classes: 1 is less than the minimum of 2."
     assert "Failed validating" not in out.stderr  # no dump of the schema
     assert not (tmp_path / "results").exists()
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, synthetic_config):
+    """An immutable results/checkpoints (chattr +i: refused even to root) stops warmup with one line, no output."""
+    checkpoints = tmp_path / "results" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    if subprocess.run(["chattr", "+i", str(checkpoints)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        synthetic_config["data"]["synthetic"] |= {"n_train": 128, "n_test": 32}
+        synthetic_config["sampling"]["checkpoint_every"] = 0  # a checkpoint at the first chunk
+        out = snakemake(tmp_path, "results/sampling/sgld/shard0/warmup.h5", config=synthetic_config)
+    finally:
+        subprocess.run(["chattr", "-i", str(checkpoints)], check=True)
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.startswith("ERROR:")]
+    assert lines == [
+        "ERROR: cannot write results/checkpoints/sgld: Operation not permitted; give your user write access to "
+        f"{checkpoints} (ls -ld {checkpoints}) or run in a folder you own, then rerun."
+    ], out.stderr[-3000:]
+    assert "Traceback" not in (tmp_path / "results/logs/warmup/sgld/shard0.log").read_text()
+    assert not (tmp_path / "results/sampling/sgld/shard0/warmup.h5").exists()
 
 
 def test_an_unknown_key_is_refused_with_the_keys_allowed_there(tmp_path, synthetic_config):

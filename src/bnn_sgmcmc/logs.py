@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,33 @@ def process_seconds() -> float | None:
         return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return None
+
+
+#: What to do when the file system refuses a write, by errno.
+FILE_SYSTEM_ADVICE = {
+    errno.EACCES: "give your user write access to {folder} (ls -ld {folder}) or run in a folder you own, then rerun",
+    errno.EPERM: "give your user write access to {folder} (ls -ld {folder}) or run in a folder you own, then rerun",
+    errno.EROFS: "that file system is read-only: run the workflow in a writable folder",
+    errno.ENOSPC: "the disk is full: free space on it (df -h {folder}), then rerun",
+    errno.EDQUOT: "your disk quota is used up: free space (or ask for more), then rerun",
+}
+
+
+def file_system_message(err: BaseException) -> str | None:
+    """One line for a write the file system refused (permissions, read-only, full), naming the path and what
+    to do; None for any other error. h5py's errors carry the C library's errno and path in their text."""
+    for cause in (err, err.__cause__, err.__context__):
+        if not isinstance(cause, OSError):
+            continue
+        code, path, reason = cause.errno, cause.filename, cause.strerror
+        if code is None:
+            found = re.search(r"name = '([^']*)', errno = (\d+), error message = '([^']*)'", str(cause))
+            if found:
+                path, code, reason = found.group(1), int(found.group(2)), found.group(3)
+        if code in FILE_SYSTEM_ADVICE and path:
+            folder = os.path.dirname(os.path.abspath(path)) or "."
+            return f"cannot write {path}: {reason}; {FILE_SYSTEM_ADVICE[code].format(folder=folder)}."
+    return None
 
 
 @contextlib.contextmanager
@@ -63,6 +92,18 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Log
         except USER_ERRORS as err:
             logging.getLogger("bnn_sgmcmc").error("%s", err)
             print(f"ERROR: {err}", file=console)
+            raise SystemExit(1) from None
+        except KeyboardInterrupt:
+            logging.getLogger("bnn_sgmcmc").error("interrupted")
+            print("Interrupted: rerun the same command to resume from the last checkpoint.", file=console)
+            raise SystemExit(130) from None
+        except OSError as err:
+            message = file_system_message(err)
+            if message is None:
+                logging.getLogger("bnn_sgmcmc").exception("job failed")
+                raise
+            logging.getLogger("bnn_sgmcmc").error("%s", message)
+            print(f"ERROR: {message}", file=console)
             raise SystemExit(1) from None
         except Exception:
             # A bug, not bad input: keep the whole traceback in the rule's log too.
