@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import yaml
 from conftest import REPO, snakemake
 from test_report import fake_predictive
 
-from bnn_sgmcmc import analysis, diagnostics, report, shift
+from bnn_sgmcmc import analysis, diagnostics, h5io, report, shift
 
 # --------------------------------------------------------------------------- diagnostics report
 
@@ -187,6 +188,27 @@ def test_a_negative_cost_stops_the_workflow(tmp_path):
     text = out.stdout + out.stderr
     assert out.returncode != 0
     assert "Invalid config: decision.costs.4.9: -1 is less than the minimum of 0" in text, text[-2000:]
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_an_ood_set_that_is_the_test_split_itself_is_warned_about(tmp_path, caplog, same):
+    path = fake_predictive(tmp_path / "sgld.h5")
+    arrays, attrs = h5io.read_arrays(path)
+    arrays["ood"] = {k: arrays["test"][k] for k in ("log_probs", "last_log_probs", "mean_entropy")}
+    attrs["fingerprint"] = {"data": {"train": {"images_sha256": "a"}, "test": {"images_sha256": "b"}},
+                            "evaluation": {"ood": "b" if same else "c"}}
+    h5io.write_arrays(path, arrays, attrs)
+    with caplog.at_level(logging.WARNING, logger="bnn_sgmcmc"):
+        report.ood(predictive={"sgld": str(path)}, source="mnist", table=str(tmp_path / "ood.tsv"),
+                   figure=str(tmp_path / "ood.png"), dpi=60)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if same:
+        assert warned == ["ood.source mnist gives the same images as the test split of data.source: in- and "
+                          "out-of-distribution are one set, so every AUROC is about 0.5 and says nothing. Set "
+                          "ood.source to another data set (for MNIST, e.g. fashion_mnist)."]
+        assert np.allclose(pd.read_csv(tmp_path / "ood.tsv", sep="\t")["auroc"], 0.5)
+    else:
+        assert warned == []
 
 
 def test_an_ood_source_of_another_image_shape_stops_the_workflow(tmp_path):

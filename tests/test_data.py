@@ -178,6 +178,19 @@ def test_wrong_image_shape(tmp_path, base_config, images):
         load(base_config, folder)
 
 
+def test_rgb_images_of_the_right_size_are_told_to_be_grey_not_resized(images):
+    rgb = ImageData(train=Split(np.repeat(images.train.images[..., None], 3, axis=3), images.train.labels),
+                    test=images.test)
+    with pytest.raises(DataError) as info:
+        validate(rgb, (28, 28), 10, where="src")
+    assert str(info.value) == (
+        "src: train images have shape (30, 28, 28, 3), expected [n, 28, 28] (grey images of data.image_shape = "
+        "[28, 28]). They have 3 colour channels; this model takes grey images only. Use a grey-scale source "
+        "(or convert the images to grey)."
+    )
+    assert "set data.image_shape" not in str(info.value)
+
+
 def test_validate_accepts_good_data(images):
     validate(images, (28, 28), 10, where="test")
 

@@ -247,12 +247,14 @@ def validate(data: ImageData, image_shape: tuple[int, int], num_classes: int, wh
     for name, split in data.splits().items():
         images, labels = split.images, split.labels
         if images.ndim != 3 or tuple(images.shape[1:]) != tuple(image_shape):
-            raise DataError(
-                f"{where}: {name} images have shape {tuple(images.shape)}, expected "
-                f"[n, {image_shape[0]}, {image_shape[1]}] (grey images of "
-                f"data.image_shape = {list(image_shape)}). Use an MNIST-shaped source or "
-                "set data.image_shape to the images' size."
-            )
+            expected = f"expected [n, {image_shape[0]}, {image_shape[1]}] (grey images of data.image_shape = {list(image_shape)})"
+            if images.ndim == 4 and tuple(images.shape[1:3]) == tuple(image_shape):
+                # Height and width already match: the channels are the problem, not image_shape.
+                fix = (f"They have {images.shape[3]} colour channels; this model takes grey images only. "
+                       "Use a grey-scale source (or convert the images to grey).")
+            else:
+                fix = "Use an MNIST-shaped source or set data.image_shape to the images' size."
+            raise DataError(f"{where}: {name} images have shape {tuple(images.shape)}, {expected}. {fix}")
         if images.dtype != np.uint8:
             raise DataError(
                 f"{where}: {name} images have dtype {images.dtype}, expected uint8 pixels 0..255."

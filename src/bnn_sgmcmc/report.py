@@ -538,6 +538,21 @@ def shift(*, predictive: Mapping[str, str], bins: int, table: str, figure: str, 
 OOD_COLUMNS = ("sampler", "score", "predictor", "auroc", "in_examples", "ood_examples", "in_mean", "ood_mean")
 
 
+def _warn_if_ood_is_in_distribution(source: str, attrs: Mapping[str, Any]) -> None:
+    """Warn when the out-of-distribution images are a split of the training data set itself (the sampling
+    jobs record the digests of both), where every AUROC is about 0.5 and says nothing about the samplers."""
+    fingerprint = attrs.get("fingerprint") or {}
+    ood_digest = (fingerprint.get("evaluation") or {}).get("ood")
+    for split in ("test", "train"):
+        if ood_digest and ((fingerprint.get("data") or {}).get(split) or {}).get("images_sha256") == ood_digest:
+            log.warning(
+                "ood.source %s gives the same images as the %s split of data.source: in- and out-of-distribution "
+                "are one set, so every AUROC is about 0.5 and says nothing. Set ood.source to another data set "
+                "(for MNIST, e.g. fashion_mnist).", source, split,
+            )
+            return
+
+
 def ood(*, predictive: Mapping[str, str], source: str | None, table: str, figure: str, dpi: int) -> None:
     """Rule ood: AUROC of in- against out-of-distribution by predictive entropy and mutual information.
 
@@ -551,6 +566,7 @@ def ood(*, predictive: Mapping[str, str], source: str | None, table: str, figure
                                   columns=list(OOD_COLUMNS)), table)
         plots.unavailable(message, figure, dpi=dpi)
         return
+    _warn_if_ood_is_in_distribution(source, next(iter(loaded.values()))[1])
     rows, scores, aurocs = [], {}, {}
     for name, (arrays, _) in loaded.items():
         per_set = {}
