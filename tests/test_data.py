@@ -191,6 +191,16 @@ def test_rgb_images_of_the_right_size_are_told_to_be_grey_not_resized(images):
     assert "set data.image_shape" not in str(info.value)
 
 
+def test_the_training_set_size_is_known_before_any_job_for_idx_and_synthetic(idx_gz_folder, base_config):
+    from bnn_sgmcmc.config import known_train_size
+
+    data = base_config["data"] | {"source": str(idx_gz_folder)}
+    assert known_train_size(data) == (30, f"the IDX files in '{idx_gz_folder}'")  # from the header alone
+    assert known_train_size(base_config["data"] | {"source": "synthetic"}) == (
+        base_config["data"]["synthetic"]["n_train"], "data.synthetic.n_train")
+    assert known_train_size(base_config["data"] | {"source": "ylecun/mnist"}) is None  # known once downloaded
+
+
 def test_validate_accepts_good_data(images):
     validate(images, (28, 28), 10, where="test")
 

@@ -91,6 +91,7 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
 def test_a_missing_partition_surfaces_slurms_own_error_and_leaves_no_output(cluster, tmp_path):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["data"] |= {"source": "synthetic", "synthetic": {"n_train": 64, "n_test": 16, "seed": None}}
+    config["sampling"]["batch_size"] = 32
     profile = slurm_profile(tmp_path)
     settings = yaml.safe_load((profile / "config.yaml").read_text())
     settings["default-resources"]["slurm_partition"] = "no-such-partition"

@@ -125,6 +125,7 @@ def test_a_missing_local_source_stops_before_any_job(tmp_path, synthetic_config)
 
 def test_bad_idx_data_fails_with_one_message_and_no_output(tmp_path, synthetic_config, images):
     folder = write_idx_folder(tmp_path / "mnist", images, gz=False)
+    synthetic_config["sampling"]["batch_size"] = 16  # of the 30 training images
     (folder / IDX_NAMES[("test", "images")]).write_bytes(idx_bytes(images.test.labels))
     synthetic_config["data"]["source"] = str(folder)
     out = snakemake(tmp_path, "results/data/mnist.h5", config=synthetic_config)
@@ -138,6 +139,7 @@ def test_bad_idx_data_fails_with_one_message_and_no_output(tmp_path, synthetic_c
 
 def test_idx_source_through_the_workflow(tmp_path, synthetic_config, images):
     folder = write_idx_folder(tmp_path / "mnist", images, gz=True)
+    synthetic_config["sampling"]["batch_size"] = 16  # of the 30 training images
     synthetic_config["data"]["source"] = str(folder)
     out = snakemake(tmp_path, "results/data/mnist.h5", config=synthetic_config)
     assert out.returncode == 0, out.stderr
@@ -409,7 +411,14 @@ def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, base_config
     ({"samplers": {"sgld": {"kernel": "sgld", "step_size": float("nan")}}},
      "samplers.sgld.step_size: nan is not a finite number; give a finite value."),
     ({"samplers": {"s" * 65: {"kernel": "sgld", "step_size": 1e-4}}}, f"samplers: '{'s' * 65}' is too long."),
-], ids=["seed-beyond-int64", "nan-reject", "inf-prior", "nan-step-size", "long-sampler-name"])
+    ({"sampling": {"warmup_steps": 2**31}},
+     "sampling.warmup_steps: 2147483648 is beyond 2147483647, the largest count the programs' 32-bit integers "
+     "hold; lower it."),
+    # The training set's size is known from the config here (from the file header for a local IDX folder).
+    ({"sampling": {"batch_size": 2048}},
+     "sampling.batch_size = 2048 exceeds the 1024 training images (data.synthetic.n_train); lower it."),
+], ids=["seed-beyond-int64", "nan-reject", "inf-prior", "nan-step-size", "long-sampler-name", "steps-beyond-int32",
+       "batch-beyond-data"])
 def test_values_the_code_cannot_take_stop_before_any_job(tmp_path, synthetic_config, change, first_line):
     """Non-finite floats (which JSON Schema's bounds let through), seeds beyond what JAX and HDF5 take and
     sampler names too long for file names stop at parse time, the key named in the first line (#16)."""

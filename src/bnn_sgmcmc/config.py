@@ -201,10 +201,20 @@ def with_defaults(instance: dict[str, Any], schema: dict[str, Any] | None = None
     return instance
 
 
+#: The largest count (steps, chains, images, bins) the programs hold: JAX counts in 32-bit integers.
+INT32_MAX = 2**31 - 1
+#: Integers that may be larger: seeds, which JAX and HDF5 take up to 64 bits (the schema bounds them).
+WIDE_INTEGERS = ("seed", "data.synthetic.seed")
+
+
 def _check_finite(value: Any, where: str) -> None:
-    """Raise ConfigError at the first NaN or infinity anywhere in ``value``: JSON Schema's bounds let them pass."""
+    """Raise ConfigError at the first NaN or infinity anywhere in ``value`` (JSON Schema's bounds let them
+    pass), or at the first integer beyond what the programs' 32-bit counters hold (but seeds)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where or 'config'}: {value} is not a finite number; give a finite value.")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT32_MAX and where not in WIDE_INTEGERS:
+        raise ConfigError(f"{where}: {value} is beyond {INT32_MAX}, the largest count the programs' 32-bit "
+                          "integers hold; lower it.")
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         _check_finite(item, f"{where}.{key}" if where else str(key))
@@ -275,6 +285,11 @@ def coerce(value: Any, schema: dict[str, Any]) -> Any:
 
 def idx_image_shape(path: Path) -> tuple[int, ...]:
     """The image shape in an IDX images file's header (gzipped or not), read without loading the images."""
+    return idx_dims(path)[1:]
+
+
+def idx_dims(path: Path) -> tuple[int, ...]:
+    """The dimensions in an IDX file's header (gzipped or not): count first, read without loading the data."""
     import gzip
     import struct
 
@@ -286,7 +301,20 @@ def idx_image_shape(path: Path) -> tuple[int, ...]:
             raise ConfigError(f"{path} is not an IDX file (bad magic number).")
         ndim = header[3]
         dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
-    return tuple(dims[1:])
+    return tuple(dims)
+
+
+def known_train_size(data_config: dict[str, Any]) -> tuple[int, str] | None:
+    """The number of training images, where the config or a file header says it before any job runs
+    (synthetic data, a local IDX folder), and where it comes from; None for sources read in a job."""
+    found = resolve_source(data_config["source"])
+    if found.form == "synthetic":
+        return int(data_config["synthetic"]["n_train"]), "data.synthetic.n_train"
+    if found.form == "idx":
+        images = find_idx_files(Path(found.location))["train_images"]
+        if images is not None:
+            return idx_dims(images)[0], f"the IDX files in '{data_config['source']}'"
+    return None
 
 
 def check(config: dict[str, Any]) -> None:
@@ -315,6 +343,12 @@ def check(config: dict[str, Any]) -> None:
         )
     sampling = config["sampling"]
     _check_shards(sampling, "sampling")
+    known = known_train_size(config["data"])
+    if known is not None and sampling["batch_size"] > known[0]:
+        raise ConfigError(
+            f"sampling.batch_size = {sampling['batch_size']} exceeds the {known[0]} training images "
+            f"({known[1]}); lower it."
+        )
     every = sampling["save_weights_every"]
     if every and every % sampling["eval_every"]:
         raise ConfigError(
