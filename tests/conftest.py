@@ -94,11 +94,9 @@ def snakemake(
     extra_env: dict | None = None,
     snakefile: Path = REPO / "Snakefile",
     timeout: float = 600,
-    popen: bool = False,
-) -> subprocess.CompletedProcess | subprocess.Popen:
+) -> subprocess.CompletedProcess:
     """Run the workflow in ``workdir`` as a user would, with ``config`` (default: config.yaml), then ``configfiles``;
-    ``snakefile`` another workflow's (one that uses this as a module), ``extra_env`` added to the environment.
-    With ``popen``, start it in a process group of its own (as a terminal's foreground job) and return at once."""
+    ``snakefile`` another workflow's (one that uses this as a module), ``extra_env`` added to the environment."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), "--cores", "1"]
     path = REPO / "config.yaml"
     if config is not None:
@@ -111,11 +109,7 @@ def snakemake(
         # Slurm client is installed (the Slurm test installs one) and no controller answers, scontrol
         # retries for 10 s. An empty config makes it fail at once; the Slurm test passes its own env.
         env = os.environ | {"SLURM_CONF": "/dev/null"}
-    env = env | (extra_env or {})
-    if popen:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env | (extra_env or {}))
 
 
 def make_synthetic_config(config: dict, cache: Path) -> dict:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import copy
-import os
 import re
-import signal
 import subprocess
-import time
 
 import h5py
 import numpy as np
@@ -107,30 +104,6 @@ def test_a_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, synthet
     ], out.stderr[-3000:]
     assert "Traceback" not in (tmp_path / "results/logs/warmup/sgld/shard0.log").read_text()
     assert not (tmp_path / "results/sampling/sgld/shard0/warmup.h5").exists()
-
-
-def test_ctrl_c_stops_a_job_with_one_line_and_the_rerun_resumes_from_its_checkpoint(tmp_path, synthetic_config):
-    """SIGINT to Snakemake's process group, as Ctrl-C in a terminal sends it, while warmup runs."""
-    config = synthetic_config
-    config["samplers"] = {"sgld": config["samplers"]["sgld"]}
-    config.pop("reference")
-    config["sampling"] |= {"warmup_steps": 3000, "checkpoint_every": 0, "shards": 1}
-    target = "results/sampling/sgld/shard0/warmup.h5"
-    run = snakemake(tmp_path, target, config=config, popen=True)
-    checkpoint = tmp_path / "results/checkpoints/sgld/shard0/warmup.h5"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and run.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(run.pid, signal.SIGINT)
-    _, stderr = run.communicate(timeout=120)
-    assert run.returncode != 0, "warmup finished before Ctrl-C: make it longer"
-    assert stderr.count("Interrupted: rerun the same command to resume from the last checkpoint.") == 1
-    assert "KeyboardInterrupt" not in stderr and "Traceback" not in stderr
-    assert checkpoint.exists() and not (tmp_path / target).exists()
-    again = snakemake(tmp_path, target, config=config)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming from checkpoint" in (tmp_path / "results/logs/warmup/sgld/shard0.log").read_text()
-    assert not checkpoint.exists()
 
 
 def test_an_unknown_key_is_refused_with_the_keys_allowed_there(tmp_path, synthetic_config):
