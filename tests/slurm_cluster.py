@@ -118,9 +118,9 @@ class SlurmCluster:
         srun.chmod(srun.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
     def _spawn(self, name: str, *command: str) -> None:
-        out = open(self.root / f"{name}.out", "w")  # noqa: SIM115 - kept open by the daemon
-        self.daemons[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                              env=self.env, start_new_session=True)
+        with open(self.root / f"{name}.out", "w") as out:  # the daemon keeps its own copy
+            self.daemons[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                                  env=self.env, start_new_session=True)
 
     def _dead(self) -> str:
         """Why a daemon that exited did, in its own words; empty while all run."""

@@ -207,7 +207,7 @@ INT32_MAX = 2**31 - 1
 WIDE_INTEGERS = ("seed", "data.synthetic.seed")
 
 
-def _check_finite(value: Any, where: str) -> None:
+def _check_numbers(value: Any, where: str) -> None:
     """Raise ConfigError at the first NaN or infinity anywhere in ``value`` (JSON Schema's bounds let them
     pass), or at the first integer beyond what the programs' 32-bit counters hold (but seeds)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -217,7 +217,7 @@ def _check_finite(value: Any, where: str) -> None:
                           "integers hold; lower it.")
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        _check_finite(item, f"{where}.{key}" if where else str(key))
+        _check_numbers(item, f"{where}.{key}" if where else str(key))
 
 
 def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
@@ -229,7 +229,7 @@ def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
     """
     import jsonschema
 
-    _check_finite(config, "")
+    _check_numbers(config, "")
     error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(config))
     if error is None:
         return

@@ -332,9 +332,10 @@ def check_checkpoint(arrays: Mapping[str, Any], attrs: Mapping[str, Any], setup:
     step = int(attrs.get("step", -1))
     if not 0 < step < steps:
         raise ValueError(f"its step {step} is outside the {phase} phase's 1..{steps - 1}")
-    trace = arrays.get("trace", {}).get("step" if phase == "warmup" else "sample_step")
+    steps_key = "step" if phase == "warmup" else "sample_step"
+    trace = arrays.get("trace", {}).get(steps_key)
     if trace is None:
-        raise ValueError("trace/step is missing")
+        raise ValueError(f"trace/{steps_key} is missing")
     if len(trace) and (int(np.max(trace)) > step or np.any(np.diff(trace) <= 0)):
         raise ValueError(f"its trace steps do not end at or before its step {step}")
     if phase == "sampling" and not 0 <= int(attrs.get("num_samples", -1)) <= step:

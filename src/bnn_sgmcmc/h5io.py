@@ -30,12 +30,13 @@ PIXEL_SCALE = 1.0 / 255.0
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
     target = Path(path)
-    for _ in range(3):  # a job beside this one may remove an empty parent (a checkpoint folder) meanwhile
+    for attempt in range(3):  # a job beside this one may remove an empty parent (a checkpoint folder) meanwhile
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             break
         except FileNotFoundError:
-            continue
+            if attempt == 2:
+                raise
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         yield tmp

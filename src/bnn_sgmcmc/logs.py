@@ -30,9 +30,10 @@ def process_seconds() -> float | None:
 
 
 #: What to do when the file system refuses a write, by errno.
+_NO_ACCESS = "give your user write access to {folder} (ls -ld {folder}) or run in a folder you own, then rerun"
 FILE_SYSTEM_ADVICE = {
-    errno.EACCES: "give your user write access to {folder} (ls -ld {folder}) or run in a folder you own, then rerun",
-    errno.EPERM: "give your user write access to {folder} (ls -ld {folder}) or run in a folder you own, then rerun",
+    errno.EACCES: _NO_ACCESS,
+    errno.EPERM: _NO_ACCESS,
     errno.EROFS: "that file system is read-only: run the workflow in a writable folder",
     errno.ENOSPC: "the disk is full: free space on it (df -h {folder}), then rerun",
     errno.EDQUOT: "your disk quota is used up: free space (or ask for more), then rerun",
@@ -84,30 +85,30 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Log
         sys.stderr = fh
         started = process_seconds()
         if started is not None:
-            logging.getLogger("bnn_sgmcmc").info("start-up: %.2f s from process start to the job's code", started)
+            ours.info("start-up: %.2f s from process start to the job's code", started)
         try:
-            yield logging.getLogger("bnn_sgmcmc")
+            yield ours
             if started is not None:
-                logging.getLogger("bnn_sgmcmc").info("job done: %.2f s since process start", process_seconds())
+                ours.info("job done: %.2f s since process start", process_seconds())
         except USER_ERRORS as err:
-            logging.getLogger("bnn_sgmcmc").error("%s", err)
+            ours.error("%s", err)
             print(f"ERROR: {err}", file=console)
             raise SystemExit(1) from None
         except KeyboardInterrupt:
-            logging.getLogger("bnn_sgmcmc").error("interrupted")
+            ours.error("interrupted")
             print("Interrupted: rerun the same command to resume from the last checkpoint.", file=console)
             raise SystemExit(130) from None
         except OSError as err:
             message = file_system_message(err)
             if message is None:
-                logging.getLogger("bnn_sgmcmc").exception("job failed")
+                ours.exception("job failed")
                 raise
-            logging.getLogger("bnn_sgmcmc").error("%s", message)
+            ours.error("%s", message)
             print(f"ERROR: {message}", file=console)
             raise SystemExit(1) from None
         except Exception:
             # A bug, not bad input: keep the whole traceback in the rule's log too.
-            logging.getLogger("bnn_sgmcmc").exception("job failed")
+            ours.exception("job failed")
             raise
         finally:
             sys.stderr = console
