@@ -42,13 +42,22 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP_INSTALL) -e ".[test$(if $(EXTRAS),$(comma)$(EXTRAS))]"
 	touch $@ $(VENV)/.installed
 
-# Refresh constraints.txt from a clean resolve of pyproject.toml's ranges.
+# Refresh constraints.txt: a clean resolve of pyproject.toml's ranges under each interpreter of
+# LOCK_PYTHONS, merged (tools/merge_locks.py). JAX 0.11 and newer need Python 3.12, so the pins that
+# differ carry a python_version marker and every interpreter gets the newest set it can run.
+# Under pyenv: make lock LOCK_PYTHONS="$$(pyenv prefix 3.11.7)/bin/python $$(pyenv prefix 3.12.1)/bin/python"
+LOCK_PYTHONS ?= python3.11 python3.12
 lock:
 	rm -rf .venv-lock
-	$(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
-	.venv-lock/bin/python -m pip install --disable-pip-version-check -q -e ".[test]"
-	.venv-lock/bin/python -m pip freeze --exclude-editable | sort -f > constraints.txt
+	for python in $(LOCK_PYTHONS); do \
+		$$python -m venv .venv-lock/venv && \
+		.venv-lock/venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip && \
+		.venv-lock/venv/bin/python -m pip install --disable-pip-version-check -q -e ".[test]" && \
+		version=$$(.venv-lock/venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') && \
+		.venv-lock/venv/bin/python -m pip freeze --exclude-editable > .venv-lock/$$version.txt && \
+		rm -rf .venv-lock/venv || exit 1; \
+	done
+	$(PYTHON) tools/merge_locks.py .venv-lock/*.txt > constraints.txt
 	rm -rf .venv-lock
 
 clean:

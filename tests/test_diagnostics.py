@@ -199,7 +199,8 @@ def test_constant_values_have_nothing_to_diagnose_and_too_few_draws_are_refused(
 
 
 def test_function_space_rhat_equals_arviz_per_example():
-    """Per example, the R-hat of exp(stored float16 log-probabilities), as ArviZ computes it; blocks do not matter."""
+    """Per example, the R-hat of exp(stored float16 log-probabilities), as ArviZ computes it; blocks do not matter
+    (beyond rounding)."""
     rng = np.random.default_rng(9)
     logp = np.log(rng.uniform(0.01, 1, size=(301, 3, 40))).astype(np.float16)  # odd draws: middle dropped
     logp[:, 1, :8] -= 1  # chain 1 apart on 8 examples
@@ -209,7 +210,8 @@ def test_function_space_rhat_equals_arviz_per_example():
     expected = np.array([_rhat_rank(probs[:, :, i].T) for i in range(40)])
     np.testing.assert_allclose(got, expected, atol=1e-10)
     assert np.isnan(got[20])
-    np.testing.assert_array_equal(got, diagnostics.function_space_rhat(logp))  # one block
+    # One block: equal to rounding (jax 0.12's XLA vectorises the two batch shapes differently: 1 ulp apart).
+    np.testing.assert_allclose(got, diagnostics.function_space_rhat(logp), rtol=1e-14)
     np.testing.assert_allclose(got[:20], diagnostics.rhat(probs[:, :, :20].transpose(1, 0, 2)), atol=1e-10)
 
 

@@ -15,13 +15,35 @@ from packaging.utils import canonicalize_name
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 
 
-def constraints() -> dict[str, str]:
+def constraints(python: str) -> dict[str, str]:
+    """constraints.txt's pins for Python ``python`` (major.minor): plain lines, and those whose marker it meets."""
     pins = {}
     for line in (REPO / "constraints.txt").read_text().splitlines():
         if "==" in line and not line.startswith("#"):
-            name, version = line.split("==")
-            pins[canonicalize_name(name)] = version.strip()
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"python_version": python}):
+                (spec,) = req.specifier
+                pins[canonicalize_name(req.name)] = spec.version
     return pins
+
+
+def env_python(path) -> str:
+    """The major.minor of the environment's ``python=`` dependency."""
+    spec = yaml.safe_load(path.read_text())
+    (python,) = [d.split("=", 1)[1] for d in spec["dependencies"] if isinstance(d, str) and d.startswith("python=")]
+    return python
+
+
+def test_constraints_pin_each_package_once_per_python_and_markers_split_only_by_version():
+    """tools/merge_locks.py's output: each Python from 3.11 gets one pin per package, the core ones included,
+    and the markers name nothing but the Python version."""
+    lines = [Requirement(line) for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line]
+    for python in ("3.11", "3.12", "3.13"):
+        names = [canonicalize_name(r.name) for r in lines if r.marker is None or r.marker.evaluate({"python_version": python})]
+        assert len(names) == len(set(names)), python
+        assert {"jax", "jaxlib", "flax", "blackjax", "snakemake", "numpy"} <= set(names), python
+    for req in lines:
+        assert req.marker is None or set(re.findall(r"\w+(?= *[<>=])", str(req.marker))) == {"python_version"}, req
 
 
 def ranges() -> dict[str, Requirement]:
@@ -43,7 +65,7 @@ def test_there_are_environments_for_data_sampling_cpu_and_cuda_and_reports():
 
 @pytest.mark.parametrize("env", ENVS, ids=[p.name for p in ENVS])
 def test_every_pin_matches_constraints_and_pyproject(env):
-    pins, allowed = constraints(), ranges()
+    pins, allowed = constraints(env_python(env)), ranges()
     for req in env_pins(env):
         name = canonicalize_name(req.name)
         (spec,) = req.specifier  # exactly one ==version
