@@ -12,7 +12,8 @@ from bnn_sgmcmc.data import ImageData, Split
 from bnn_sgmcmc.errors import DataError
 
 
-def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel="sgld", grads=1, draws=0):
+def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel="sgld", grads=1, draws=0,
+                    kernel_trace=None):
     """A predictive file with the workflow's layout and probabilities we control (and ``draws``
     function-space draws per chain of independent true-class probabilities)."""
     rng = np.random.default_rng(seed)
@@ -37,6 +38,8 @@ def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel=
     if draws:
         arrays["draws"] = {"step": np.arange(1, draws + 1),
                            "test": {"true_class_log_prob": np.log(rng.beta(5, 2, (draws, chains, n))).astype(np.float16)}}
+    if kernel_trace:
+        arrays["kernel_trace"] = {"step": steps, **kernel_trace}
     settings = config.sampler_settings({"kernel": kernel, "step_size": 1e-3})
     attrs = {"sampler": {"name": kernel, **settings}, "chains": chains, "num_samples": samples,
              "schedule": {"warmup_steps": 20, "sampling_steps": samples, "thinning": 1},
@@ -92,6 +95,18 @@ def test_comparison_table_and_figure(tmp_path, files):
     gain = table["ensemble_gain_points"] - 100 * (table["ensemble_accuracy"] - table["last_sample_accuracy"])
     assert np.allclose(gain, 0, atol=1e-6)
     assert table["sampling_seconds"].tolist() == [2.5, 2.5]
+    assert table["hottest_kinetic_temperature"].isna().all()  # neither kernel carries a momentum
+
+
+def test_comparison_reports_the_mean_kinetic_temperature_of_a_carried_momentum(tmp_path, files):
+    hot = np.array([[1.0, 3.0], [5.0, 7.0], [9.0, 11.0], [13.0, 15.0], [17.0, 19.0]], np.float32)  # [samples, chains]
+    files["persistent"] = str(fake_predictive(tmp_path / "p.h5", kernel="sghmc_persistent", grads=10, kernel_trace={
+        "kinetic_temperature": np.ones_like(hot), "hottest_kinetic_temperature": hot}))
+    tab = tmp_path / "c.tsv"
+    report.comparison(predictive=files, samplers=list(files), figure=str(tmp_path / "c.png"), table=str(tab), dpi=60)
+    table = read(tab).set_index("sampler")
+    assert table.loc["persistent", "hottest_kinetic_temperature"] == pytest.approx(10.0)
+    assert table.loc[["sgld", "sghmc"], "hottest_kinetic_temperature"].isna().all()
 
 
 def test_threshold_table_is_long_format(tmp_path, files):

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from jax.scipy.stats import norm
 
-from bnn_sgmcmc import config, h5io, model, predictive, sampling, steps
-from bnn_sgmcmc.errors import DataError, DivergenceError
+from bnn_sgmcmc import config, h5io, kernels, model, predictive, sampling, steps
+from bnn_sgmcmc.errors import ConfigError, DataError, DivergenceError
 from bnn_sgmcmc.experiment import SamplerJob
 
 # --------------------------------------------------------------------------- the estimator
@@ -95,6 +95,40 @@ def test_epoch_batching_visits_every_example_once_per_epoch():
     assert counts["replacement"].sum() == pytest.approx(n) and counts["replacement"].max() > 1.5
 
 
+def test_a_kernel_of_several_minibatches_a_step_gets_fresh_consecutive_ones():
+    """A kernel with batches_per_step K (sghmc_persistent: one per gradient) gets K minibatches a step, stacked;
+    with epochs, every example once per epoch of n // (K batch) steps; with replacement, K independent draws."""
+    n, batch, per_step = 64, 4, 4
+    spec = make_spec("count", kernel="sgld", step_size=1.0)
+    data = sampling.Data(jnp.eye(n, dtype=jnp.float32), jnp.zeros(n))
+    shapes = []
+
+    def count(key, state, minibatches, step_size, temperature):
+        shapes.append(minibatches[0].shape)
+        return {"t": state["t"] + minibatches[0].sum(axis=(0, 1))}  # one-hot rows: the visits of each example
+
+    counter = kernels.Kernel(init=lambda p, k: p, step=count, position=lambda s: s, grad_evals_per_step=per_step,
+                             batches_per_step=per_step)
+    counts = {}
+    for batching in ("epochs", "replacement"):
+        schedule = sampling.Schedule(batch_size=batch, batching=batching, warmup_steps=2 * n // (batch * per_step),
+                                     sampling_steps=0, eval_every=4, thinning=1)
+        dyn = sampling.dynamics(spec, lambda p, b: 0.0, schedule)._replace(kernel=counter)
+        state, _ = sampling.run_warmup(spec, dyn, data, schedule, sampling.chain_keys(0, "c", [0]),
+                                       sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, None, [0])
+        counts[batching] = np.asarray(state.state["t"][0])
+    assert set(shapes) == {(per_step, batch, n)}
+    np.testing.assert_array_equal(counts["epochs"], np.full(n, 2.0))  # two epochs of 4 steps
+    assert counts["replacement"].sum() == 2 * n and counts["replacement"].max() > 2
+    with pytest.raises(ConfigError, match=r"^sampling.batch_size = 32 with batching: epochs gives each step 4 "
+                                          r"minibatches \(128 images\), more than the 64 training images"):
+        schedule = sampling.Schedule(batch_size=32, batching="epochs", warmup_steps=2, sampling_steps=0,
+                                     eval_every=2, thinning=1)
+        dyn = sampling.dynamics(spec, lambda p, b: 0.0, schedule)._replace(kernel=counter)
+        sampling.run_warmup(spec, dyn, data, schedule, sampling.chain_keys(0, "c", [0]),
+                            sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, None, [0])
+
+
 def test_programs_take_data_and_keys_as_arguments_and_embed_none():
     """No data set or key is a constant of a compiled program: one program serves every data set of its shapes."""
     rng = np.random.default_rng(0)
@@ -161,6 +195,7 @@ EVALUATION = {"draws_per_chain": 15}
 SAMPLERS = {
     "sgld": {"kernel": "sgld", "step_size": 5e-4},
     "sghmc": {"kernel": "sghmc", "step_size": 2e-2, "alpha": 2.0, "num_integration_steps": 3},
+    "sghmc_persistent": {"kernel": "sghmc_persistent", "step_size": 2e-2, "alpha": 2.0, "num_integration_steps": 3},
     "sgnht": {"kernel": "sgnht", "step_size": 2e-2, "alpha": 2.0},
     "psgld": {"kernel": "psgld", "step_size": 1e-3},
     "hmc": {"kernel": "hmc", "step_size": 1e-3, "num_integration_steps": 3},
@@ -246,8 +281,9 @@ class Killed(BaseException):
 
 @pytest.mark.parametrize("kind, name", [
     ("warmup", "sgld"), ("sample", "sgld"),
-    # Kernels whose state is more than the weights: the momentum and thermostat, the preconditioner.
-    ("warmup", "sgnht"), ("sample", "sgnht"), ("sample", "psgld"),
+    # Kernels whose state is more than the weights: the momentum (and thermostat), the preconditioner.
+    ("warmup", "sghmc_persistent"), ("sample", "sghmc_persistent"), ("warmup", "sgnht"), ("sample", "sgnht"),
+    ("sample", "psgld"),
     # HMC: the step-size adaptation in warmup, the adapted step and the traced statistics in sampling.
     ("warmup", "hmc"), ("sample", "hmc"),
 ])

@@ -357,7 +357,7 @@ def check(config: dict[str, Any]) -> None:
         )
     check_reference(config)
     for name, entry in config["samplers"].items():
-        if entry["kernel"] in ("sghmc", "sgnht"):
+        if entry["kernel"] in ("sghmc", "sghmc_persistent", "sgnht"):
             friction = entry["alpha"] * entry["step_size"]
             if friction >= 1:
                 raise ConfigError(
@@ -367,6 +367,13 @@ def check(config: dict[str, Any]) -> None:
             noise = 2 * entry["alpha"] - entry["step_size"] * entry["temperature"] * entry["beta"]
             if noise < 0:
                 raise ConfigError(f"samplers.{name}: beta is too large for alpha (negative noise variance); lower beta.")
+        if entry["kernel"] == "sghmc" and entry["num_integration_steps"] == 1:
+            raise ConfigError(
+                f"samplers.{name}: kernel sghmc with num_integration_steps 1 never moves the weights by a "
+                "gradient: it redraws the momentum before each step, and the one gradient of a step only "
+                "reaches the momentum it then throws away, so the weights take a random walk. Use "
+                "num_integration_steps 2 or more, or kernel sghmc_persistent, which keeps its momentum."
+            )
         if entry["kernel"] == "hmc" and entry["schedule"]["kind"] != "constant":
             raise ConfigError(
                 f"samplers.{name}: kernel hmc adapts its own step size during warmup and needs its Metropolis "

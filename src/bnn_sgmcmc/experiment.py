@@ -388,6 +388,38 @@ def warmup_arrays(state: sampling.WarmupState, setup: Setup) -> dict[str, Any]:
     } | kernel_trace_arrays(state.kernel_trace, chains)
 
 
+#: A momentum whose hottest weight array averages more than this many times the temperature over the second half
+#: of a phase is reported: twice is far beyond the discretisation's own excess (alpha x step_size / 2, about 1 %).
+HOT_MOMENTUM = 2.0
+
+
+def check_momentum_temperature(spec: sampling.SamplerSpec, kernel_trace: Mapping[str, list], phase: str) -> float | None:
+    """Warn when a kernel that carries a momentum (its ``hottest_kinetic_temperature`` traced) ran hot in ``phase``.
+
+    Minibatch gradient noise heats a carried momentum: in the discretised dynamics it adds about
+    step_size x (gradient variance) / 2 to the temperature for each unit of friction ``alpha`` (Chen, Fox and
+    Guestrin 2014's B against C), and the samples then come from a hotter, wider distribution than the posterior.
+    Returns the hottest array's mean kinetic temperature over the phase's second half (all chains), or None
+    for kernels without a momentum."""
+    hottest = kernel_trace.get("hottest_kinetic_temperature")
+    if not hottest:
+        return None
+    values = np.asarray(hottest, np.float64)
+    late = float(values[len(values) // 2:].mean())
+    if not late <= HOT_MOMENTUM * spec.temperature:
+        # sghmc_persistent's friction is alpha; SGNHT's adapts by itself (its alpha is the injected noise).
+        friction = f"the friction alpha = {spec.settings['alpha']:g}" if spec.kernel == "sghmc_persistent" else "its friction"
+        advice = "raise alpha, lower step_size" if spec.kernel == "sghmc_persistent" else "lower step_size"
+        log.warning(
+            "%s: the momentum runs hot in %s: the kinetic temperature of its hottest weight array averaged %.3g over "
+            "the second half of the phase, against the temperature %g. The minibatch gradient noise heats it faster "
+            "than %s cools it, and the samples come from a wider distribution than the posterior: %s or raise "
+            "sampling.batch_size.",
+            spec.name, phase, late, spec.temperature, friction, advice,
+        )
+    return late
+
+
 def kernel_trace_arrays(kernel_trace: Mapping[str, list], chains: int) -> dict[str, Any]:
     """``{"kernel_trace": {"step": [T], stat: [T, C]}}`` for kernels with statistics; empty otherwise."""
     if len(kernel_trace) <= 1:

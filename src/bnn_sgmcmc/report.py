@@ -127,6 +127,10 @@ def comparison(
         facts["last_sample_accuracy"] = facts.pop("pointwise_accuracy")
         facts["ensemble_gain_points"] = 100 * (facts["ensemble_accuracy"] - facts["last_sample_accuracy"])
         facts["nll"] = analysis.nll(_ensemble_log(arrays["test"]), arrays["test"]["labels"].astype(np.int64))
+        # Kernels that carry a momentum trace its kinetic temperature: near the temperature, or heated by the
+        # gradient noise (bnn_sgmcmc.experiment.check_momentum_temperature).
+        hottest = arrays.get("kernel_trace", {}).get("hottest_kinetic_temperature")
+        facts["hottest_kinetic_temperature"] = float(np.mean(hottest)) if hottest is not None and np.size(hottest) else np.nan
         if verdicts and name in verdicts:
             verdict = pd.read_csv(verdicts[name], sep="\t").iloc[0]
             facts |= {k: verdict[k] for k in ("converged", "rhat", "ess_bulk", "ess_bulk_per_second",
@@ -231,7 +235,7 @@ def calibration(
 COMPARISON_COLUMNS = (
     "sampler", "kernel", "schedule", "chains", "samples_per_chain", "ensemble_accuracy", "last_sample_accuracy",
     "ensemble_gain_points", "nll", "converged", "rhat", "ess_bulk", "ess_bulk_per_second",
-    "ess_bulk_per_1k_grad_evals", "grad_evals", "sampling_seconds",
+    "ess_bulk_per_1k_grad_evals", "hottest_kinetic_temperature", "grad_evals", "sampling_seconds",
 )
 SUMMARY_COLUMNS = (
     "sampler", "kernel", "schedule", "ensemble_accuracy", "pointwise_accuracy", "nll", "ece", "brier", "certain_share",

@@ -30,7 +30,7 @@ import numpy as np
 from flax import struct
 
 from bnn_sgmcmc import kernels, predictive, schedules
-from bnn_sgmcmc.errors import DivergenceError
+from bnn_sgmcmc.errors import ConfigError, DivergenceError
 from bnn_sgmcmc.kernels import Kernel
 from bnn_sgmcmc.predictive import EvalSet
 
@@ -190,11 +190,18 @@ def _advance_fn(
     kernel_step = (kernel.warmup_step or kernel.step) if phase == "warmup" else kernel.step
     n = data.x.shape[0]
     batch_size = n if kernel.full_batch else schedule.batch_size
-    per_epoch = n // batch_size
+    stacked = kernel.batches_per_step  # minibatches per step (a kernel with several takes them stacked)
+    per_epoch = n // (batch_size * stacked)
     # The whole training set every step: a full-batch kernel's, or epochs of one batch (the same set
     # in every epoch, whatever the order), taken as it is, with no permutation or gather.
     whole = kernel.full_batch or (schedule.batching == "epochs" and batch_size == n)
     permuting = schedule.batching == "epochs" and not whole
+    if permuting and per_epoch == 0:
+        raise ConfigError(
+            f"sampling.batch_size = {batch_size} with batching: epochs gives each step {stacked} minibatches "
+            f"({stacked * batch_size} images), more than the {n} training images; lower batch_size or "
+            "num_integration_steps, or use batching: replacement."
+        )
     batch_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 0)
     kernel_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
 
@@ -206,12 +213,15 @@ def _advance_fn(
         def one_chain(batch_stream, kernel_stream, state, perm):
             if whole:
                 batch = (data.x.astype(jnp.float32) * data.scale, data.y)
+                if stacked > 1:  # exact gradients: the same whole set for every gradient of the step
+                    batch = jax.tree.map(lambda a: jnp.broadcast_to(a, (stacked, *a.shape)), batch)
             else:
+                shape = (batch_size,) if stacked == 1 else (stacked, batch_size)
                 if permuting:
-                    start = (step % per_epoch) * batch_size
-                    idx = jax.lax.dynamic_slice(perm, (start,), (batch_size,))
+                    start = (step % per_epoch) * batch_size * stacked
+                    idx = jax.lax.dynamic_slice(perm, (start,), (batch_size * stacked,)).reshape(shape)
                 else:  # with replacement, as the reference notebook
-                    idx = jax.random.randint(jax.random.fold_in(batch_stream, step), (batch_size,), 0, n)
+                    idx = jax.random.randint(jax.random.fold_in(batch_stream, step), shape, 0, n)
                 batch = (data.x[idx].astype(jnp.float32) * data.scale, data.y[idx])
             return kernel_step(jax.random.fold_in(kernel_stream, step), state, batch, step_size, chain_temperature)
 

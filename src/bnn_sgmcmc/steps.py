@@ -202,6 +202,7 @@ def warmup(job: Any) -> None:
     h5io.write_arrays(job.out, experiment.warmup_arrays(state, setup), attrs(state, compile_seconds))
     ckpt.remove()
     log.info("wrote %s: %d steps in %.2f s (+%.2f s compile)", job.out, state.step, state.seconds, compile_seconds)
+    experiment.check_momentum_temperature(setup.spec, state.kernel_trace, "warmup")
 
 
 def sample(job: Any) -> None:
@@ -275,6 +276,7 @@ def sample(job: Any) -> None:
         "wrote %s: %d samples in %.2f s (+%.2f s compile); ensemble test accuracy per chain %s",
         job.out, state.count, state.seconds, compile_seconds, [round(float(a), 4) for a in accuracy],
     )
+    experiment.check_momentum_temperature(setup.spec, state.kernel_trace, "sampling")
 
 
 def gather(*, shards: list[str], out: str) -> None:

@@ -9,11 +9,12 @@ sampler's config entry with every default filled in by the config schema
 (``workflow/schemas/config.schema.yaml``, which also says which keys each
 kernel takes). The :class:`Kernel` it returns follows BlackJAX's state API:
 ``init`` makes the kernel's state (a pytree: the weights alone for SGLD, the
-weights, momentum and thermostat for SGNHT), ``step`` is a pure function of a
+weights and momentum for the persistent SGHMC, the weights, momentum and
+thermostat for SGNHT), ``step`` is a pure function of a
 key, a state, a minibatch, a step size and a temperature, and ``position``
 reads the weights back. A kernel that tunes itself during warmup (HMC's step
 size) gives a ``warmup_step`` too, and one with per-step statistics to trace
-(HMC's acceptance rate) a ``stats``. The compiled programs, the checkpoints
+(HMC's acceptance rate; a momentum's :func:`kinetic_temperatures`) a ``stats``. The compiled programs, the checkpoints
 and the warmup files carry the whole state, so a resumed or continued chain
 is the same chain.
 
@@ -30,7 +31,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 #: The registered kernels, by the name a sampler's ``kernel`` key gives.
-NAMES = ("sgld", "sghmc", "sgnht", "psgld", "hmc")
+NAMES = ("sgld", "sghmc", "sghmc_persistent", "sgnht", "psgld", "hmc")
 
 
 class Kernel(NamedTuple):
@@ -51,6 +52,24 @@ class Kernel(NamedTuple):
     #: Every step takes the whole training set (exact gradients, a Metropolis test), whatever
     #: ``sampling.batch_size`` and ``batching`` say.
     full_batch: bool = False
+    #: Minibatches a step takes, one per gradient evaluation. 1: ``step`` gets one minibatch ``(x, y)``;
+    #: K > 1: K fresh minibatches stacked on a leading axis (``x`` [K, batch_size, ...]), drawn as K
+    #: consecutive ones (with ``batching: epochs``, an epoch is then n // (K batch_size) steps).
+    batches_per_step: int = 1
+
+
+def kinetic_temperatures(momentum: Any) -> dict[str, Any]:
+    """Statistics of a unit-mass momentum: its kinetic temperature (the mean squared momentum per weight, which
+    equals the sampling temperature once the momentum is in equilibrium) over all weights, and over the weights
+    of the hottest array (a layer's kernel or bias), where minibatch gradient noise shows first."""
+    import jax.numpy as jnp
+    from jax import tree
+
+    leaves = tree.leaves(momentum)
+    sums = [jnp.sum(jnp.square(leaf)) for leaf in leaves]
+    per_leaf = jnp.stack([total / leaf.size for total, leaf in zip(sums, leaves)])
+    return {"kinetic_temperature": sum(sums) / sum(leaf.size for leaf in leaves),
+            "hottest_kinetic_temperature": jnp.max(per_leaf)}
 
 
 def module(name: str) -> ModuleType:

@@ -17,7 +17,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
-from bnn_sgmcmc.kernels import Kernel
+from bnn_sgmcmc.kernels import Kernel, kinetic_temperatures
 
 
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
@@ -35,4 +35,5 @@ def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
     def step(key, state, minibatch, step_size, temperature):
         return algorithm.step(key, state, minibatch, step_size, temperature)
 
-    return Kernel(init=init, step=step, position=lambda state: state.position, grad_evals_per_step=grad_evals_per_step(settings))
+    return Kernel(init=init, step=step, position=lambda state: state.position, grad_evals_per_step=grad_evals_per_step(settings),
+                  stats=lambda state: kinetic_temperatures(state.momentum))
