@@ -123,6 +123,7 @@ def make_synthetic_config(config: dict, cache: Path) -> dict:
     }
     config["samplers"]["sgld"]["step_size"] = 5e-4
     config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3}
+    config["samplers"]["sghmc_persistent"] |= {"step_size": 1e-2, "alpha": 20.0, "num_integration_steps": 3}
     # Every kernel and schedule, through Snakemake locally and through the real Slurm of test_slurm.py.
     config["samplers"]["sgnht"] = {"kernel": "sgnht", "step_size": 1e-2, "alpha": 2.0,
                                    "schedule": {"kind": "polynomial", "decay_steps": 100, "phases": ["warmup", "sampling"]}}

@@ -34,7 +34,7 @@ def test_dry_run_of_the_default_config_lists_the_data_jobs(tmp_path):
     out = snakemake(tmp_path, "-n")
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
-    counts = {"download": 1, "preprocess": 1, "warmup": 2, "sample": 2, "gather": 2, "all": 1}
+    counts = {"download": 1, "preprocess": 1, "warmup": 3, "sample": 3, "gather": 3, "all": 1}
     for job, count in counts.items():
         assert re.search(rf"^{job}\s+{count}$", text, re.M), job
     for path in ("results/data/mnist.h5", "results/sampling/sgld/shard0/warmup.h5",
@@ -47,8 +47,8 @@ def test_nested_config_on_the_command_line_keeps_its_numbers(tmp_path):
     out = snakemake(tmp_path, "-n", "--config", "data={source: synthetic}", "sampling={chains: 4, shards: 2}",
                     "reference={chains: 4, shards: 3}")
     assert out.returncode == 0, out.stderr
-    # 2 samplers x 2 shards, and the reference block (null by default, an object here) in 3.
-    assert re.search(r"^warmup\s+7$", out.stdout + out.stderr, re.M)
+    # 3 samplers x 2 shards, and the reference block (null by default, an object here) in 3.
+    assert re.search(r"^warmup\s+9$", out.stdout + out.stderr, re.M)
 
 
 def test_data_half_of_the_dag_runs_on_synthetic_data(tmp_path, synthetic_config):
@@ -186,11 +186,13 @@ def test_sampling_evaluates_shifted_ood_sets_and_records_function_space_draws(fi
                                rtol=2e-3)
 
 
+#: config.yaml's samplers.
+DEFAULT_SAMPLERS = ("sgld", "sghmc", "sghmc_persistent")
 FIGURES = [
     "warmup.png", "comparison.png", "threshold.png", "rejection.png",
-    *[f"uncertainty/{s}_{kind}.png" for s in ("sgld", "sghmc") for kind in ("images", "per_digit")],
-    "calibration/sgld.png", "calibration/sghmc.png",
-    *[f"diagnostics/{s}{kind}.png" for s in ("sgld", "sghmc") for kind in ("", "_function_space", "_least_converged")],
+    *[f"uncertainty/{s}_{kind}.png" for s in DEFAULT_SAMPLERS for kind in ("images", "per_digit")],
+    *[f"calibration/{s}.png" for s in DEFAULT_SAMPLERS],
+    *[f"diagnostics/{s}{kind}.png" for s in DEFAULT_SAMPLERS for kind in ("", "_function_space", "_least_converged")],
     "shift.png", "ood.png", "decisions.png", "ranking.png", "agreement.png",
     *[f"diagnostics/reference{kind}.png" for kind in ("", "_function_space", "_least_converged")],
 ]
@@ -201,8 +203,8 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     for figure in FIGURES:
         assert (workdir / "results/figures" / figure).stat().st_size > 5000, figure
     summary = pd.read_csv(workdir / "results/tables/summary.tsv", sep="\t")
-    assert summary["sampler"].tolist() == ["sgld", "sghmc", "sgnht", "psgld"]
-    assert summary["schedule"].tolist() == ["constant", "constant", "polynomial", "cyclical"]
+    assert summary["sampler"].tolist() == ["sgld", "sghmc", "sghmc_persistent", "sgnht", "psgld"]
+    assert summary["schedule"].tolist() == ["constant", "constant", "constant", "polynomial", "cyclical"]
     assert list(summary.columns) == list(report.SUMMARY_COLUMNS)
     assert (summary["ensemble_accuracy"] > 0.6).all() and (summary["chains"] == 2).all()
     calibration = pd.read_csv(workdir / "results/tables/calibration/sgld.tsv", sep="\t")
@@ -233,11 +235,11 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     traced = -arrays["trace"]["shift"]["noise_0.5"]["mean_log_likelihood"][-1].astype(np.float64).mean()
     last = shift_table.set_index(["sampler", "shift", "level", "predictor"]).loc[("sgld", "noise", 0.5, "last sample")]
     assert last["nll"] == pytest.approx(traced, rel=1e-5)
-    assert len(shift_table) == 4 * 5 * 2  # samplers x levels (noise borrows rotation 0) x predictors
+    assert len(shift_table) == 5 * 5 * 2  # samplers x levels (noise borrows rotation 0) x predictors
     rot = shift_table[(shift_table["shift"] == "rotation") & (shift_table["predictor"] == "ensemble")]
     assert (rot.groupby("sampler")["accuracy"].agg(lambda a: a.iloc[0] > a.iloc[-1])).all()  # 0 beats 180 degrees
     decisions = pd.read_csv(workdir / "results/tables/decisions.tsv", sep="\t")
-    assert {"4->9", "7->1"} <= set(decisions.columns) and len(decisions) == 16
+    assert {"4->9", "7->1"} <= set(decisions.columns) and len(decisions) == 20
     for _, rows in decisions.groupby("sampler"):
         bayes, argmax = rows.set_index("rule").loc["bayes (posterior)"], rows.set_index("rule").loc["argmax"]
         assert bayes["expected_cost"] <= argmax["expected_cost"] + 1e-12  # the rule minimises it
@@ -301,9 +303,9 @@ def test_what_reruns_after_a_config_change(finished_run):
     changed["decision"]["reject"] = 0.2
     changed["diagnostics"] |= {"rhat_threshold": 1.05, "ess_per_chain": 50, "least_converged": 3}
     text = jobs(changed)
-    assert re.search(r"^summary\s+1$", text, re.M) and re.search(r"^uncertainty\s+4$", text, re.M)
+    assert re.search(r"^summary\s+1$", text, re.M) and re.search(r"^uncertainty\s+5$", text, re.M)
     # The reference's diagnostics too, and the agreement table.
-    assert re.search(r"^decisions\s+1$", text, re.M) and re.search(r"^diagnostics\s+5$", text, re.M)
+    assert re.search(r"^decisions\s+1$", text, re.M) and re.search(r"^diagnostics\s+6$", text, re.M)
     assert re.search(r"^agreement\s+1$", text, re.M)
     assert not re.search(r"^(warmup|sample|gather)\s", text, re.M)
     # A sampling setting reruns sampling, not warmup.
@@ -311,7 +313,7 @@ def test_what_reruns_after_a_config_change(finished_run):
     changed["sampling"]["sampling_steps"] = 150
     text = jobs(changed)
     # sgnht's schedule spans warmup and sampling: its warmup depends on the sampling steps too.
-    assert re.search(r"^sample\s+8$", text, re.M) and re.search(r"^warmup\s+2$", text, re.M)
+    assert re.search(r"^sample\s+10$", text, re.M) and re.search(r"^warmup\s+2$", text, re.M)
     # A schedule of the sampling phase alone reruns that sampler's sampling, not its warmup.
     changed = copy.deepcopy(config)
     changed["samplers"]["psgld"]["schedule"]["cycles"] = 3
@@ -321,7 +323,7 @@ def test_what_reruns_after_a_config_change(finished_run):
     changed = copy.deepcopy(config)
     changed["diagnostics"]["draws_per_chain"] = 50
     text = jobs(changed)
-    assert re.search(r"^sample\s+9$", text, re.M) and not re.search(r"^warmup\s", text, re.M)  # and the reference
+    assert re.search(r"^sample\s+11$", text, re.M) and not re.search(r"^warmup\s", text, re.M)  # and the reference
     # The reference's own settings rerun the reference alone.
     changed = copy.deepcopy(config)
     changed["reference"]["target_acceptance"] = 0.7
