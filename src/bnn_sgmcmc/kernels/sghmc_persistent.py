@@ -41,9 +41,9 @@ paper's B = step_size x gradient variance / 2, against the friction alpha),
 which the redraws of ``sghmc`` discard. One minibatch reused for K gradients
 would heat it about K times more (its noise adds up coherently; measured on
 the tests' regression: 9.2 against 1.7 at K = 10), hence the fresh ones. The
-kernel traces the momentum's
-kinetic temperature, and a job warns when it runs well above the
-temperature (see :func:`bnn_sgmcmc.experiment.check_momentum_temperature`).
+kernel traces the momentum's kinetic temperature, and a job warns when it
+runs well above the temperature (see
+:func:`bnn_sgmcmc.experiment.check_momentum_temperature`).
 """
 
 from __future__ import annotations
