@@ -43,7 +43,8 @@ GAUSSIAN = [  # (spec, steps, start at the posterior mean, variance tolerance)
     # steps (11 % at the default 10); K = 50 keeps it at 2 %.
     (make_spec("sghmc", kernel="sghmc", step_size=1e-3, alpha=5.0, num_integration_steps=50), 400, False, 0.12),
     # Chen et al.'s SGHMC, its momentum carried over: unbiased at the default K = 10 (see the K/(K-1) tests).
-    (make_spec("sghmc_persistent", kernel="sghmc_persistent", step_size=1e-3, alpha=5.0), 400, False, 0.12),
+    (make_spec("sghmc_persistent", kernel="sghmc_persistent", step_size=2e-3, alpha=5.0, num_integration_steps=5),
+     400, False, 0.12),
     # From the mean: from 0 the thermostat first absorbs the potential energy of the fall, and takes
     # longer than the test to relax.
     (make_spec("sgnht", kernel="sgnht", step_size=2e-3, alpha=5.0), 5000, True, 0.12),
@@ -175,8 +176,8 @@ SE = np.sqrt(2 / (1 << 16))
 
 @pytest.mark.parametrize("steps", [2, 10])
 def test_blackjax_sghmc_is_wide_by_k_over_k_minus_1_and_the_persistent_kernel_is_not(steps):
-    """The issue's table, as tests: N(0, 1), exact gradients, alpha 0.5, step 0.05, 100 time units (about 50
-    relaxation times). BlackJAX's sghmc gives the variance of its exact recursion, about K/(K-1) (1.98 at
+    """The issue's table, as tests: N(0, 1), exact gradients, alpha 0.5, step 0.05, 100 time units (sghmc at K = 2
+    settles slowly: with 50 its second half fell 8 % short). BlackJAX's sghmc gives the variance of its exact recursion, about K/(K-1) (1.98 at
     K = 2, 1.10 at 10), within 4 standard errors, and at least 10 above 1; the persistent kernel, at the
     same settings and gradients, gives 1 (1 + h^2 / 4 = 1.0006 exactly) within 4."""
     h, alpha, kernel_steps = 0.05, 0.5, 2000 // steps
@@ -194,7 +195,7 @@ def test_blackjax_sghmc_is_wide_by_k_over_k_minus_1_and_the_persistent_kernel_is
 def test_the_persistent_kernel_samples_the_tempered_posterior():
     """At temperature 2 the persistent kernel's noise doubles the variance (T / curvature), with one
     integration step per kernel step: the momentum carries over between kernel steps, not only within."""
-    state, variance = stationary_run("sghmc_persistent", 0.05, 0.5, 1, 2000, temperature=2.0)
+    state, variance = stationary_run("sghmc_persistent", 0.05, 0.5, 1, 1000, temperature=2.0)
     assert variance == pytest.approx(2.0, rel=4 * SE)
     assert float(np.var(state.momentum["x"])) == pytest.approx(2.0, rel=0.05)
 
@@ -207,7 +208,7 @@ def test_the_persistent_kernels_momentum_heats_with_gradient_noise_and_the_job_s
     from bnn_sgmcmc import experiment
 
     *_, cov = linear_regression()
-    chains = list(range(512))
+    chains = list(range(256))
     cases = {"full": (None, 1e-3), "minibatch": (20, 3e-3)}
     late = {}
     for case, (batch, step_size) in cases.items():
