@@ -109,24 +109,22 @@ def test_a_kernel_of_several_minibatches_a_step_gets_fresh_consecutive_ones():
 
     counter = kernels.Kernel(init=lambda p, k: p, step=count, position=lambda s: s, grad_evals_per_step=per_step,
                              batches_per_step=per_step)
-    counts = {}
-    for batching in ("epochs", "replacement"):
-        schedule = sampling.Schedule(batch_size=batch, batching=batching, warmup_steps=2 * n // (batch * per_step),
-                                     sampling_steps=0, eval_every=4, thinning=1)
+
+    def visits(batch_size: int, batching: str, steps: int) -> np.ndarray:
+        schedule = sampling.Schedule(batch_size=batch_size, batching=batching, warmup_steps=steps, sampling_steps=0,
+                                     eval_every=4, thinning=1)
         dyn = sampling.dynamics(spec, lambda p, b: 0.0, schedule)._replace(kernel=counter)
         state, _ = sampling.run_warmup(spec, dyn, data, schedule, sampling.chain_keys(0, "c", [0]),
                                        sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, None, [0])
-        counts[batching] = np.asarray(state.state["t"][0])
+        return np.asarray(state.state["t"][0])
+
+    counts = {batching: visits(batch, batching, 2 * n // (batch * per_step)) for batching in ("epochs", "replacement")}
     assert set(shapes) == {(per_step, batch, n)}
     np.testing.assert_array_equal(counts["epochs"], np.full(n, 2.0))  # two epochs of 4 steps
     assert counts["replacement"].sum() == 2 * n and counts["replacement"].max() > 2
     with pytest.raises(ConfigError, match=r"^sampling.batch_size = 32 with batching: epochs gives each step 4 "
                                           r"minibatches \(128 images\), more than the 64 training images"):
-        schedule = sampling.Schedule(batch_size=32, batching="epochs", warmup_steps=2, sampling_steps=0,
-                                     eval_every=2, thinning=1)
-        dyn = sampling.dynamics(spec, lambda p, b: 0.0, schedule)._replace(kernel=counter)
-        sampling.run_warmup(spec, dyn, data, schedule, sampling.chain_keys(0, "c", [0]),
-                            sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, None, [0])
+        visits(32, "epochs", 2)
 
 
 def test_programs_take_data_and_keys_as_arguments_and_embed_none():
