@@ -48,7 +48,10 @@ def init_params(
         keys = jax.random.split(prior_key, len(leaves))
         return jax.tree.unflatten(
             treedef,
-            [prior_scale * jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)],
+            # The barrier keeps XLA from folding the scale into the draw's own arithmetic, so that a jitted
+            # init rounds as an op-by-op one does.
+            [prior_scale * jax.lax.optimization_barrier(jax.random.normal(k, leaf.shape, leaf.dtype))
+             for k, leaf in zip(keys, leaves)],
         )
     raise ValueError(f"model.init must be 'flax' or 'prior', got {method!r}")
 

@@ -156,7 +156,9 @@ def log_density_estimator(
 def chain_keys(seed: int, sampler: str, chains: Sequence[int]) -> jax.Array:
     """One key per chain from (seed, sampler name, global chain index) alone."""
     sampler_key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(sampler.encode()) & 0x7FFFFFFF)
-    return jnp.stack([jax.random.fold_in(sampler_key, int(c)) for c in chains])
+    # One vmapped fold-in, the same bits as one per chain: a stack of per-chain keys compiled a program of
+    # as many arguments as chains (5 s for 2,048 chains on a CPU).
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(sampler_key, np.asarray(chains, np.uint32))
 
 
 def phase_keys(keys: jax.Array, phase: str) -> jax.Array:
