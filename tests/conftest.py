@@ -94,10 +94,12 @@ def snakemake(
     extra_env: dict | None = None,
     snakefile: Path = REPO / "Snakefile",
     timeout: float = 600,
+    runner: tuple[str, ...] = ("-m", "snakemake"),
 ) -> subprocess.CompletedProcess:
     """Run the workflow in ``workdir`` as a user would, with ``config`` (default: config.yaml), then ``configfiles``;
-    ``snakefile`` another workflow's (one that uses this as a module), ``extra_env`` added to the environment."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), "--cores", "1"]
+    ``snakefile`` another workflow's (one that uses this as a module), ``extra_env`` added to the environment,
+    ``runner`` what Python runs (tests/slurm_snakemake.py for the Slurm test)."""
+    cmd = [sys.executable, *runner, "-s", str(snakefile), "--directory", str(workdir), "--cores", "1"]
     path = REPO / "config.yaml"
     if config is not None:
         path = workdir / "test-config.yaml"
@@ -124,7 +126,8 @@ def make_synthetic_config(config: dict, cache: Path) -> dict:
     config["samplers"]["sgld"]["step_size"] = 5e-4
     config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3}
     config["samplers"]["sghmc_persistent"] |= {"step_size": 1e-2, "alpha": 20.0, "num_integration_steps": 3}
-    # Every kernel and schedule, through Snakemake locally and through the real Slurm of test_slurm.py.
+    # Every kernel and schedule through Snakemake (sgld, sgnht and the reference through the real Slurm of
+    # test_slurm.py too).
     config["samplers"]["sgnht"] = {"kernel": "sgnht", "step_size": 1e-2, "alpha": 2.0,
                                    "schedule": {"kind": "polynomial", "decay_steps": 100, "phases": ["warmup", "sampling"]}}
     config["samplers"]["psgld"] = {"kernel": "psgld", "step_size": 1e-3,
