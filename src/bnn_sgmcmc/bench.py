@@ -219,8 +219,9 @@ def measure_matmul(size: int) -> dict[str, Any]:
 
 def _child(args: tuple[str, dict[str, Any]]) -> Any:
     kind, task = args
-    if kind == "matmul":
-        return measure_matmul(task["size"])
+    if kind == "matmul":  # and the device, which sizes it: one process for both
+        device = _device()
+        return {"device": device, "matmul": measure_matmul(task["size"] or (8192 if device["backend"] == "gpu" else 2048))}
     measure = {"ours": measure_ours, "baseline": measure_baseline}[kind]
     if task.get("compilation_cache") is not None:
         return [measure(task) for _ in range(task["repeats"])]
@@ -315,7 +316,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from bnn_sgmcmc import h5io, provenance
 
     started = time.perf_counter()
-    device = run_isolated_device()
+    probe = run_isolated("matmul", {"size": args.matmul_size})
+    device, matmul = probe["device"], probe["matmul"]
     gpu = device["backend"] == "gpu"
     chain_counts = [int(c) for c in (args.chains or ("1,2,4,8,16" if gpu else "1,2,4")).split(",")]
     schedule = scale_schedule(args.scale)
@@ -327,7 +329,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "source": args.source, "image_column": "image", "label_column": "label", "image_shape": [28, 28],
         "num_classes": 10, "synthetic": {"n_train": 4096, "n_test": 1024, "seed": None},
     }
-    matmul = run_isolated("matmul", {"size": args.matmul_size or (8192 if gpu else 2048)})
     samplers = args.samplers.split(",")
     created = provenance.now()
     rows: list[dict[str, Any]] = []
@@ -414,11 +415,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = record()
     print(table(result))
     return result
-
-
-def run_isolated_device() -> dict[str, Any]:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_device)
 
 
 def write(result: dict[str, Any], folder: Path) -> None:

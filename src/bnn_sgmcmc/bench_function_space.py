@@ -60,10 +60,9 @@ def _child(args: tuple[str, dict[str, Any]]) -> Any:
     from bnn_sgmcmc import bench
 
     kind, task = args
-    if kind == "report":
-        return measure_report(task)
-    with tempfile.TemporaryDirectory() as cache:
-        return bench.measure_ours(task | {"compilation_cache": cache})
+    if kind == "report":  # and the device, which the record names: one process fewer to start
+        return measure_report(task) | {"device": bench._device()}
+    return bench.measure_ours(task)
 
 
 def run_isolated(kind: str, task: dict[str, Any]) -> Any:
@@ -89,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     created = provenance.now()
     report = run_isolated("report", {"draws": args.draws, "chains": args.chains, "examples": args.examples})
+    device = report.pop("device")
     print(f"report side: {args.draws} draws x {args.chains} chains x {args.examples} examples "
           f"({report['input_mib']:.0f} MiB of float16): {report['seconds']:.1f} s, peak host memory "
           f"{report['peak_host_mib']:.0f} MiB", file=sys.stderr, flush=True)
@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             schedule = {"batch_size": 512, "warmup_steps": 10, "sampling_steps": args.sampling_steps,
                         "eval_every": min(100, args.sampling_steps)}
             task = {"data": data_h5, "sampler": args.sampler, "sampler_config": bench.default_samplers()[args.sampler],
-                    "schedule": schedule, "seed": 0, "chains": args.sampling_chains}
+                    "schedule": schedule, "seed": 0, "chains": args.sampling_chains,
+                    # One cache for both runs: the second reads the warmup's and the initial weights' programs
+                    # from it (the sampling seconds exclude compiling either way).
+                    "compilation_cache": str(Path(tmp) / "jax-cache")}
             for label, draws in (("without", 0), ("with", args.draws)):
                 run = run_isolated("ours", task | {"evaluation": {"draws_per_chain": draws}})
                 sampling[label] = {"seconds": run["sampling"]["seconds"], "draws": run["sampling"]["draws"],
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "test_examples": len(images.test.labels), "schedule": schedule}
     result = {
         "created": created, "command": " ".join([parser.prog, *(argv if argv is not None else sys.argv[1:])]),
-        "host": platform.node(), "cpu_count": os.cpu_count(), "device": bench.run_isolated_device(),
+        "host": platform.node(), "cpu_count": os.cpu_count(), "device": device,
         "versions": provenance.versions(), "report": report, "sampling": sampling,
     }
     kind = str(result["device"].get("device_kind", "cpu")).replace(" ", "_")
