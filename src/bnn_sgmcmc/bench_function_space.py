@@ -57,11 +57,11 @@ def measure_report(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _child(args: tuple[str, dict[str, Any]]) -> Any:
-    from bnn_sgmcmc import bench
+    from bnn_sgmcmc import bench, provenance
 
     kind, task = args
     if kind == "report":  # and the device, which the record names: one process fewer to start
-        return measure_report(task) | {"device": bench._device()}
+        return measure_report(task) | {"device": provenance.device()}
     return bench.measure_ours(task)
 
 
