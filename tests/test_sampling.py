@@ -27,7 +27,8 @@ from bnn_sgmcmc.experiment import SamplerJob
 
 def test_gradient_equals_blackjax_estimator_with_the_notebooks_functions():
     mlp = model.build([16], 10)
-    params = model.init_params(jax.random.key(0), mlp, 784)
+    # Compiled, as the samplers run them (op by op, this test compiled 150 small programs: 10 s on 2 cores).
+    params = jax.jit(lambda key: model.init_params(key, mlp, 784))(jax.random.key(0))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.random((32, 784), dtype=np.float32))
     y = jnp.asarray(rng.integers(0, 10, 32))
@@ -45,8 +46,8 @@ def test_gradient_equals_blackjax_estimator_with_the_notebooks_functions():
     reference = blackjax.sgmcmc.gradients.grad_estimator(notebook_logprior, notebook_loglikelihood, 60000)
     # The SG-MCMC kernels take the gradient of the log-density estimate (bnn_sgmcmc.kernels).
     ours = jax.grad(sampling.log_density_estimator(model.log_prior, model.log_likelihood_fn(mlp), 60000))
-    expected = reference(params, (x, jax.nn.one_hot(y, 10)))
-    got = ours(params, (x, y))
+    expected = jax.jit(reference)(params, (x, jax.nn.one_hot(y, 10)))
+    got = jax.jit(ours)(params, (x, y))
     for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
         np.testing.assert_allclose(g, e, rtol=2e-4, atol=1e-3)
 
