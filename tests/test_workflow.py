@@ -373,21 +373,17 @@ def test_the_report_renders_in_a_real_browser(finished_run, chromium):
     assert errors == []
 
 
-def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, base_config):
+def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, synthetic_config):
     """A host workflow in another folder uses this one as a Snakemake module (`module`, `use rule * from`)
     with its own config: every rule runs, on tiny synthetic data, and the HTML report renders."""
     import yaml
     from conftest import REPO
 
-    config = base_config
-    config["data"]["source"] = "synthetic"
-    config["data"]["synthetic"] |= {"n_train": 512, "n_test": 128}
-    config["model"]["hidden"] = [16]
-    config["samplers"] = {"sgld": {"kernel": "sgld", "step_size": 5e-4}}
-    config["sampling"] |= {"batch_size": 64, "warmup_steps": 40, "sampling_steps": 20, "eval_every": 20,
-                           "checkpoint_every": 0, "compilation_cache": None}  # the session's
-    config["shift"] |= {"examples": 32, "rotations": [0, 90], "noise": [0.5]}
-    config["diagnostics"] |= {"least_converged": 2}
+    # sgld alone, one chain: the programs of the shared run's sgld shards, which the session's cache holds.
+    config = synthetic_config
+    config["samplers"] = {"sgld": config["samplers"]["sgld"]}
+    config.pop("reference")
+    config["sampling"] |= {"chains": 1, "shards": 1}
     host = tmp_path / "host"
     host.mkdir()
     (host / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
