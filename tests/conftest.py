@@ -168,14 +168,17 @@ def make_synthetic_config(config: dict, cache: Path) -> dict:
         "batch_size": 64, "warmup_steps": 300, "sampling_steps": 100, "eval_every": 50,
         "chains": 2, "shards": 2, "checkpoint_every": 0, "compilation_cache": str(cache),
     }
+    # sgld in two shards (sampling.shards); the others in one job each (a sampler's own shards), which saves
+    # the suite 8 local and 2 cluster jobs of the same kinds.
     config["samplers"]["sgld"]["step_size"] = 5e-4
-    config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3}
-    config["samplers"]["sghmc_persistent"] |= {"step_size": 1e-2, "alpha": 20.0, "num_integration_steps": 3}
+    config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3, "shards": 1}
+    config["samplers"]["sghmc_persistent"] |= {"step_size": 1e-2, "alpha": 20.0, "num_integration_steps": 3,
+                                               "shards": 1}
     # Every kernel and schedule through Snakemake (sgld, sgnht and the reference through the real Slurm of
     # test_slurm.py too).
-    config["samplers"]["sgnht"] = {"kernel": "sgnht", "step_size": 1e-2, "alpha": 2.0,
+    config["samplers"]["sgnht"] = {"kernel": "sgnht", "step_size": 1e-2, "alpha": 2.0, "shards": 1,
                                    "schedule": {"kind": "polynomial", "decay_steps": 100, "phases": ["warmup", "sampling"]}}
-    config["samplers"]["psgld"] = {"kernel": "psgld", "step_size": 1e-3,
+    config["samplers"]["psgld"] = {"kernel": "psgld", "step_size": 1e-3, "shards": 1,
                                    "schedule": {"kind": "cyclical", "cycles": 2, "exploration": 0.5}}
     # The reference posterior (full-batch HMC), from sgld's warmup, and every sampler's agreement with it.
     config["reference"] = {"init": "warmup", "step_size": 1e-3, "num_integration_steps": 5, "warmup_steps": 20,

@@ -148,17 +148,20 @@ def test_idx_source_through_the_workflow(tmp_path, synthetic_config, images):
         assert (f["train/images"][...] == images.train.images).all()
 
 
-def test_every_sampler_runs_with_two_chains_in_two_shards(finished_run):
+def test_every_sampler_runs_two_chains_in_its_shards(finished_run):
+    """sgld's chains in two jobs (sampling.shards: 2), the other samplers' vmapped in one (their own shards: 1)."""
     workdir, _ = finished_run
-    for sampler, grads_per_step in (("sgld", 1), ("sghmc", 3), ("sgnht", 1), ("psgld", 1)):
+    for sampler, grads_per_step, shards in (("sgld", 1, [[0], [1]]), ("sghmc", 3, [[0, 1]]), ("sgnht", 1, [[0, 1]]),
+                                            ("psgld", 1, [[0, 1]])):
         arrays, attrs = h5io.read_predictive(workdir / f"results/predictive/{sampler}.h5")
         assert arrays["chain"].tolist() == [0, 1]
-        assert [run["chains"] for run in attrs["shard_runs"]] == [[0], [1]]
+        assert [run["chains"] for run in attrs["shard_runs"]] == shards
         assert arrays["test"]["probs"].shape == (2, 256, 10)
         ensemble = arrays["trace"]["test"]["ensemble_accuracy"][-1]
         assert ensemble.min() > 0.6, (sampler, ensemble)  # chance is 0.1
         assert arrays["trace"]["grad_evals"][-1] == 100 * grads_per_step
-        assert "error:" in (workdir / f"results/logs/sample/{sampler}/shard1.log").read_text()
+        assert "error:" in (workdir / f"results/logs/sample/{sampler}/shard{len(shards) - 1}.log").read_text()
+        assert not (workdir / f"results/sampling/{sampler}/shard{len(shards)}").exists()
     assert not (workdir / "results/checkpoints").exists()  # removed with the last checkpoint
 
 
@@ -312,18 +315,19 @@ def test_what_reruns_after_a_config_change(finished_run):
     changed = copy.deepcopy(config)
     changed["sampling"]["sampling_steps"] = 150
     text = jobs(changed)
-    # sgnht's schedule spans warmup and sampling: its warmup depends on the sampling steps too.
-    assert re.search(r"^sample\s+10$", text, re.M) and re.search(r"^warmup\s+2$", text, re.M)
+    # sgld's 2 shards and one each of the others. sgnht's schedule spans warmup and sampling: its warmup
+    # depends on the sampling steps too.
+    assert re.search(r"^sample\s+6$", text, re.M) and re.search(r"^warmup\s+1$", text, re.M)
     # A schedule of the sampling phase alone reruns that sampler's sampling, not its warmup.
     changed = copy.deepcopy(config)
     changed["samplers"]["psgld"]["schedule"]["cycles"] = 3
     text = jobs(changed)
-    assert re.search(r"^sample\s+2$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
+    assert re.search(r"^sample\s+1$", text, re.M) and not re.search(r"^warmup\s", text, re.M)
     # So does the number of function-space draws, which sampling records.
     changed = copy.deepcopy(config)
     changed["diagnostics"]["draws_per_chain"] = 50
     text = jobs(changed)
-    assert re.search(r"^sample\s+11$", text, re.M) and not re.search(r"^warmup\s", text, re.M)  # and the reference
+    assert re.search(r"^sample\s+7$", text, re.M) and not re.search(r"^warmup\s", text, re.M)  # and the reference
     # The reference's own settings rerun the reference alone.
     changed = copy.deepcopy(config)
     changed["reference"]["target_acceptance"] = 0.7
@@ -415,8 +419,12 @@ def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, synthetic_c
     # The training set's size is known from the config here (from the file header for a local IDX folder).
     ({"sampling": {"batch_size": 2048}},
      "sampling.batch_size = 2048 exceeds the 1024 training images (data.synthetic.n_train); lower it."),
+    # A sampler's own shards take the sampling block's chains.
+    ({"samplers": {"sgld": {"kernel": "sgld", "step_size": 1e-4, "shards": 3}}},
+     "samplers.sgld.shards = 3 exceeds sampling.chains = 2: each shard needs at least one chain. Lower shards or "
+     "raise chains."),
 ], ids=["seed-beyond-int64", "nan-reject", "inf-prior", "nan-step-size", "long-sampler-name", "steps-beyond-int32",
-       "batch-beyond-data"])
+       "batch-beyond-data", "sampler-shards-beyond-chains"])
 def test_values_the_code_cannot_take_stop_before_any_job(tmp_path, synthetic_config, change, first_line):
     """Non-finite floats (which JSON Schema's bounds let through), seeds beyond what JAX and HDF5 take and
     sampler names too long for file names stop at parse time, the key named in the first line (#16)."""

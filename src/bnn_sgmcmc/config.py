@@ -343,6 +343,10 @@ def check(config: dict[str, Any]) -> None:
         )
     sampling = config["sampling"]
     _check_shards(sampling, "sampling")
+    for name, entry in config["samplers"].items():
+        if "shards" in entry:
+            _check_shards({"chains": sampling["chains"], "shards": entry["shards"]}, f"samplers.{name}",
+                          chains="sampling.chains")
     known = known_train_size(config["data"])
     if known is not None and sampling["batch_size"] > known[0]:
         raise ConfigError(
@@ -447,13 +451,24 @@ def check_schedule(name: str, schedule: dict[str, Any], sampling: dict[str, Any]
     raise _nothing_kept(sampling, "sampling")
 
 
-def _check_shards(block: dict[str, Any], where: str) -> None:
-    """Each shard of a run (``sampling`` or ``reference``) needs at least one chain."""
+def _check_shards(block: dict[str, Any], where: str, chains: str | None = None) -> None:
+    """Each shard of a run (``sampling``, a sampler of its own shards, ``reference``) needs at least one chain;
+    ``chains`` names the key its chains come from (default ``{where}.chains``)."""
     if block["shards"] > block["chains"]:
         raise ConfigError(
-            f"{where}.shards = {block['shards']} exceeds {where}.chains = {block['chains']}: "
+            f"{where}.shards = {block['shards']} exceeds {chains or where + '.chains'} = {block['chains']}: "
             "each shard needs at least one chain. Lower shards or raise chains."
         )
+
+
+def run_sampling(sampling: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """A sampler's ``sampling`` block: the config's, with the sampler's own ``shards`` where it sets one."""
+    return dict(sampling) | ({"shards": entry["shards"]} if "shards" in entry else {})
+
+
+def kernel_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """A sampler's entry without what only places its jobs (``shards``): what its kernel and results depend on."""
+    return {k: v for k, v in entry.items() if k != "shards"}
 
 
 def _nothing_kept(block: dict[str, Any], where: str) -> ConfigError:

@@ -15,9 +15,11 @@ from bnn_sgmcmc.config import (
     check_sampler_keys,
     check_schema,
     coerce,
+    kernel_settings,
     reference_init,
     reference_sampler,
     reference_sampling,
+    run_sampling,
     shard_chains,
     warmup_sampler,
 )
@@ -64,8 +66,10 @@ SAMPLERS = config["samplers"]
 # The chain runs: every sampler and, with a reference block, the reference posterior
 # (full-batch HMC), which the warmup, sample, gather and diagnostics rules run as
 # one more sampler with its own kernel settings, steps and chains.
-RUNS = dict(SAMPLERS)
-RUN_SAMPLING = {name: config["sampling"] for name in SAMPLERS}
+RUNS = {name: kernel_settings(entry) for name, entry in SAMPLERS.items()}
+RUN_SAMPLING = {
+    name: run_sampling(config["sampling"], entry) for name, entry in SAMPLERS.items()
+}
 if config["reference"] is not None:
     RUNS[REFERENCE] = reference_sampler(config)
     RUN_SAMPLING[REFERENCE] = reference_sampling(config)
