@@ -23,11 +23,6 @@ import yaml
 from bnn_sgmcmc.data import ImageData, Split
 
 REPO = Path(__file__).resolve().parents[1]
-# One thread for XLA's CPU client in every test process and every job it starts: the suite runs one pytest
-# worker per core, each with Snakemake jobs beside it, and a client per process sized to every core spent
-# 40 % more CPU on the same tests (24 s instead of 40 s for the two longest kernel tests, and 22 s of wall
-# time instead of 27 alone). The synthetic sgld warmup and sghmc sampling jobs wrote the same arrays.
-os.environ.setdefault("PJRT_NPROC", "1")
 #: Screenshots and other evidence that tests leave for people to look at (ignored by git).
 ARTIFACTS = REPO / "tests" / "artifacts"
 #: Chromium as root in a container, with nothing reaching out to the network.
