@@ -343,10 +343,6 @@ def check(config: dict[str, Any]) -> None:
         )
     sampling = config["sampling"]
     _check_shards(sampling, "sampling")
-    for name, entry in config["samplers"].items():
-        if "shards" in entry:
-            _check_shards({"chains": sampling["chains"], "shards": entry["shards"]}, f"samplers.{name}",
-                          chains="sampling.chains")
     known = known_train_size(config["data"])
     if known is not None and sampling["batch_size"] > known[0]:
         raise ConfigError(
@@ -361,6 +357,8 @@ def check(config: dict[str, Any]) -> None:
         )
     check_reference(config)
     for name, entry in config["samplers"].items():
+        if "shards" in entry:
+            _check_shards(run_sampling(sampling, entry), f"samplers.{name}", chains="sampling.chains")
         if entry["kernel"] in ("sghmc", "sghmc_persistent", "sgnht"):
             friction = entry["alpha"] * entry["step_size"]
             if friction >= 1:
