@@ -101,13 +101,13 @@ def snakemake(
     ``snakefile`` another workflow's (one that uses this as a module), ``extra_env`` added to the environment,
     ``runner`` what Python runs (tests/slurm_snakemake.py for the Slurm test). Snakemake's own command line
     runs in a fork of a process that has imported it (:func:`_forked_snakemake`), 0.3 s a call instead of 2."""
-    cmd = [sys.executable, *runner, "-s", str(snakefile), "--directory", str(workdir), "--cores", "1"]
+    argv = ["-s", str(snakefile), "--directory", str(workdir), "--cores", "1"]
     path = REPO / "config.yaml"
     if config is not None:
         path = workdir / "test-config.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
     # --configfile takes several values: it goes last, after any targets.
-    cmd += [*args, "--configfile", str(path), *map(str, configfiles)]
+    argv += [*args, "--configfile", str(path), *map(str, configfiles)]
     if env is None:
         # Snakemake's Slurm plugin asks `scontrol show config` for its help text on every call; where a
         # Slurm client is installed (the Slurm test installs one) and no controller answers, scontrol
@@ -115,8 +115,8 @@ def snakemake(
         env = os.environ | {"SLURM_CONF": "/dev/null"}
     env = env | (extra_env or {})
     if runner == ("-m", "snakemake"):
-        return _forked_snakemake(cmd[3:], env, timeout)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        return _forked_snakemake(argv, env, timeout)
+    return subprocess.run([sys.executable, *runner, *argv], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 _fork_server = None
@@ -143,7 +143,7 @@ def _forked_snakemake(argv: list[str], env: dict, timeout: float) -> subprocess.
                 del os.environ["PYTHONPATH"]
             else:
                 os.environ["PYTHONPATH"] = saved
-    import snakemake_child
+    import snakemake_child  # here too, to name the child's function (1.5 s once per worker)
 
     cmd = [sys.executable, "-m", "snakemake", *argv]
     with tempfile.TemporaryDirectory(prefix="snakemake-") as tmp:
