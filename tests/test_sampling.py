@@ -52,6 +52,39 @@ def test_gradient_equals_blackjax_estimator_with_the_notebooks_functions():
         np.testing.assert_allclose(g, e, rtol=2e-4, atol=1e-3)
 
 
+def test_initial_weights_are_flaxs_defaults_and_the_priors_draws_bit_for_bit():
+    """The model draws its random weights flat (model.flat_draw, for XLA's CPU compile time): the same numbers as
+    Flax's default initialisers and a prior draw of each weight array's own shape, jitted."""
+    import flax.linen as nn
+
+    class FlaxDefaults(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Dense(16)(x))
+            return nn.log_softmax(nn.Dense(4)(x))
+
+    mlp, x = model.build([16], 4), jnp.zeros((1, 784))
+
+    def prior_draw(key, scale):  # each array drawn in its own shape
+        shapes_key, prior_key = jax.random.split(key)
+        leaves, treedef = jax.tree.flatten(FlaxDefaults().init(shapes_key, x)["params"])
+        keys = jax.random.split(prior_key, len(leaves))
+        return jax.tree.unflatten(treedef, [scale * jax.lax.optimization_barrier(jax.random.normal(k, leaf.shape))
+                                            for k, leaf in zip(keys, leaves)])
+
+    @jax.jit
+    def both_ways(key):  # (ours, theirs), in one program: one compile
+        return (
+            (model.init_params(key, mlp, 784), FlaxDefaults().init(jax.random.split(key)[0], x)["params"]),
+            (model.init_params(key, mlp, 784, "prior", 0.5), prior_draw(key, 0.5)),
+        )
+
+    for ours, theirs in both_ways(jax.random.key(7)):
+        assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+        for got, expected in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+            np.testing.assert_array_equal(np.asarray(got).view(np.uint32), np.asarray(expected).view(np.uint32))
+
+
 # --------------------------------------------------------------------------- a known posterior
 
 
