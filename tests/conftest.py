@@ -96,11 +96,14 @@ def snakemake(
     snakefile: Path = REPO / "Snakefile",
     timeout: float = 600,
     runner: tuple[str, ...] = ("-m", "snakemake"),
-) -> subprocess.CompletedProcess:
+    popen: bool = False,
+) -> subprocess.CompletedProcess | subprocess.Popen:
     """Run the workflow in ``workdir`` as a user would, with ``config`` (default: config.yaml), then ``configfiles``;
     ``snakefile`` another workflow's (one that uses this as a module), ``extra_env`` added to the environment,
     ``runner`` what Python runs (tests/slurm_snakemake.py for the Slurm test). Snakemake's own command line
-    runs in a fork of a process that has imported it (:func:`_forked_snakemake`), 0.3 s a call instead of 2."""
+    runs in a fork of a process that has imported it (:func:`_forked_snakemake`), 0.3 s a call instead of 2.
+    With ``popen``, it starts as a terminal starts a foreground job, in a process group of its own (the one
+    Ctrl-C signals), and the running process is returned."""
     argv = ["-s", str(snakefile), "--directory", str(workdir), "--cores", "1"]
     path = REPO / "config.yaml"
     if config is not None:
@@ -114,6 +117,9 @@ def snakemake(
         # retries for 10 s. An empty config makes it fail at once; the Slurm test passes its own env.
         env = os.environ | {"SLURM_CONF": "/dev/null"}
     env = env | (extra_env or {})
+    if popen:
+        return subprocess.Popen([sys.executable, *runner, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env, start_new_session=True)
     if runner == ("-m", "snakemake"):
         return _forked_snakemake(argv, env, timeout)
     return subprocess.run([sys.executable, *runner, *argv], capture_output=True, text=True, timeout=timeout, env=env)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import re
+import signal
 import subprocess
+import time
 
 import h5py
 import numpy as np
@@ -104,6 +108,69 @@ def test_a_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, synthet
     ], out.stderr[-3000:]
     assert "Traceback" not in (tmp_path / "results/logs/warmup/sgld/shard0.log").read_text()
     assert not (tmp_path / "results/sampling/sgld/shard0/warmup.h5").exists()
+
+
+def test_ctrl_c_stops_every_job_with_one_line_and_the_rerun_resumes_from_their_checkpoints(tmp_path, synthetic_config):
+    """SIGINT to Snakemake's process group, as Ctrl-C in a terminal sends it, while two warmup jobs run; then the
+    same once the rerun's jobs have resumed and checkpointed past where they stopped. The jobs have a million
+    steps, so none can finish before the signal: each run waits only for checkpoints, written every chunk."""
+    config = synthetic_config
+    config["samplers"] = {"sgld": config["samplers"]["sgld"]}  # two shards
+    config.pop("reference")
+    config["sampling"] |= {"warmup_steps": 1_000_000, "checkpoint_every": 0}
+    shards = (0, 1)
+    targets = [f"results/sampling/sgld/shard{s}/warmup.h5" for s in shards]
+    checkpoints = [tmp_path / f"results/checkpoints/sgld/shard{s}/warmup.h5" for s in shards]
+    logs = [tmp_path / f"results/logs/warmup/sgld/shard{s}.log" for s in shards]
+
+    def step(checkpoint) -> int:
+        with h5py.File(checkpoint) as f:  # written whole and renamed into place: never read half-written
+            return int(f.attrs["step"])
+
+    def group_alive(pgid) -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def ctrl_c_once(ready) -> None:
+        run = snakemake(tmp_path, *targets, "--cores", "2", "--set-threads", "warmup=1", config=config, popen=True)
+        try:
+            deadline = time.time() + 180
+            while not ready() and run.poll() is None and time.time() < deadline:
+                time.sleep(0.05)
+            if run.poll() is not None or not ready():
+                if group_alive(run.pid):
+                    os.killpg(run.pid, signal.SIGKILL)
+                pytest.fail(f"not ready for Ctrl-C in 180 s, or Snakemake ended: {run.communicate()[1][-3000:]}")
+            os.killpg(run.pid, signal.SIGINT)
+            _, stderr = run.communicate(timeout=60)
+            deadline = time.time() + 10
+            while group_alive(run.pid) and time.time() < deadline:
+                time.sleep(0.05)
+            assert not group_alive(run.pid), "a process of the run outlived Snakemake"
+        finally:  # nothing left running, whatever failed
+            if group_alive(run.pid):
+                os.killpg(run.pid, signal.SIGKILL)
+        assert run.returncode != 0
+        # Each job's one line; Snakemake's own lines around them, and no traceback from anyone.
+        assert stderr.count("Interrupted: rerun the same command to resume from the last checkpoint.") == 2, stderr
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+        assert all(c.exists() for c in checkpoints) and not any((tmp_path / t).exists() for t in targets)
+
+    ctrl_c_once(lambda: all(c.exists() for c in checkpoints))
+    stopped = [step(c) for c in checkpoints]
+    assert all(0 < s < 1_000_000 for s in stopped)
+    for log in logs:
+        assert "Traceback" not in log.read_text()
+
+    def resumed(s, log) -> bool:  # Snakemake removes the interrupted job's log before rerunning it
+        text = log.read_text() if log.exists() else ""
+        return re.search(rf"resuming from checkpoint \S+ at step {s}$", text, re.M) is not None
+
+    # The rerun needs no --unlock, resumes each job where it stopped, and goes on from there.
+    ctrl_c_once(lambda: all(resumed(s, log) and step(c) > s for s, log, c in zip(stopped, logs, checkpoints)))
 
 
 def test_an_unknown_key_is_refused_with_the_keys_allowed_there(tmp_path, synthetic_config):
