@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 import pytest
 
@@ -68,6 +70,31 @@ def test_ctrl_c_is_one_line_and_says_how_to_resume(tmp_path, capsys):
         raise KeyboardInterrupt
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.strip() == "Interrupted: rerun the same command to resume from the last checkpoint."
+
+
+def test_a_ctrl_c_that_python_swallowed_stops_the_job_at_the_next_chunk(tmp_path, capsys):
+    """A real SIGINT whose KeyboardInterrupt is raised inside __del__, where Python prints "Exception ignored"
+    and carries on (as it did inside a garbage-collector callback of a sampling job): the job notes it and
+    stops at the next chunk with its one line and no traceback; out of a job, SIGINT is Python's again."""
+
+    class Victim:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # Python runs the handler here, inside __del__
+                pass
+
+    path = tmp_path / "job.log"
+    with pytest.raises(SystemExit) as exit_info, logs.to_file(path):
+        logs.stop_if_interrupted()  # nothing yet
+        Victim()  # collected at once: the interrupt is raised in __del__ and swallowed
+        swallowed = True
+        logs.stop_if_interrupted()  # the chunk's end
+    assert swallowed and exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "Interrupted: rerun the same command to resume from the last checkpoint."
+    text = path.read_text()
+    assert "Ctrl-C came inside a callback that cannot raise" in text and "Traceback" not in text
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    logs.stop_if_interrupted()  # the job is over: nothing raised
 
 
 def test_a_bug_keeps_its_traceback_in_the_log(tmp_path):

@@ -145,7 +145,13 @@ def test_ctrl_c_stops_every_job_with_one_line_and_the_rerun_resumes_from_their_c
                     os.killpg(run.pid, signal.SIGKILL)
                 pytest.fail(f"not ready for Ctrl-C in 180 s, or Snakemake ended: {run.communicate()[1][-3000:]}")
             os.killpg(run.pid, signal.SIGINT)
-            _, stderr = run.communicate(timeout=60)
+            try:
+                _, stderr = run.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                tree = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:20,args", "-g", str(run.pid)],
+                                      capture_output=True, text=True).stdout
+                os.killpg(run.pid, signal.SIGKILL)
+                pytest.fail(f"Snakemake still ran 60 s after Ctrl-C:\n{tree}\n{run.communicate()[1][-5000:]}")
             deadline = time.time() + 10
             while group_alive(run.pid) and time.time() < deadline:
                 time.sleep(0.05)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bnn_sgmcmc import data as data_mod
-from bnn_sgmcmc import compilation, h5io, provenance
+from bnn_sgmcmc import compilation, h5io, logs, provenance
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -190,6 +190,7 @@ def warmup(job: Any) -> None:
     def on_chunk(state: Any) -> None:
         if state.step < setup.schedule.warmup_steps and ckpt.due():
             ckpt.write(experiment.warmup_arrays(state, setup), attrs(state, float("nan")))
+        logs.stop_if_interrupted()
 
     try:
         state, compile_seconds = sampling.run_warmup(
@@ -259,6 +260,7 @@ def sample(job: Any) -> None:
         if state.step < schedule.sampling_steps and ckpt.due():
             arrays = experiment.sampling_arrays(state, setup, warmup_traces, weights, with_state=True)
             ckpt.write(arrays, attrs(state))
+        logs.stop_if_interrupted()
 
     try:
         state, compile_seconds = sampling.run_sampling(
