@@ -9,6 +9,7 @@ import gzip
 import io
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -118,8 +119,15 @@ def snakemake(
         env = os.environ | {"SLURM_CONF": "/dev/null"}
     env = env | (extra_env or {})
     if popen:
-        return subprocess.Popen([sys.executable, *runner, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env, start_new_session=True)
+        # Where this process has SIGINT ignored (started in the background by a non-interactive shell, as CI may
+        # be), so would the child be; a terminal's shell gives a foreground job SIGINT at its default. Caught
+        # here while the child starts, it is at its default in the child.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return subprocess.Popen([sys.executable, *runner, *argv], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
     if runner == ("-m", "snakemake"):
         return _forked_snakemake(argv, env, timeout)
     return subprocess.run([sys.executable, *runner, *argv], capture_output=True, text=True, timeout=timeout, env=env)

@@ -84,16 +84,22 @@ def test_a_ctrl_c_that_python_swallowed_stops_the_job_at_the_next_chunk(tmp_path
                 pass
 
     path = tmp_path / "job.log"
-    with pytest.raises(SystemExit) as exit_info, logs.to_file(path):
-        logs.stop_if_interrupted()  # nothing yet
-        Victim()  # collected at once: the interrupt is raised in __del__ and swallowed
-        swallowed = True
-        logs.stop_if_interrupted()  # the chunk's end
+    # SIGINT at Python's default, as in a job started from a terminal (pytest may run with it ignored, as a
+    # background job of a non-interactive shell does; a job keeps it ignored then).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as exit_info, logs.to_file(path):
+            logs.stop_if_interrupted()  # nothing yet
+            Victim()  # collected at once: the interrupt is raised in __del__ and swallowed
+            swallowed = True
+            logs.stop_if_interrupted()  # the chunk's end
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert swallowed and exit_info.value.code == 130
     assert capsys.readouterr().err.strip() == "Interrupted: rerun the same command to resume from the last checkpoint."
     text = path.read_text()
     assert "Ctrl-C came inside a callback that cannot raise" in text and "Traceback" not in text
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     logs.stop_if_interrupted()  # the job is over: nothing raised
 
 
