@@ -24,9 +24,9 @@ def flat_draw(sample: Callable[..., jax.Array], key: jax.Array, shape: Sequence[
 
     The same numbers, bit for bit: JAX's Threefry numbers the elements of a draw
     in row-major order. But XLA's CPU compiler spends seconds generating code
-    for Threefry over a matrix whose last dimension is not a power of two: a
-    64 x 10 draw for 2 chains compiles in 2.5 s, its 640-vector in 0.3 s
-    (docs/benchmarks.md). The output layer's kernel is such a matrix.
+    for Threefry over many matrix shapes, the output layer's kernel among them:
+    a 64 x 10 draw for 2 chains compiles in 2.5 s, its 640-vector in 0.3 s, a
+    784 x 64 draw in 0.3 s (docs/benchmarks.md).
     """
     return sample(key, (math.prod(shape),), dtype).reshape(shape)
 
