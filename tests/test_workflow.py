@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
@@ -134,6 +133,10 @@ def test_ctrl_c_stops_every_job_with_one_line_and_the_rerun_resumes_from_their_c
             return False
         return True
 
+    def kill(pgid) -> None:
+        if group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+
     def ctrl_c_once(ready) -> None:
         run = snakemake(tmp_path, *targets, "--cores", "2", "--set-threads", "warmup=1", config=config, popen=True)
         try:
@@ -141,8 +144,7 @@ def test_ctrl_c_stops_every_job_with_one_line_and_the_rerun_resumes_from_their_c
             while not ready() and run.poll() is None and time.time() < deadline:
                 time.sleep(0.05)
             if run.poll() is not None or not ready():
-                if group_alive(run.pid):
-                    os.killpg(run.pid, signal.SIGKILL)
+                kill(run.pid)
                 pytest.fail(f"not ready for Ctrl-C in 180 s, or Snakemake ended: {run.communicate()[1][-3000:]}")
             os.killpg(run.pid, signal.SIGINT)
             try:
@@ -150,15 +152,14 @@ def test_ctrl_c_stops_every_job_with_one_line_and_the_rerun_resumes_from_their_c
             except subprocess.TimeoutExpired:
                 tree = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:20,args", "-g", str(run.pid)],
                                       capture_output=True, text=True).stdout
-                os.killpg(run.pid, signal.SIGKILL)
+                kill(run.pid)
                 pytest.fail(f"Snakemake still ran 60 s after Ctrl-C:\n{tree}\n{run.communicate()[1][-5000:]}")
             deadline = time.time() + 10
             while group_alive(run.pid) and time.time() < deadline:
                 time.sleep(0.05)
             assert not group_alive(run.pid), "a process of the run outlived Snakemake"
         finally:  # nothing left running, whatever failed
-            if group_alive(run.pid):
-                os.killpg(run.pid, signal.SIGKILL)
+            kill(run.pid)
         assert run.returncode != 0
         # Each job's one line; Snakemake's own lines around them, and no traceback from anyone.
         assert stderr.count("Interrupted: rerun the same command to resume from the last checkpoint.") == 2, stderr
