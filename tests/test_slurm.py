@@ -64,8 +64,7 @@ def test_the_workflow_runs_through_sbatch_and_matches_a_local_run(cluster, finis
     # kind of cluster job runs through Slurm: both data sets' preprocessing; sgld's two shards of weights
     # alone; sgnht's one (its own shards), whose state carries a momentum and a thermostat and whose step-size
     # schedule spans warmup and sampling; and the reference posterior, whose chains start from sgld's warmup
-    # files. The
-    # other kernels' jobs are of these kinds and run locally only (each cluster job costs about 10 s).
+    # files. The other kernels' jobs are of these kinds and run locally only (each cluster job costs about 10 s).
     samplers = ["sgld", "sgnht"]
     targets = [f"results/predictive/{sampler}.h5" for sampler in [*samplers, "reference"]]
     out = snakemake(workdir, *targets, "--profile", str(profile), config=config, env=cluster.env, timeout=900,
