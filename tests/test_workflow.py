@@ -109,6 +109,35 @@ def test_a_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, synthet
     assert not (tmp_path / "results/sampling/sgld/shard0/warmup.h5").exists()
 
 
+@pytest.mark.parametrize("destination", ["immutable/report.html", "missing/report.html", "immutable"])
+def test_a_report_destination_that_cannot_be_written_stops_the_run_before_any_job(tmp_path, synthetic_config,
+                                                                                     destination):
+    """--report's file is written by Snakemake after the DAG, with --report-after-run after the whole run; a
+    folder it cannot write (immutable: refused even to root), one that does not exist, or a folder given as the
+    file is named in one line when the Snakefile is read, and nothing runs."""
+    folder = tmp_path / "immutable"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        out = snakemake(tmp_path, "--report", destination, "--report-after-run", config=synthetic_config)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert out.returncode != 0
+    assert message(out.stderr) == {
+        "immutable/report.html": "--report: cannot write immutable/report.html: Operation not permitted; give your "
+                                 f"user write access to {folder} (ls -ld {folder}) or run in a folder you own, then "
+                                 "rerun.",
+        "missing/report.html": "--report: cannot write missing/report.html: the folder missing does not exist; "
+                               "create it (mkdir -p missing) or name a file in a folder that exists.",
+        "immutable": "--report: cannot write immutable: it is a folder; name a file, for example "
+                     "immutable/report.html.",
+    }[destination], out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "missing").exists()
+    assert list(folder.iterdir()) == []
+
+
 def test_ctrl_c_stops_every_job_with_one_line_and_the_rerun_resumes_from_their_checkpoints(tmp_path, synthetic_config):
     """SIGINT to Snakemake's process group, as Ctrl-C in a terminal sends it, while two warmup jobs run; then the
     same once the rerun's jobs have resumed and checkpointed past where they stopped. The jobs have a million

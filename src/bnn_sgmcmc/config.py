@@ -317,6 +317,27 @@ def known_train_size(data_config: dict[str, Any]) -> tuple[int, str] | None:
     return None
 
 
+def report_destination(argv: list[str]) -> Path | None:
+    """The file a ``snakemake`` command line (``sys.argv``) has ``--report`` (or the HTML reporter's
+    ``--report-html-path``) write; None for a command that writes no report, or that is not Snakemake's.
+
+    Snakemake writes it after building the DAG (with ``--report-after-run``, after the whole run) and meets a
+    destination it cannot write with its own traceback, so the Snakefile checks it first. The line is read
+    with Snakemake's own parser, abbreviations and ``--report`` without a value included."""
+    program = Path(argv[0]) if argv else Path()
+    if program.name != "snakemake" and program.parent.name != "snakemake":  # the script, or python -m snakemake
+        return None
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(argv[1:])
+    except SystemExit:  # a line Snakemake itself refused: not this check's to report
+        return None
+    # The plugin's option is dataclasses.MISSING where it is not given.
+    found = args.report or getattr(args, "report_html_path", None)
+    return Path(found) if isinstance(found, (str, os.PathLike)) and str(found) else None
+
+
 def check(config: dict[str, Any]) -> None:
     """Check what the schema cannot; raise ConfigError naming the key and the fix."""
     resolve_source(config["data"]["source"])

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,6 +59,30 @@ def file_system_message(err: BaseException) -> str | None:
         if code in FILE_SYSTEM_ADVICE and path:
             folder = os.path.dirname(os.path.abspath(path)) or "."
             return f"cannot write {path}: {reason}; {FILE_SYSTEM_ADVICE[code].format(folder=folder)}."
+    return None
+
+
+def cannot_write(path: str | os.PathLike) -> str | None:
+    """Why ``path`` could not be written as a new or replaced file, in one line that says what to do; None where
+    it can. It tries: a temporary file in the folder, removed at once, and an existing file opened for update
+    (unchanged). Permission bits alone do not say, for root, an immutable folder or a read-only file system."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        return f"cannot write {path}: it is a folder; name a file, for example {path / 'report.html'}."
+    if not folder.is_dir():
+        return (f"cannot write {path}: the folder {folder} does not exist; create it (mkdir -p {folder}) "
+                "or name a file in a folder that exists.")
+    try:
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+                pass
+    except OSError as err:
+        as_path = OSError(err.errno, err.strerror, str(path))
+        return file_system_message(as_path) or f"cannot write {path}: {err.strerror}."
     return None
 
 

@@ -19,11 +19,13 @@ from bnn_sgmcmc.config import (
     reference_init,
     reference_sampler,
     reference_sampling,
+    report_destination,
     run_sampling,
     shard_chains,
     warmup_sampler,
 )
 from bnn_sgmcmc.errors import ConfigError
+from bnn_sgmcmc.logs import cannot_write
 
 with open(workflow.source_path("../schemas/config.schema.yaml")) as schema:
     SCHEMA = yaml.safe_load(schema)
@@ -38,6 +40,12 @@ try:
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(f"Invalid config: {err}") from None
+
+# Snakemake writes --report's file once the DAG is built (with --report-after-run, after
+# the whole run) and meets a destination it cannot write with its own traceback.
+_report = report_destination(sys.argv)
+if _report is not None and (_problem := cannot_write(_report)):
+    raise WorkflowError(f"--report: {_problem}")
 
 
 # Data sets by name: the one the model is trained and tested on. Every data
