@@ -379,7 +379,7 @@ def check(config: dict[str, Any]) -> None:
     check_reference(config)
     for name, entry in config["samplers"].items():
         if "shards" in entry:
-            _check_shards(run_sampling(sampling, entry), f"samplers.{name}", chains="sampling.chains")
+            _check_shards(sampler_sampling(sampling, entry), f"samplers.{name}", chains="sampling.chains")
         if entry["kernel"] in ("sghmc", "sghmc_persistent", "sgnht"):
             friction = entry["alpha"] * entry["step_size"]
             if friction >= 1:
@@ -480,7 +480,7 @@ def _check_shards(block: dict[str, Any], where: str, chains: str | None = None) 
         )
 
 
-def run_sampling(sampling: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+def sampler_sampling(sampling: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     """A sampler's ``sampling`` block: the config's, with the sampler's own ``shards`` where it sets one."""
     return dict(sampling) | ({"shards": entry["shards"]} if "shards" in entry else {})
 

@@ -20,7 +20,7 @@ from bnn_sgmcmc.config import (
     reference_sampler,
     reference_sampling,
     report_destination,
-    run_sampling,
+    sampler_sampling,
     shard_chains,
     warmup_sampler,
 )
@@ -76,7 +76,7 @@ SAMPLERS = config["samplers"]
 # one more sampler with its own kernel settings, steps and chains.
 RUNS = {name: kernel_settings(entry) for name, entry in SAMPLERS.items()}
 RUN_SAMPLING = {
-    name: run_sampling(config["sampling"], entry) for name, entry in SAMPLERS.items()
+    name: sampler_sampling(config["sampling"], entry) for name, entry in SAMPLERS.items()
 }
 if config["reference"] is not None:
     RUNS[REFERENCE] = reference_sampler(config)
