@@ -243,6 +243,23 @@ def test_synthetic_is_learnable_but_not_trivial():
     assert 0.8 < accuracy < 0.99
 
 
+def test_the_schema_is_read_once_and_each_caller_gets_its_own_copy():
+    """load_schema parses with libyaml where PyYAML has it: the same objects as yaml.safe_load; and since
+    validation fills defaults into a config by reference, a change to one copy reaches no other."""
+    import yaml
+
+    from bnn_sgmcmc import config
+
+    path = REPO / "workflow/schemas/config.schema.yaml"
+    assert config.load_schema() == yaml.safe_load(path.read_text()) == config.load_schema(str(path))
+    first = config.with_defaults({"samplers": {"s": {"kernel": "sgld", "step_size": 1e-4}}})
+    first["shift"]["rotations"].append(45)
+    first["sampling"]["batch_size"] = 7
+    second = config.with_defaults({"samplers": {"s": {"kernel": "sgld", "step_size": 1e-4}}})
+    assert 45 not in second["shift"]["rotations"] and second["sampling"]["batch_size"] != 7
+    assert config.load_schema() == yaml.safe_load(path.read_text())
+
+
 def test_nested_config_strings_get_the_schemas_types():
     """`--config sampling='{chains: 8}'` reaches the Snakefile as '8': coerce types it, and only where the schema asks."""
     import yaml

@@ -1,7 +1,6 @@
 import sys
 from pathlib import Path
 
-import yaml
 from snakemake.utils import validate
 
 # The Snakefile checks the config with this checkout's package, installed or not.
@@ -16,6 +15,7 @@ from bnn_sgmcmc.config import (
     check_schema,
     coerce,
     kernel_settings,
+    load_schema,
     reference_init,
     reference_sampler,
     reference_sampling,
@@ -27,8 +27,7 @@ from bnn_sgmcmc.config import (
 from bnn_sgmcmc.errors import ConfigError
 from bnn_sgmcmc.logs import cannot_write
 
-with open(workflow.source_path("../schemas/config.schema.yaml")) as schema:
-    SCHEMA = yaml.safe_load(schema)
+SCHEMA = load_schema(workflow.source_path("../schemas/config.schema.yaml"))
 try:
     # Nested --config mappings arrive untyped ('{chains: 8}' gives '8'): type them first.
     coerce(config, SCHEMA)
@@ -76,7 +75,8 @@ SAMPLERS = config["samplers"]
 # one more sampler with its own kernel settings, steps and chains.
 RUNS = {name: kernel_settings(entry) for name, entry in SAMPLERS.items()}
 RUN_SAMPLING = {
-    name: sampler_sampling(config["sampling"], entry) for name, entry in SAMPLERS.items()
+    name: sampler_sampling(config["sampling"], entry)
+    for name, entry in SAMPLERS.items()
 }
 if config["reference"] is not None:
     RUNS[REFERENCE] = reference_sampler(config)
