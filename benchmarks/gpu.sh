@@ -7,6 +7,12 @@
 #   4. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh);
 #   5. the benchmark for SGHMC, with 1, 2, 8 and 16 chains.
 # Usage: benchmarks/gpu.sh MNIST_DIR OUT_DIR [BUDGET]
+# GPU_PLAN=reference runs instead issue #13's full-length reference posterior:
+# the card's float32 matrix-product rate, then config.yaml with
+# examples/reference.yaml at 8 chains (8 x 1,000 HMC steps of 50 leapfrog
+# steps, and every sampler's agreement with it) through
+# benchmarks/sampler_zoo.sh, in .gpu-work/reference (kept: a call cut short by
+# BUDGET resumes from the checkpoints in the next call on the same machine).
 # Each benchmark writes its JSON/TSV record after every measurement, so a step
 # cut short by its time limit still leaves what it measured.
 # Needs python3 with this package's dependencies (constraints.txt) and
@@ -29,6 +35,19 @@ step() { echo "== $* ($(left) s left)"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 python3 -c 'import sys, jax, flax, optax, blackjax, snakemake; print(sys.version.split()[0], "jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, "blackjax", blackjax.__version__, "snakemake", snakemake.__version__, jax.devices())'
+
+if [[ ${GPU_PLAN:-} == reference ]]; then
+    step "matrix-product rate"
+    python3 -c 'import json; from bnn_sgmcmc import bench; print(json.dumps(bench.measure_matmul(8192)))' |
+        tee "$out/matmul.json"
+    step "reference posterior, 8 chains"
+    ZOO_CONFIG="config.yaml examples/reference.yaml" ZOO_WORK=.gpu-work/reference \
+        timeout -k 10 "$(until_left 10)" benchmarks/sampler_zoo.sh "$data" "$out/reference" \
+        --config "sampling={chains: 8}"
+    echo "reference: exit $?"
+    step done
+    exit 0
+fi
 
 step smoke
 timeout -k 5 90 python3 -m bnn_sgmcmc.bench --scale 0.01 --samplers sgld,sghmc --repeats 1 --chains 1 --no-baseline \

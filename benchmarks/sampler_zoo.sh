@@ -10,7 +10,9 @@
 # ZOO_CONFIG="a.yaml b.yaml" replaces the config files (default: config.yaml
 # examples/sampler-zoo.yaml), paths from the repository root.
 # OUT_DIR gets the snakemake log, the tables, figures and job logs, and the
-# HTML report; the sampling files are left out.
+# HTML report; the sampling files are left out. ZOO_WORK=dir runs the workflow
+# there instead of in OUT_DIR/work, and keeps it: a second call resumes a run
+# that was cut short from its checkpoints (benchmarks/gpu.sh's reference plan).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source=$1
@@ -18,7 +20,7 @@ out=$(realpath -m "$2")
 shift 2
 [[ -e $source ]] && source=$(realpath "$source")
 mkdir -p "$out"
-work=$out/work
+work=$(realpath -m "${ZOO_WORK:-$out/work}")
 mkdir -p "$work"
 printf 'data: {source: %s}\n' "$source" >"$work/data.yaml"
 cd "$here" # so that Snakemake finds profiles/default
@@ -31,4 +33,4 @@ echo "workflow: $((SECONDS - start)) s"
 snakemake "${args[@]}" --report "$out/report.html" >>"$out/snakemake.log" 2>&1 || { tail -n 40 "$out/snakemake.log"; exit 1; }
 results=$work/results
 cp -r "$results"/{tables,figures,logs} "$out/"
-rm -rf "$work"
+[[ -n ${ZOO_WORK:-} ]] || rm -rf "$work"
