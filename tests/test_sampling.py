@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import pickle
 import re
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import blackjax
 import h5py
@@ -18,7 +21,7 @@ import numpy as np
 import pytest
 from jax.scipy.stats import norm
 
-from bnn_sgmcmc import config, h5io, kernels, model, predictive, sampling, steps
+from bnn_sgmcmc import config, h5io, kernels, model, predictive, provenance, sampling, steps
 from bnn_sgmcmc.errors import ConfigError, DataError, DivergenceError
 from bnn_sgmcmc.experiment import SamplerJob
 
@@ -236,16 +239,22 @@ SAMPLERS = {
 
 def job(kind: str, data_h5: str, tmp_path, name: str = "sgld", chains=(0, 1), tag: str = "a", **overrides):
     """Run the warmup or sample job of ``name`` into ``tmp_path/tag``; return the output path."""
+    spec = job_spec(kind, data_h5, tmp_path, name, chains, tag, **overrides)
+    getattr(steps, kind)(spec)
+    return Path(spec.out)
+
+
+def job_spec(kind: str, data_h5: str, tmp_path, name: str = "sgld", chains=(0, 1), tag: str = "a",
+             **overrides) -> SamplerJob:
+    """The :class:`SamplerJob` that :func:`job` runs."""
     out = tmp_path / tag / f"{kind}.h5"
-    spec = SamplerJob(
+    return SamplerJob(
         data=data_h5, sampler=name, sampler_config=config.sampler_settings(overrides.pop("sampler_config", SAMPLERS[name])),
         model_config=overrides.pop("model_config", {"hidden": [16], "prior_scale": 1.0, "init": "flax"}),
         sampling_config=SAMPLING | overrides.pop("sampling", {}), seed=overrides.pop("seed", 0),
         chains=list(chains), shard=0, shards=1, checkpoint=str(tmp_path / tag / f"ckpt-{kind}.h5"), out=str(out),
         warmup=overrides.pop("warmup", None), evaluation=overrides.pop("evaluation", EVALUATION),
     )
-    getattr(steps, kind)(spec)
-    return out
 
 
 def arrays(path):
@@ -454,6 +463,39 @@ def test_sigkill_mid_warmup_then_rerun_matches_an_uninterrupted_run(data_h5, tmp
         assert 0 < f.attrs["step"] < 600
     resumed = job("warmup", data_h5, tmp_path, tag="killed", sampling=long)
     assert_same_results(clean, resumed)
+
+
+def test_cpu_threads_fixes_xlas_threads_in_a_job_process_and_the_file_records_them(data_h5, tmp_path):
+    """sampling.cpu_threads: a warmup job in a new process, as the workflow runs it, runs on that many XLA CPU
+    threads (the arrays of the same job with PJRT_NPROC in its environment) and records the count; in a
+    process whose JAX already runs on another count, as this one, the job stops before any work, naming it."""
+    # The job's own code only, as a rule's script runs it: this module starts JAX when imported.
+    code = "import pickle, sys; from bnn_sgmcmc import steps; steps.warmup(pickle.loads(sys.stdin.buffer.read()))"
+    env = {k: v for k, v in os.environ.items() if k not in ("PJRT_NPROC", "NPROC")}
+    for tag, sampling_config, extra in (("config", {"cpu_threads": 1}, {}), ("environment", {}, {"PJRT_NPROC": "1"})):
+        spec = job_spec("warmup", data_h5, tmp_path, tag=tag, sampling=sampling_config)
+        subprocess.run([sys.executable, "-c", code], input=pickle.dumps(spec), env=env | extra, check=True)
+    assert_same_results(tmp_path / "config/warmup.h5", tmp_path / "environment/warmup.h5")
+    assert h5io.read_arrays(tmp_path / "config/warmup.h5")[1]["device"]["cpu"]["xla_threads"] == 1
+
+    here = provenance.xla_cpu_threads()
+    with pytest.raises(ConfigError, match=rf"^sampling.cpu_threads = {here + 1}: this process's JAX already runs "
+                                          rf"on {here} CPU threads; start a new process"):
+        job("warmup", data_h5, tmp_path, tag="here", sampling={"cpu_threads": here + 1})
+    assert not (tmp_path / "here").exists()
+
+
+def test_xlas_cpu_thread_count_is_read_as_xla_reads_it(monkeypatch):
+    """PJRT_NPROC, then NPROC (xla/pjrt/utils.cc), then the processors this process may run on."""
+    for name in ("PJRT_NPROC", "NPROC"):
+        monkeypatch.delenv(name, raising=False)
+    assert provenance.xla_cpu_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("NPROC", "5")
+    assert provenance.xla_cpu_threads() == 5
+    monkeypatch.setenv("PJRT_NPROC", "3")
+    assert provenance.xla_cpu_threads() == 3
+    monkeypatch.setenv("PJRT_NPROC", "three")  # not a number: XLA goes on to the next
+    assert provenance.xla_cpu_threads() == 5
 
 
 def test_predictive_file_schema(data_h5, tmp_path):

@@ -1,4 +1,5 @@
-"""JAX's persistent compilation cache, shared by every job that compiles: sampling and diagnostics."""
+"""JAX's persistent compilation cache, shared by every job that compiles (sampling and diagnostics), and the
+threads XLA runs the sampling jobs' CPU programs on."""
 
 from __future__ import annotations
 
@@ -24,3 +25,28 @@ def enable_compilation_cache(directory: str | None) -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return str(directory)
+
+
+def use_cpu_threads(threads: int | None) -> None:
+    """Run XLA's CPU programs on ``threads`` threads (``sampling.cpu_threads``); None leaves XLA's default.
+
+    CPU results depend on the thread count (XLA splits sums among the threads), so a fixed count gives the
+    same chains on machines with different numbers of cores. XLA reads it (``PJRT_NPROC``) when JAX starts
+    its CPU client: a process that has already started it and runs on another count is refused.
+    """
+    if threads is None:
+        return
+    from jax._src import xla_bridge
+
+    from bnn_sgmcmc import provenance
+    from bnn_sgmcmc.errors import ConfigError
+
+    if xla_bridge.backends_are_initialized():
+        if provenance.xla_cpu_threads() != threads:
+            raise ConfigError(
+                f"sampling.cpu_threads = {threads}: this process's JAX already runs on "
+                f"{provenance.xla_cpu_threads()} CPU threads; start a new process (as the workflow's jobs do) or "
+                "set cpu_threads to null."
+            )
+        return
+    os.environ["PJRT_NPROC"] = str(threads)

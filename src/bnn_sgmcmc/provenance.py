@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import os
 import platform
 import socket
 from pathlib import Path
@@ -40,22 +41,42 @@ def versions() -> dict[str, str]:
     return found
 
 
+def xla_cpu_threads() -> int:
+    """The threads XLA's CPU client runs a program on, sized as XLA sizes them (``DefaultThreadPoolSize`` in
+    xla/pjrt/utils.cc): ``PJRT_NPROC`` or ``NPROC`` where set, else the processors this process may run on.
+
+    XLA shares a product's sums among them, so CPU results depend on this number
+    (``sampling.cpu_threads`` sets it for the sampling jobs).
+    """
+    for name in ("PJRT_NPROC", "NPROC"):
+        try:
+            return max(0, int(os.environ[name]))
+        except (KeyError, ValueError):
+            continue
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def cpu() -> dict[str, Any]:
-    """The host processor's model and vector extensions (Linux; empty elsewhere).
+    """The host processor's model and vector extensions (Linux; empty elsewhere), and XLA's CPU threads.
 
     XLA compiles for the processor it runs on, so the same program can round
-    differently on another instruction set: CPU results are bit-reproducible
-    on one kind of processor, not across kinds.
+    differently on another instruction set, and it splits sums among its
+    threads: CPU results are bit-reproducible on one kind of processor with
+    the same number of threads (:func:`xla_cpu_threads`), not across either.
     """
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return {}
+        return {"xla_threads": xla_cpu_threads()}
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set(fields.get("flags", "").split())
     return {"model": fields.get("model name", ""),
-            "vector_extensions": sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))}
+            "vector_extensions": sorted(f for f in flags if f.startswith(("avx", "fma", "sse4"))),
+            "xla_threads": xla_cpu_threads()}
 
 
 def device() -> dict[str, Any]:

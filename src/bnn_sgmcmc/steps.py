@@ -168,6 +168,7 @@ def warmup(job: Any) -> None:
     from bnn_sgmcmc import experiment, sampling
     from bnn_sgmcmc.errors import DivergenceError
 
+    compilation.use_cpu_threads(job.sampling_config.get("cpu_threads"))
     compilation.enable_compilation_cache(job.sampling_config.get("compilation_cache"))
     setup = experiment.setup(job)
     ckpt = _Checkpointer(job.checkpoint, job.sampling_config.get("checkpoint_every", 60))
@@ -217,6 +218,7 @@ def sample(job: Any) -> None:
     from bnn_sgmcmc.errors import DivergenceError
 
     sampling_config = job.sampling_config
+    compilation.use_cpu_threads(sampling_config.get("cpu_threads"))
     compilation.enable_compilation_cache(sampling_config.get("compilation_cache"))
     setup = experiment.setup(job)
     warm_arrays, warm_attrs = h5io.read_arrays(job.warmup, required=("trace/step", "chain"))

@@ -93,8 +93,12 @@ RUN_SHARD_CHAINS = {
 SAMPLING_ENV = {"cpu": "../../envs/jax.yaml", "cuda": "../../envs/jax-cuda.yaml"}[
     config["conda_env"]
 ]
-WARMUP_KEYS = ("batch_size", "batching", "warmup_steps", "eval_every")
+WARMUP_KEYS = ("batch_size", "batching", "warmup_steps", "eval_every", "cpu_threads")
 SAMPLING_KEYS = WARMUP_KEYS + ("sampling_steps", "thinning", "save_weights_every")
+
+# A sampling job's cores: sampling.cpu_threads where set (its XLA threads), else 2,
+# which keeps a 2-core machine to one sampling job at a time.
+SAMPLING_THREADS = config["sampling"]["cpu_threads"] or 2
 
 
 wildcard_constraints:

@@ -8,7 +8,7 @@ rule warmup:
         "results/logs/warmup/{sampler}/shard{shard}.log",
     conda:
         SAMPLING_ENV
-    threads: 2
+    threads: SAMPLING_THREADS
     resources:
         gpu=1,
         mem_mb=8000,
@@ -36,7 +36,7 @@ rule sample:
         "results/logs/sample/{sampler}/shard{shard}.log",
     conda:
         SAMPLING_ENV
-    threads: 2
+    threads: SAMPLING_THREADS
     resources:
         gpu=1,
         mem_mb=8000,
