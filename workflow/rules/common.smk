@@ -93,7 +93,7 @@ RUN_SHARD_CHAINS = {
 SAMPLING_ENV = {"cpu": "../../envs/jax.yaml", "cuda": "../../envs/jax-cuda.yaml"}[
     config["conda_env"]
 ]
-WARMUP_KEYS = ("batch_size", "batching", "warmup_steps", "eval_every", "cpu_threads")
+WARMUP_KEYS = ("batch_size", "batching", "warmup_steps", "eval_every")
 SAMPLING_KEYS = WARMUP_KEYS + ("sampling_steps", "thinning", "save_weights_every")
 
 # A sampling job's cores: sampling.cpu_threads where set (its XLA threads), else 2,
@@ -123,11 +123,22 @@ def warmup_settings(wildcards):
     """The sampling block's warmup keys, and the sampling phase's length if the schedule spans both phases."""
     phases = RUNS[wildcards.sampler]["schedule"]["phases"]
     both = ("sampling_steps",) if {"warmup", "sampling"} <= set(phases) else ()
-    return {k: RUN_SAMPLING[wildcards.sampler][k] for k in WARMUP_KEYS + both}
+    return run_settings(wildcards, WARMUP_KEYS + both)
 
 
 def sampling_settings(wildcards):
-    return {k: RUN_SAMPLING[wildcards.sampler][k] for k in SAMPLING_KEYS}
+    return run_settings(wildcards, SAMPLING_KEYS)
+
+
+def run_settings(wildcards, keys):
+    """The run's sampling ``keys``, and sampling.cpu_threads where set: CPU results depend
+    on it, so changing it reruns the jobs; at null it is left out, so that runs made
+    before the key existed are not rerun."""
+    block = RUN_SAMPLING[wildcards.sampler]
+    threads = (
+        {} if block["cpu_threads"] is None else {"cpu_threads": block["cpu_threads"]}
+    )
+    return {k: block[k] for k in keys} | threads
 
 
 def model_settings(wildcards):
