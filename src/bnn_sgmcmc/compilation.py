@@ -41,12 +41,10 @@ def use_cpu_threads(threads: int | None) -> None:
     from bnn_sgmcmc import provenance
     from bnn_sgmcmc.errors import ConfigError
 
-    if xla_bridge.backends_are_initialized():
-        if provenance.xla_cpu_threads() != threads:
-            raise ConfigError(
-                f"sampling.cpu_threads = {threads}: this process's JAX already runs on "
-                f"{provenance.xla_cpu_threads()} CPU threads; start a new process (as the workflow's jobs do) or "
-                "set cpu_threads to null."
-            )
-        return
-    os.environ["PJRT_NPROC"] = str(threads)
+    if not xla_bridge.backends_are_initialized():
+        os.environ["PJRT_NPROC"] = str(threads)
+    elif (running := provenance.xla_cpu_threads()) != threads:
+        raise ConfigError(
+            f"sampling.cpu_threads = {threads}: this process's JAX already runs on {running} CPU threads; start a "
+            "new process (as the workflow's jobs do) or set cpu_threads to null."
+        )

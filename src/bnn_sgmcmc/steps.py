@@ -160,6 +160,13 @@ def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]
     )
 
 
+def _start_jax(sampling_config: Any) -> None:
+    """JAX as a sampling job's config asks: its CPU threads, set before anything starts JAX's CPU client, and
+    its persistent compilation cache."""
+    compilation.use_cpu_threads(sampling_config.get("cpu_threads"))
+    compilation.enable_compilation_cache(sampling_config.get("compilation_cache"))
+
+
 def warmup(job: Any) -> None:
     """Warm up one shard of chains from their initial weights; write the warmup HDF5 file.
 
@@ -168,8 +175,7 @@ def warmup(job: Any) -> None:
     from bnn_sgmcmc import experiment, sampling
     from bnn_sgmcmc.errors import DivergenceError
 
-    compilation.use_cpu_threads(job.sampling_config.get("cpu_threads"))
-    compilation.enable_compilation_cache(job.sampling_config.get("compilation_cache"))
+    _start_jax(job.sampling_config)
     setup = experiment.setup(job)
     ckpt = _Checkpointer(job.checkpoint, job.sampling_config.get("checkpoint_every", 60))
     resumed = ckpt.load(setup.fingerprint, lambda arrays, attrs: experiment.warmup_state_from_arrays(
@@ -218,8 +224,7 @@ def sample(job: Any) -> None:
     from bnn_sgmcmc.errors import DivergenceError
 
     sampling_config = job.sampling_config
-    compilation.use_cpu_threads(sampling_config.get("cpu_threads"))
-    compilation.enable_compilation_cache(sampling_config.get("compilation_cache"))
+    _start_jax(sampling_config)
     setup = experiment.setup(job)
     warm_arrays, warm_attrs = h5io.read_arrays(job.warmup, required=("trace/step", "chain"))
     experiment.check_warmup_matches(job.warmup, warm_attrs, setup)
