@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from bnn_sgmcmc.data import ImageData, Split
 REPO = Path(__file__).resolve().parents[1]
 #: Screenshots and other evidence that tests leave for people to look at (ignored by git).
 ARTIFACTS = REPO / "tests" / "artifacts"
+#: The machine's busy CPU seconds and the time when the session started, for its closing summary.
+_SESSION_START = pytest.StashKey[tuple]()
 #: Chromium as root in a container, with nothing reaching out to the network.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -45,6 +48,33 @@ def _install_chromium() -> str:
         if done.returncode:
             return f"{' '.join(cmd)} failed: {done.stderr.strip()[-300:]}"
     return ""
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (user, nice, system, irq and softirq time in
+    Linux's /proc/stat), or None where there is no /proc/stat."""
+    try:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks[:3]) + ticks[5] + ticks[6]) / os.sysconf("SC_CLK_TCK")
+
+
+def pytest_sessionstart(session) -> None:
+    session.config.stash[_SESSION_START] = (_machine_busy_seconds(), time.monotonic())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """The machine's busy CPU during the session: the suite is CPU-bound, so its wall time follows the cores'
+    speed, and this is how a run on a slower or busier machine can be told from a slower suite."""
+    busy, start = config.stash.get(_SESSION_START, (None, 0.0))
+    now = _machine_busy_seconds()
+    if busy is None or now is None or hasattr(config, "workerinput"):
+        return
+    cores, wall = os.cpu_count() or 1, time.monotonic() - start
+    terminalreporter.write_line(f"machine CPU during the session: {now - busy:.0f} core-seconds busy of "
+                                f"{cores * wall:.0f} ({cores} cores x {wall:.0f} s)")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
