@@ -68,9 +68,11 @@ def pytest_sessionstart(session) -> None:
 def pytest_terminal_summary(terminalreporter, config) -> None:
     """The machine's busy CPU during the session: the suite is CPU-bound, so its wall time follows the cores'
     speed, and this is how a run on a slower or busier machine can be told from a slower suite."""
-    busy, start = config.stash.get(_SESSION_START, (None, 0.0))
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller reports the session
+        return
+    busy, start = config.stash[_SESSION_START]
     now = _machine_busy_seconds()
-    if busy is None or now is None or hasattr(config, "workerinput"):
+    if busy is None or now is None:
         return
     cores, wall = os.cpu_count() or 1, time.monotonic() - start
     terminalreporter.write_line(f"machine CPU during the session: {now - busy:.0f} core-seconds busy of "
