@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import snakemake
-from test_sampling import data_h5, job  # noqa: F401 (data_h5 is a fixture)
+from test_sampling import SAMPLERS, assert_same_results, data_h5, job  # noqa: F401 (data_h5 is a fixture)
 
-from bnn_sgmcmc import config, experiment, h5io
+from bnn_sgmcmc import config, experiment, h5io, kernels, sampling
 from bnn_sgmcmc.errors import ConfigError
 
 
@@ -16,6 +17,9 @@ def test_the_reference_block_becomes_an_hmc_sampler_with_its_own_steps_and_chain
                                 "reference": {"num_integration_steps": 20, "chains": 4, "sampling_steps": 200}})
     entry = config.reference_sampler(cfg)
     assert entry["kernel"] == "hmc" and entry["num_integration_steps"] == 20 and entry["target_acceptance"] == 0.8
+    assert entry["matmul_precision"] == "float32"
+    cfg["reference"]["matmul_precision"] = "BF16_BF16_F32_X3"
+    assert config.reference_sampler(cfg)["matmul_precision"] == "BF16_BF16_F32_X3"
     run = config.reference_sampling(cfg)
     assert run["chains"] == 4 and run["sampling_steps"] == 200 and run["warmup_steps"] == 100
     assert run["batch_size"] == cfg["sampling"]["batch_size"] and run["save_weights_every"] == 0
@@ -28,6 +32,7 @@ def test_the_reference_block_becomes_an_hmc_sampler_with_its_own_steps_and_chain
     ({"reference": {"init": "nope"}}, "reference.init = 'nope' is neither 'warmup', 'prior' nor a sampler"),
     ({"reference": {"chains": 2, "shards": 3}}, "reference.shards = 3 exceeds reference.chains = 2"),
     ({"reference": {"sampling_steps": 5, "thinning": 10}}, "reference.thinning = 10 exceeds"),
+    ({"reference": {"matmul_precision": "tf32"}}, "'tf32' is not one of ['float32', 'default', 'BF16_BF16_F32_X3'"),
     ({"samplers": {"reference": {"kernel": "sgld", "step_size": 1e-4}}}, "the name 'reference' is kept"),
 ])
 def test_a_bad_reference_stops_before_any_job(tmp_path, base_config, change, message):
@@ -69,3 +74,34 @@ def test_hmc_takes_no_step_size_schedule():
                                                    "schedule": {"kind": "cyclical"}}}})
     with pytest.raises(ConfigError, match="samplers.h: kernel hmc adapts its own step size"):
         config.check(cfg)
+
+
+def test_hmc_compiles_its_matrix_products_in_float32_unless_told_otherwise_and_a_cpu_ignores_it(data_h5, tmp_path):  # noqa: F811
+    """On NVIDIA A100/H100/H200 GPUs JAX's default precision rounds a float32 product's operands to TF32,
+    an error of about 0.7 in the log density's change over a move on MNIST (docs/benchmarks.md), which a
+    Metropolis test would count as energy error. So the hmc kernel's programs say float32 (HIGHEST) unless
+    ``matmul_precision`` says otherwise, and the SG-MCMC kernels' keep JAX's default. A CPU computes every
+    one of them in float32 (the bfloat16 algorithms as float32): the same arrays, whatever the setting."""
+    def hmc(**settings):
+        return kernels.build("hmc", lambda p, b: 0.0, config.sampler_settings(SAMPLERS["hmc"] | settings))
+
+    assert hmc().matmul_precision == "float32" and hmc(matmul_precision="default").matmul_precision is None
+    assert kernels.build("sgld", lambda p, b: 0.0, config.sampler_settings(SAMPLERS["sgld"])).matmul_precision is None
+    operands = sampling.Operands(sampling.Data(jnp.ones((4, 3)), jnp.zeros(4)), jnp.zeros(()), {})
+
+    def product(precision):
+        compiled = sampling._compile(lambda ops, w: ops.data.x @ w, operands, jnp.ones((3, 2)), precision=precision)
+        return next(line for line in compiled.program.func.as_text().splitlines() if " dot(" in line)
+
+    assert "operand_precision={highest,highest}" in product(hmc().matmul_precision)
+    assert "operand_precision" not in product(None) and "algorithm=dot_bf16_bf16_f32_x3" in product("BF16_BF16_F32_X3")
+    # XLA's CPU compiler cannot emit the bfloat16 algorithms in every product of the programs; a CPU takes float32.
+    x3 = config.sampler_settings(SAMPLERS["hmc"] | {"matmul_precision": "BF16_BF16_F32_X3"})
+    assert kernels.module("hmc").precision(x3, "cpu") == "float32"
+    assert kernels.module("hmc").precision(x3, "gpu") == "BF16_BF16_F32_X3"
+    runs = {precision: job("warmup", data_h5, tmp_path, "hmc", tag=precision, sampling={"warmup_steps": 20},
+                           sampler_config=SAMPLERS["hmc"] | {"matmul_precision": precision})
+            for precision in ("float32", "default", "BF16_BF16_F32_X3")}
+    assert h5io.read_arrays(runs["float32"])[1]["sampler"]["matmul_precision"] == "float32"
+    assert_same_results(runs["float32"], runs["default"])
+    assert_same_results(runs["float32"], runs["BF16_BF16_F32_X3"])

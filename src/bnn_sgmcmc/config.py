@@ -460,7 +460,7 @@ def reference_sampler(config: dict[str, Any]) -> dict[str, Any]:
     """The reference posterior as a sampler entry: the ``hmc`` kernel with the reference block's settings,
     and the kernel's own defaults (the schema's samplers block) for those it leaves out."""
     ref = config["reference"]
-    keys = ("step_size", "num_integration_steps", "target_acceptance", "divergence_threshold")
+    keys = ("step_size", "num_integration_steps", "target_acceptance", "divergence_threshold", "matmul_precision")
     return sampler_settings({"kernel": "hmc", **{k: ref[k] for k in keys if k in ref}})
 
 

@@ -56,6 +56,10 @@ class Kernel(NamedTuple):
     #: K > 1: K fresh minibatches stacked on a leading axis (``x`` [K, batch_size, ...]), drawn as K
     #: consecutive ones (with ``batching: epochs``, an epoch is then n // (K batch_size) steps).
     batches_per_step: int = 1
+    #: How the compiled programs compute float32 matrix products, a ``jax.default_matmul_precision`` value
+    #: (``float32``: in float32 on every device); None: JAX's default, which rounds the operands to TF32 on
+    #: NVIDIA A100, H100 and H200 GPUs. The whole program, the evaluation passes included, uses it.
+    matmul_precision: str | None = None
 
 
 def kinetic_temperatures(momentum: Any) -> dict[str, Any]:

@@ -17,6 +17,10 @@ over ``divergence_threshold``) and the energy at its start (potential plus
 the drawn momentum's kinetic energy, for E-BFMI), so a resumed chain is the
 same chain and the programs can trace them.
 
+The programs compute its matrix products at ``matmul_precision`` (``float32`` by default: on a GPU,
+JAX's default rounds each product's operands to TF32, an error in each trajectory's change of log density
+of about 1 on MNIST, which its Metropolis test would take as part of the energy error; docs/benchmarks.md).
+
 A step spends ``num_integration_steps + 1`` full-data gradients: one at the
 start (the state does not keep the gradient, so that a state stays valid
 when the data change, as between shards of another size), one per leapfrog step.
@@ -98,4 +102,17 @@ def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
 
     return Kernel(init=init, step=step, position=lambda state: state.position,
                   grad_evals_per_step=grad_evals_per_step(settings), warmup_step=warmup_step, stats=stats,
-                  full_batch=True)
+                  full_batch=True, matmul_precision=precision(settings))
+
+
+def precision(settings: Mapping[str, Any], platform: str | None = None) -> str | None:
+    """The ``jax.default_matmul_precision`` value of the setting ``matmul_precision`` on ``platform`` (None:
+    JAX's default backend's): None for ``default``. XLA's CPU compiler has no code for the bfloat16
+    algorithms in every product of the programs, and a CPU computes float32 products in float32 anyway, so
+    on a CPU they are ``float32``: a config runs the same on a laptop and on a GPU node."""
+    value = settings.get("matmul_precision", "float32")
+    if value == "default":
+        return None
+    if value.startswith("BF16_") and (platform or jax.default_backend()) == "cpu":
+        return "float32"
+    return value
