@@ -8,11 +8,15 @@
 #   5. the benchmark for SGHMC, with 1, 2, 8 and 16 chains.
 # Usage: benchmarks/gpu.sh MNIST_DIR OUT_DIR [BUDGET]
 # GPU_PLAN=reference runs instead issue #13's full-length reference posterior:
-# the card's float32 matrix-product rate, then config.yaml with
+# the card's float32 matrix-product rate; what each of the reference's
+# matmul_precision values costs per full-data gradient of 8 chains and how far
+# it moves the log density (bnn_sgmcmc.bench_precision); then config.yaml with
 # examples/reference.yaml at 8 chains (8 x 1,000 HMC steps of 50 leapfrog
-# steps, and every sampler's agreement with it) through
-# benchmarks/sampler_zoo.sh, in .gpu-work/reference (kept: a call cut short by
-# BUDGET resumes from the checkpoints in the next call on the same machine).
+# steps, and every sampler's agreement with it) at the fastest precision whose
+# error is at float32's level (float32 unless a bfloat16 algorithm is faster
+# with an error under 0.05), through benchmarks/sampler_zoo.sh, in
+# .gpu-work/reference (kept: a call cut short by BUDGET resumes from the
+# checkpoints in the next call on the same machine).
 # Each benchmark writes its JSON/TSV record after every measurement, so a step
 # cut short by its time limit still leaves what it measured.
 # Needs python3 with this package's dependencies (constraints.txt) and
@@ -40,10 +44,19 @@ if [[ ${GPU_PLAN:-} == reference ]]; then
     step "matrix-product rate"
     python3 -c 'import json; from bnn_sgmcmc import bench; print(json.dumps(bench.measure_matmul(8192)))' |
         tee "$out/matmul.json"
-    step "reference posterior, 8 chains"
+    step "matmul precision: seconds per full-data gradient and log-density error"
+    timeout -k 5 150 python3 -m bnn_sgmcmc.bench_precision --source "$data" --out "$out" --chains 8
+    precision=$(python3 - "$out" <<'PY'
+import glob, json, sys
+rows = json.load(open(sorted(glob.glob(sys.argv[1] + "/precision-*.json"))[-1]))["rows"] if glob.glob(sys.argv[1] + "/precision-*.json") else []
+fine = [r for r in rows if "error" not in r and r["matmul_precision"] != "default" and r["rms_error_of_change_t0.07"] < 0.05]
+print(min(fine, key=lambda r: r["seconds_per_gradient"])["matmul_precision"] if fine else "float32")
+PY
+)
+    step "reference posterior, 8 chains, matmul_precision $precision"
     ZOO_CONFIG="config.yaml examples/reference.yaml" ZOO_WORK=.gpu-work/reference \
         timeout -k 10 "$(until_left 10)" benchmarks/sampler_zoo.sh "$data" "$out/reference" \
-        --config "sampling={chains: 8}"
+        --config "sampling={chains: 8}" "reference={matmul_precision: $precision}"
     echo "reference: exit $?"
     step done
     exit 0

@@ -50,3 +50,23 @@ def test_function_space_benchmark_record(tmp_path):
     sampling = record["sampling"]
     assert sampling["with"]["draws"] == 15 and sampling["without"]["draws"] == 0  # every 2nd of 30 kept samples
     assert sampling["overhead"] == pytest.approx(sampling["with"]["seconds"] / sampling["without"]["seconds"] - 1)
+
+
+def test_precision_benchmark_times_every_value_and_on_a_cpu_finds_no_error():
+    """Every matmul_precision value gets a timing and its log-density errors against float32; a CPU computes
+    them all in float32, so every error is 0 (on a GPU, docs/benchmarks.md has them). The arithmetic count is
+    the forward pass's 2 n (784 x 16 + 16 x 10) and the backward pass's twice that, per chain."""
+    import numpy as np
+
+    from bnn_sgmcmc import bench_precision
+
+    assert bench_precision.gradient_flops(100, [784, 16, 10]) == 6 * 100 * (784 * 16 + 16 * 10)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64).astype(np.uint8)
+    labels[0] = 9  # ten classes whatever the draw
+    rows = bench_precision.measure(images, labels, [16], chains=2, repeats=2, seeds=2)
+    assert [r["matmul_precision"] for r in rows] == list(bench_precision.PRECISIONS)
+    for row in rows:
+        assert "error" not in row and row["seconds_per_gradient"] > 0 and row["flops_per_second"] > 0
+        assert row["jax_precision"] == ("default" if row["matmul_precision"] == "default" else "float32")
+        assert all(row[f"rms_error_of_change_t{t:g}"] == 0.0 for t in bench_precision.MOVES), row
