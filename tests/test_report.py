@@ -223,3 +223,25 @@ def test_agreement_with_the_reference_against_hand_computed_values(tmp_path, fil
     assert table.loc["sghmc", "grad_evals"] == 50 and table.loc["reference", "rhat"] == 1.2
     assert "reference posterior has not converged (worst R-hat 1.200" in caplog.text
     assert figure.stat().st_size > 1000
+    assert "matmul precision" not in caplog.text  # a CPU's float32, whatever the setting
+
+
+@pytest.mark.parametrize("precision, backend, warned", [
+    ("default", "gpu", True), ("float32", "gpu", False), ("default", "cpu", False), (None, "gpu", True),
+])
+def test_a_reference_sampled_at_tf32_on_a_gpu_is_warned_about(tmp_path, files, caplog, precision, backend, warned):
+    """JAX's default precision is TF32 on recent NVIDIA GPUs, noise in the reference's Metropolis test; a file
+    from before the setting (None) was computed at that default."""
+    reference = fake_predictive(tmp_path / "reference.h5", chains=4, seed=7, kernel="hmc")
+    arrays, attrs = h5io.read_arrays(reference)
+    if precision is None:
+        del attrs["sampler"]["matmul_precision"]
+    else:
+        attrs["sampler"]["matmul_precision"] = precision
+    attrs["shard_runs"] = [{"shard": 0, "device": {"backend": backend}, "chains": [0, 1, 2, 3]}]
+    h5io.write_arrays(reference, arrays, attrs)
+    verdicts = {name: _verdict(tmp_path / f"{name}.tsv", name, True, 1.0) for name in [*files, "reference"]}
+    with caplog.at_level("WARNING"):
+        report.agreement(predictive=files, reference=str(reference), verdicts=verdicts, samplers=list(files),
+                         table=str(tmp_path / "a.tsv"), figure=str(tmp_path / "a.png"), bins=15, dpi=40)
+    assert ("rounds every product's operands to TF32" in caplog.text) == warned, caplog.text

@@ -727,6 +727,14 @@ def agreement(
         warning = (f"the reference posterior has not converged (worst R-hat {rows[0]['rhat']:.3f}; see "
                    f"tables/diagnostics/{REFERENCE}_verdict.tsv): agreement with it is agreement with its chains so far")
         log.warning("%s", warning)
+    runs = ref_attrs.get("shard_runs") or [ref_attrs]
+    on_gpu = any((run.get("device") or {}).get("backend") == "gpu" for run in runs)
+    # Files from before the setting computed at JAX's default.
+    if on_gpu and ref_attrs["sampler"].get("matmul_precision", "default") == "default":
+        log.warning("the reference ran on a GPU at JAX's default matmul precision, which on NVIDIA A100, H100 and "
+                    "H200 GPUs rounds every product's operands to TF32: on MNIST about 0.7 of error in each change "
+                    "of log density its Metropolis test judges (docs/benchmarks.md). Set reference.matmul_precision "
+                    "to float32 (or BF16_BF16_F32_X3) and rerun the reference.")
     if rows[0]["e_bfmi"] < diagnostics.E_BFMI_LOW:
         log.warning("the reference's E-BFMI is %.2f (< %.1f): its momentum resampling explores the energy poorly "
                     "(Betancourt 2016); longer trajectories or a tuned mass matrix may help",
