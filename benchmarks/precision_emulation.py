@@ -12,7 +12,11 @@ It runs the notebook's SGLD warmup (2,340 steps, batch 512, step 4.5e-5) for a r
 for random moves t x N(0, I) of the weights reports, per algorithm, the error of
 log p(W + move) - log p(W) against float32, and the error of the energy change over HMC trajectories.
 
-    python benchmarks/precision_emulation.py MNIST_DIR OUT.json [--trajectories 3]
+    python benchmarks/precision_emulation.py MNIST_DIR OUT.json [--trajectories 3] [--adapt 60]
+
+With ``--adapt N`` it also runs, for float32 and TF32, N steps of BlackJAX's HMC (10 leapfrog steps)
+from W with BlackJAX's dual averaging to acceptance 0.8, as the reference's warmup does, one chain, and
+reports the step size each ends with and the acceptance over the second half.
 
 About 5 minutes on a 2-core CPU without trajectories; each trajectory (30 leapfrog steps at step size
 0.0024, from W, one momentum draw) adds about 2.5 minutes for the four algorithms.
@@ -76,6 +80,7 @@ def main():
     parser.add_argument("mnist")
     parser.add_argument("out")
     parser.add_argument("--trajectories", type=int, default=0)
+    parser.add_argument("--adapt", type=int, default=0)
     args = parser.parse_args()
     folder = Path(args.mnist)
     x = jnp.asarray(read_idx(folder / "train-images-idx3-ubyte.gz", "images").reshape(60000, -1) / np.float32(255))
@@ -168,7 +173,41 @@ def main():
         trajectories.append(row)
         print(row, flush=True)
     record["energy_change_over_trajectories"] = trajectories
+    if args.adapt:
+        record["adaptation"] = [adapt(log_posterior(a), w, args.adapt) | {"algorithm": a}
+                                for a in ("float32", "tensorfloat32")]
+        print(record["adaptation"], flush=True)
     Path(args.out).write_text(json.dumps(record, indent=1))
+
+
+def adapt(logdensity, position, steps, leapfrog=10, start=0.0024, target=0.8):
+    """``steps`` HMC steps with dual averaging of the step size (one chain, as the reference's warmup)."""
+    import blackjax
+    from blackjax.adaptation.step_size import dual_averaging_adaptation
+    from jax.flatten_util import ravel_pytree
+
+    da_init, da_update, da_final = dual_averaging_adaptation(target)
+    kernel = blackjax.mcmc.hmc.build_kernel()
+    ones = jnp.ones_like(ravel_pytree(position)[0])
+
+    @jax.jit
+    def run(key):
+        def body(carry, k):
+            state, da = carry
+            state, info = kernel(k, state, logdensity, jnp.exp(da.log_step_size), ones, leapfrog)
+            rate = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
+            return (state, da_update(da, rate)), (rate, jnp.exp(da.log_step_size))
+
+        init = (blackjax.mcmc.hmc.init(position, logdensity), da_init(start))
+        (_, da), (rates, sizes) = lax.scan(body, init, jax.random.split(key, steps))
+        return da_final(da), rates, sizes
+
+    t0 = time.perf_counter()
+    final, rates, sizes = run(jax.random.key(7))
+    rates = np.asarray(rates)
+    return {"steps": steps, "leapfrog_steps": leapfrog, "adapted_step_size": float(final),
+            "acceptance_second_half": float(rates[steps // 2:].mean()), "acceptance": rates.round(3).tolist(),
+            "step_sizes": np.asarray(sizes).tolist(), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 if __name__ == "__main__":
