@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -105,3 +107,26 @@ def test_hmc_compiles_its_matrix_products_in_float32_unless_told_otherwise_and_a
     assert h5io.read_arrays(runs["float32"])[1]["sampler"]["matmul_precision"] == "float32"
     assert_same_results(runs["float32"], runs["default"])
     assert_same_results(runs["float32"], runs["BF16_BF16_F32_X3"])
+
+
+def test_a_full_batch_job_logs_its_estimate_from_a_one_gradient_probe_before_its_first_chunk(
+        data_h5, tmp_path, caplog):  # noqa: F811
+    """A chunk of reference steps takes an hour on a CPU (10 steps of 51 full-data gradients of 8 chains): before
+    it, the job times one full-data gradient and says what the phase will take. Only full-batch kernels probe."""
+    with caplog.at_level("INFO", logger="bnn_sgmcmc"):
+        job("warmup", data_h5, tmp_path, "hmc", tag="h", sampling={"warmup_steps": 20})
+    lines = [r.getMessage() for r in caplog.records if "a probe took" in r.getMessage()]
+    assert len(lines) == 1, caplog.text
+    match = re.search(r"hmc warmup: a probe took ([\d.e+-]+) s for one full-data gradient of the 2 chains here "
+                      r"\((\d+) images\); at 4 gradients a step, the 20 steps will take about \d+ s", lines[0])
+    assert match and int(match[2]) == h5io.read_data_h5(data_h5, splits=("train",))[0].train.labels.size, lines[0]
+    probe_line = caplog.records.index(next(r for r in caplog.records if "a probe took" in r.getMessage()))
+    first_chunk = next(i for i, r in enumerate(caplog.records) if "hmc warmup step 10/20" in r.getMessage())
+    assert probe_line < first_chunk
+    caplog.clear()
+    with caplog.at_level("INFO", logger="bnn_sgmcmc"):
+        job("warmup", data_h5, tmp_path, "sgld", tag="s", sampling={"warmup_steps": 20})
+    assert "a probe took" not in caplog.text
+    # The README's CPU case: 0.92 s a gradient per chain, 8 chains, 1,100 steps of 51 gradients.
+    assert [sampling.duration(t) for t in (7, 600, 9000, 0.92 * 8 * 51 * 1100)] == ["7 s", "10.0 min", "2.5 h",
+                                                                                  "4.8 days"]

@@ -118,6 +118,8 @@ class Dynamics(NamedTuple):
     temperature: float
     warmup: Callable[[Any], schedules.Step]  # phase step -> step size, temperature factor, sampling stage, cycle
     sampling: Callable[[Any], schedules.Step]
+    #: ``(position, minibatch) -> log posterior estimate``, the function the kernel differentiates.
+    logdensity: Callable[[Any, Any], Any] | None = None
 
 
 def dynamics(spec: SamplerSpec, logdensity_fn: Callable, schedule: Schedule) -> Dynamics:
@@ -126,7 +128,8 @@ def dynamics(spec: SamplerSpec, logdensity_fn: Callable, schedule: Schedule) -> 
     step_sizes = {
         phase: schedules.build(spec.schedule, spec.step_size, schedule.lengths, phase) for phase in ("warmup", "sampling")
     }
-    return Dynamics(kernels.build(spec.kernel, logdensity_fn, spec.settings), spec.temperature, **step_sizes)
+    return Dynamics(kernels.build(spec.kernel, logdensity_fn, spec.settings), spec.temperature, **step_sizes,
+                    logdensity=logdensity_fn)
 
 
 # --------------------------------------------------------------------------- posterior
@@ -461,6 +464,7 @@ def run_warmup(
     With ``test`` and ``predict``, every chunk traces each chain's accuracy on ``test``.
     """
     total = schedule.warmup_steps
+    probe_full_batch(spec, dyn, data, dyn.kernel.position(state.state), "warmup", total - state.step)
     evaluated = test is not None and predict is not None
     program = warmup_program(dyn, schedule, predict if evaluated else None)
     operands = Operands(data, phase_keys(keys, "warmup"), {"test": test} if evaluated else {})
@@ -482,6 +486,44 @@ def run_warmup(
         progress.report(step, 1 - float(metric.mean()) if evaluated else None)
         on_chunk(state)
     return state, compiled.seconds
+
+
+def probe_full_batch(spec: SamplerSpec, dyn: Dynamics, data: Data, positions: Any, phase: str, steps: int) -> float | None:
+    """For a kernel whose steps take the whole training set (the reference's ``hmc``): time one full-data
+    gradient of every chain, before the phase's first chunk, and log what the phase's ``steps`` will take at
+    that rate. A chunk of such steps can take an hour on a CPU; the probe answers in seconds. Returns the
+    seconds per gradient (None for other kernels, or with nothing to do)."""
+    if not dyn.kernel.full_batch or dyn.logdensity is None or steps <= 0:
+        return None
+
+    def gradients(operands: Operands, position: Any) -> Any:
+        batch = (operands.data.x.astype(jnp.float32) * operands.data.scale, operands.data.y)
+        return jax.vmap(jax.grad(dyn.logdensity), in_axes=(0, None))(position, batch)
+
+    operands = Operands(data, jnp.zeros((), jnp.uint32), {})
+    compiled = _compile(gradients, operands, positions, precision=dyn.kernel.matmul_precision)
+    start = time.perf_counter()
+    jax.block_until_ready(compiled.program(positions))
+    seconds = time.perf_counter() - start
+    if seconds < 1.0:  # cheap enough to time again without the first call's one-off costs
+        start = time.perf_counter()
+        jax.block_until_ready(compiled.program(positions))
+        seconds = time.perf_counter() - start
+    per_step = dyn.kernel.grad_evals_per_step
+    total = seconds * per_step * steps
+    chains = jax.tree.leaves(positions)[0].shape[0]
+    log.info("%s %s: a probe took %.3g s for one full-data gradient of the %d chains here (%d images); at %d "
+             "gradients a step, the %d steps will take about %s, compile aside", spec.name, phase,
+             seconds, chains, data.x.shape[0], per_step, steps, duration(total))
+    return seconds
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` in the unit a person reads best: seconds, minutes, hours or days."""
+    for unit, size, limit in (("s", 1, 120), ("min", 60, 7200), ("h", 3600, 172800)):
+        if seconds < limit:
+            return f"{seconds / size:.0f} {unit}" if unit == "s" else f"{seconds / size:.1f} {unit}"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _record(state: WarmupState, step: int, seconds: float, accuracy: np.ndarray) -> None:
@@ -551,6 +593,7 @@ def run_sampling(
     Every ``every``-th kept sample (see :func:`draws_every`; 0: none) joins the draws.
     """
     total = schedule.sampling_steps
+    probe_full_batch(spec, dyn, data, dyn.kernel.position(state.state), "sampling", total - state.step)
     program = sampling_program(dyn, schedule, predict)
     operands = Operands(data, phase_keys(keys, "sampling"), dict(eval_sets))
     args = (state.state, state.acc, jnp.int32(state.count))
