@@ -377,9 +377,9 @@ def progress_bar(step: int, total: int, width: int = 30) -> str:
 class Progress:
     """Reports each chunk to the log: step, speed, time left and the notebook's test error.
 
-    The first chunk is a timed probe: after it, one line says how long a step
-    took and how long the rest of the phase will take at that rate (a
-    full-batch reference on a CPU can take days: the log says so at once).
+    After the first chunk, one line says how long a step took and how long
+    the rest of the phase will take at that rate (a full-batch kernel's job
+    says it before, from one timed gradient: :func:`probe_full_batch`).
     When the process's original stderr is a terminal (a job started from an
     interactive shell), the same line is also drawn there as a progress bar.
     """
@@ -398,8 +398,8 @@ class Progress:
         left = (self.total - step) / rate if rate > 0 else float("nan")
         if not self.estimated and step < self.total:  # the first chunk is the probe: say what to expect
             self.estimated = True
-            log.info("%s %s: %.3g s a step in the first chunk; about %.0f s (%.1f min) for the %d steps left",
-                     self.sampler, self.phase, 1 / rate if rate > 0 else float("nan"), left, left / 60,
+            log.info("%s %s: %.3g s a step in the first chunk; about %s for the %d steps left",
+                     self.sampler, self.phase, 1 / rate if rate > 0 else float("nan"), duration(left),
                      self.total - step)
         tail = f" | error: {100 * error:.2f}%" if error is not None else ""
         line = f"{self.sampler} {self.phase} step {step}/{self.total} | {rate:.1f} steps/s | {left:.0f} s left{tail}"
@@ -520,6 +520,8 @@ def probe_full_batch(spec: SamplerSpec, dyn: Dynamics, data: Data, positions: An
 
 def duration(seconds: float) -> str:
     """``seconds`` in the unit a person reads best: seconds, minutes, hours or days."""
+    if not np.isfinite(seconds):
+        return "an unknown time"
     for unit, size, limit in (("s", 1, 120), ("min", 60, 7200), ("h", 3600, 172800)):
         if seconds < limit:
             return f"{seconds / size:.0f} {unit}" if unit == "s" else f"{seconds / size:.1f} {unit}"
