@@ -14,7 +14,8 @@
 # examples/reference.yaml at 8 chains (8 x 1,000 HMC steps of 50 leapfrog
 # steps, and every sampler's agreement with it) at the fastest precision whose
 # error is at float32's level (float32 unless a bfloat16 algorithm is faster
-# with an error under 0.05), through benchmarks/sampler_zoo.sh, in
+# with an error under 0.05), with fewer sampling steps if the probe says that
+# 1,000 do not fit in the budget, through benchmarks/sampler_zoo.sh, in
 # .gpu-work/reference (kept: a call cut short by BUDGET resumes from the
 # checkpoints in the next call on the same machine).
 # Each benchmark writes its JSON/TSV record after every measurement, so a step
@@ -46,18 +47,34 @@ if [[ ${GPU_PLAN:-} == reference ]]; then
         tee "$out/matmul.json"
     step "matmul precision: seconds per full-data gradient and log-density error"
     timeout -k 5 150 python3 -m bnn_sgmcmc.bench_precision --source "$data" --out "$out" --chains 8
-    precision=$(python3 - "$out" <<'PY'
-import glob, json, sys
-rows = json.load(open(sorted(glob.glob(sys.argv[1] + "/precision-*.json"))[-1]))["rows"] if glob.glob(sys.argv[1] + "/precision-*.json") else []
+    # The precision, and the sampling steps that fit in what is left (150 s kept for the samplers, compiles
+    # and reports) at the probe's seconds per gradient: a shorter reference rather than none.
+    # A second call on the same machine resumes with the first call's choice (.gpu-work/reference/plan).
+    mkdir -p .gpu-work/reference
+    [[ -s .gpu-work/reference/plan ]] || python3 - "$out" "$(left)" >.gpu-work/reference/plan <<'PY'
+import glob, json, sys, yaml
+ref = yaml.safe_load(open("examples/reference.yaml"))["reference"]
+files = sorted(glob.glob(sys.argv[1] + "/precision-*.json"))
+rows = json.load(open(files[-1]))["rows"] if files else []
 fine = [r for r in rows if "error" not in r and r["matmul_precision"] != "default" and r["rms_error_of_change_t0.07"] < 0.05]
-print(min(fine, key=lambda r: r["seconds_per_gradient"])["matmul_precision"] if fine else "float32")
+best = min(fine, key=lambda r: r["seconds_per_gradient"]) if fine else None
+steps = ref["sampling_steps"]
+if best:
+    fit = (float(sys.argv[2]) - 150) / ((ref["num_integration_steps"] + 1) * best["seconds_per_gradient"]) - ref["warmup_steps"]
+    steps = max(ref["eval_every"], min(steps, int(fit) // ref["eval_every"] * ref["eval_every"]))
+print(best["matmul_precision"] if best else "float32", steps)
 PY
-)
-    step "reference posterior, 8 chains, matmul_precision $precision"
+    read -r precision steps <.gpu-work/reference/plan
+    step "reference posterior, 8 chains, matmul_precision $precision, $steps sampling steps"
     ZOO_CONFIG="config.yaml examples/reference.yaml" ZOO_WORK=.gpu-work/reference \
         timeout -k 10 "$(until_left 10)" benchmarks/sampler_zoo.sh "$data" "$out/reference" \
-        --config "sampling={chains: 8}" "reference={matmul_precision: $precision}"
+        --config "sampling={chains: 8}" "reference={matmul_precision: $precision, sampling_steps: $steps}"
     echo "reference: exit $?"
+    # A run the budget cut short still brings back its logs and whatever tables it finished.
+    mkdir -p "$out/reference"
+    for part in logs tables figures; do
+        [[ -d .gpu-work/reference/results/$part ]] && cp -r ".gpu-work/reference/results/$part" "$out/reference/"
+    done
     step done
     exit 0
 fi
