@@ -101,6 +101,8 @@ def test_hmc_compiles_its_matrix_products_in_float32_unless_told_otherwise_and_a
     x3 = config.sampler_settings(SAMPLERS["hmc"] | {"matmul_precision": "BF16_BF16_F32_X3"})
     assert kernels.module("hmc").precision(x3, "cpu") == "float32"
     assert kernels.module("hmc").precision(x3, "gpu") == "BF16_BF16_F32_X3"
+    tf32x3 = config.sampler_settings(SAMPLERS["hmc"] | {"matmul_precision": "TF32_TF32_F32_X3"})
+    assert kernels.module("hmc").precision(tf32x3, "cpu") == "float32"
     runs = {precision: job("warmup", data_h5, tmp_path, "hmc", tag=precision, sampling={"warmup_steps": 20},
                            sampler_config=SAMPLERS["hmc"] | {"matmul_precision": precision})
             for precision in ("float32", "default", "BF16_BF16_F32_X3")}

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 #: The hmc kernel's ``matmul_precision`` values (the config schema's enum), float32 first: the yardstick.
-PRECISIONS = ("float32", "default", "BF16_BF16_F32_X3", "BF16_BF16_F32_X6")
+PRECISIONS = ("float32", "default", "BF16_BF16_F32_X3", "BF16_BF16_F32_X6", "TF32_TF32_F32_X3")
 MOVES = (1e-3, 1e-2, 0.07)
 
 

@@ -107,12 +107,12 @@ def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
 
 def precision(settings: Mapping[str, Any], platform: str | None = None) -> str | None:
     """The ``jax.default_matmul_precision`` value of the setting ``matmul_precision`` on ``platform`` (None:
-    JAX's default backend's): None for ``default``. XLA's CPU compiler has no code for the bfloat16
-    algorithms in every product of the programs, and a CPU computes float32 products in float32 anyway, so
-    on a CPU they are ``float32``: a config runs the same on a laptop and on a GPU node."""
+    JAX's default backend's): None for ``default``. XLA's CPU compiler has no code for the bfloat16 and
+    TF32 algorithms in every product of the programs, and a CPU computes float32 products in float32
+    anyway, so on a CPU they are ``float32``: a config runs the same on a laptop and on a GPU node."""
     value = settings.get("matmul_precision", "float32")
     if value == "default":
         return None
-    if value.startswith("BF16_") and (platform or jax.default_backend()) == "cpu":
+    if value.startswith(("BF16_", "TF32_")) and (platform or jax.default_backend()) == "cpu":
         return "float32"
     return value
