@@ -4,7 +4,7 @@ On NVIDIA A100/H100/H200 GPUs, JAX's default precision computes a float32 matrix
 cores with its operands rounded to TF32 (10 mantissa bits); a CPU computes it in float32. Full-batch HMC
 accepts or rejects on the change of the log density over a trajectory, so an error in that change acts as
 noise in its Metropolis test. This script measures that error on the CPU, on real MNIST and the workflow's
-model (784-500-10, N(0, 1) prior), by emulating each algorithm exactly: ``lax.reduce_precision`` rounds
+model (784-500-10, N(0, 1) prior), by rounding as the GPU does: ``lax.reduce_precision`` rounds
 both operands of every product (forward and backward), and the X3 algorithm is three bfloat16 products
 (hi x hi + hi x lo + lo x hi) accumulated in float32, as XLA's ``BF16_BF16_F32_X3``.
 
