@@ -302,8 +302,12 @@ def summary(
 def _shard_seconds(attrs: Mapping[str, Any], *phases: str) -> float:
     """Device seconds of the given timing attributes, compile excluded, summed over shards (they may run side
     by side): ``run_seconds`` is sampling's, ``warmup_run_seconds`` warmup's."""
-    runs = attrs.get("shard_runs") or [attrs]
-    return float(sum(float(r.get(phase) or 0.0) for r in runs for phase in phases))
+    return float(sum(float(r.get(phase) or 0.0) for r in _shard_runs(attrs) for phase in phases))
+
+
+def _shard_runs(attrs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A predictive file's shard runs (a gathered file's ``shard_runs``; a shard's file is its own one)."""
+    return attrs.get("shard_runs") or [attrs]
 
 
 def _sampling_seconds(attrs: Mapping[str, Any]) -> float:
@@ -727,8 +731,7 @@ def agreement(
         warning = (f"the reference posterior has not converged (worst R-hat {rows[0]['rhat']:.3f}; see "
                    f"tables/diagnostics/{REFERENCE}_verdict.tsv): agreement with it is agreement with its chains so far")
         log.warning("%s", warning)
-    runs = ref_attrs.get("shard_runs") or [ref_attrs]
-    on_gpu = any((run.get("device") or {}).get("backend") == "gpu" for run in runs)
+    on_gpu = any((run.get("device") or {}).get("backend") == "gpu" for run in _shard_runs(ref_attrs))
     # Files from before the setting computed at JAX's default.
     if on_gpu and ref_attrs["sampler"].get("matmul_precision", "default") == "default":
         log.warning("the reference ran on a GPU at JAX's default matmul precision, which on NVIDIA A100, H100 and "

@@ -97,6 +97,10 @@ class Data:
     y: jax.Array
     scale: float = struct.field(pytree_node=False, default=1.0)
 
+    def whole(self) -> tuple[jax.Array, jax.Array]:
+        """The whole set as one batch: the inputs in float32, scaled, and the labels."""
+        return self.x.astype(jnp.float32) * self.scale, self.y
+
 
 class Operands(NamedTuple):
     """What a compiled program reads besides its state, passed to it as arguments (never embedded).
@@ -119,7 +123,7 @@ class Dynamics(NamedTuple):
     warmup: Callable[[Any], schedules.Step]  # phase step -> step size, temperature factor, sampling stage, cycle
     sampling: Callable[[Any], schedules.Step]
     #: ``(position, minibatch) -> log posterior estimate``, the function the kernel differentiates.
-    logdensity: Callable[[Any, Any], Any] | None = None
+    logdensity: Callable[[Any, Any], Any]
 
 
 def dynamics(spec: SamplerSpec, logdensity_fn: Callable, schedule: Schedule) -> Dynamics:
@@ -218,7 +222,7 @@ def _advance_fn(
 
         def one_chain(batch_stream, kernel_stream, state, perm):
             if whole:
-                batch = (data.x.astype(jnp.float32) * data.scale, data.y)
+                batch = data.whole()
                 if stacked > 1:  # exact gradients: the same whole set for every gradient of the step
                     batch = jax.tree.map(lambda a: jnp.broadcast_to(a, (stacked, *a.shape)), batch)
             else:
@@ -493,12 +497,11 @@ def probe_full_batch(spec: SamplerSpec, dyn: Dynamics, data: Data, positions: An
     gradient of every chain, before the phase's first chunk, and log what the phase's ``steps`` will take at
     that rate. A chunk of such steps can take an hour on a CPU; the probe answers in seconds. Returns the
     seconds per gradient (None for other kernels, or with nothing to do)."""
-    if not dyn.kernel.full_batch or dyn.logdensity is None or steps <= 0:
+    if not dyn.kernel.full_batch or steps <= 0:
         return None
 
     def gradients(operands: Operands, position: Any) -> Any:
-        batch = (operands.data.x.astype(jnp.float32) * operands.data.scale, operands.data.y)
-        return jax.vmap(jax.grad(dyn.logdensity), in_axes=(0, None))(position, batch)
+        return jax.vmap(jax.grad(dyn.logdensity), in_axes=(0, None))(position, operands.data.whole())
 
     operands = Operands(data, jnp.zeros((), jnp.uint32), {})
     compiled = _compile(gradients, operands, positions, precision=dyn.kernel.matmul_precision)

@@ -18,8 +18,8 @@ the drawn momentum's kinetic energy, for E-BFMI), so a resumed chain is the
 same chain and the programs can trace them.
 
 The programs compute its matrix products at ``matmul_precision`` (``float32`` by default: on a GPU,
-JAX's default rounds each product's operands to TF32, an error in each trajectory's change of log density
-of about 1 on MNIST, which its Metropolis test would take as part of the energy error; docs/benchmarks.md).
+JAX's default rounds each product's operands to TF32, an error of 0.6 to 1 in each change of log density
+on MNIST, which its Metropolis test would take as part of the energy error; docs/benchmarks.md).
 
 A step spends ``num_integration_steps + 1`` full-data gradients: one at the
 start (the state does not keep the gradient, so that a state stays valid
