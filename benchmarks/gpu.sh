@@ -11,11 +11,11 @@
 # the card's float32 matrix-product rate; what each of the reference's
 # matmul_precision values costs per full-data gradient of 8 chains and how far
 # it moves the log density (bnn_sgmcmc.bench_precision); then config.yaml with
-# examples/reference.yaml at 8 chains (8 x 1,000 HMC steps of 50 leapfrog
+# examples/reference.yaml at 8 chains (8 x 1,000 HMC steps of 200 leapfrog
 # steps, and every sampler's agreement with it) at the fastest precision whose
 # error is at float32's level (float32 unless a bfloat16 algorithm is faster
-# with an error under 0.05), with fewer sampling steps if the probe says that
-# 1,000 do not fit in the budget, through benchmarks/sampler_zoo.sh, in
+# with an error under 0.05), with fewer steps if the probe says that
+# 1,100 do not fit in the budget (sampling first, then warmup too), through benchmarks/sampler_zoo.sh, in
 # .gpu-work/reference (kept: a call cut short by BUDGET resumes from the
 # checkpoints in the next call on the same machine).
 # Each benchmark writes its JSON/TSV record after every measurement, so a step
@@ -58,17 +58,20 @@ files = sorted(glob.glob(sys.argv[1] + "/precision-*.json"))
 rows = json.load(open(files[-1]))["rows"] if files else []
 fine = [r for r in rows if "error" not in r and r["matmul_precision"] != "default" and r["rms_error_of_change_t0.07"] < 0.05]
 best = min(fine, key=lambda r: r["seconds_per_gradient"]) if fine else None
-steps = ref["sampling_steps"]
+warmup, steps, every = ref["warmup_steps"], ref["sampling_steps"], ref["eval_every"]
 if best:
-    fit = (float(sys.argv[2]) - 150) / ((ref["num_integration_steps"] + 1) * best["seconds_per_gradient"]) - ref["warmup_steps"]
-    steps = max(ref["eval_every"], min(steps, int(fit) // ref["eval_every"] * ref["eval_every"]))
-print(best["matmul_precision"] if best else "float32", steps)
+    # HMC steps that fit; warmup keeps its length while at least four times as many sampling steps fit, and
+    # shrinks to a fifth of them (at least 20) when not.
+    fit = int((float(sys.argv[2]) - 150) / ((ref["num_integration_steps"] + 1) * best["seconds_per_gradient"]))
+    warmup = min(warmup, max(20, fit // 5))
+    steps = max(every, min(steps, (fit - warmup) // every * every))
+print(best["matmul_precision"] if best else "float32", warmup, steps)
 PY
-    read -r precision steps <.gpu-work/reference/plan
-    step "reference posterior, 8 chains, matmul_precision $precision, $steps sampling steps"
+    read -r precision warmup steps <.gpu-work/reference/plan
+    step "reference posterior, 8 chains, matmul_precision $precision, $warmup warmup and $steps sampling steps"
     ZOO_CONFIG="config.yaml examples/reference.yaml" ZOO_WORK=.gpu-work/reference \
         timeout -k 10 "$(until_left 10)" benchmarks/sampler_zoo.sh "$data" "$out/reference" \
-        --config "sampling={chains: 8}" "reference={matmul_precision: $precision, sampling_steps: $steps}"
+        --config "sampling={chains: 8}" "reference={matmul_precision: $precision, warmup_steps: $warmup, sampling_steps: $steps}"
     echo "reference: exit $?"
     # A run the budget cut short still brings back its logs and whatever tables it finished.
     mkdir -p "$out/reference"
