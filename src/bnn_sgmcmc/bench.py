@@ -420,10 +420,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def write(result: dict[str, Any], folder: Path) -> None:
     import pandas as pd
 
-    from bnn_sgmcmc import h5io
+    from bnn_sgmcmc import h5io, provenance
 
-    stamp = result["created"].replace(":", "").replace("+0000", "Z")
-    stem = f"bench-{result['device']['device_kind'].replace(' ', '_')}-{stamp}"
+    stem = provenance.record_stem("bench", result)
     h5io.write_json(folder / f"{stem}.json", result)
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "all_seconds"} for r in result["phases"]])
     with h5io.atomic_path(folder / f"{stem}.tsv") as tmp:

@@ -20,7 +20,6 @@ prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
 
-    from bnn_sgmcmc import data, provenance
+    from bnn_sgmcmc import data, h5io, provenance
 
     train = data.load_idx_folder(Path(args.source))[0].train
     n = args.limit or len(train.labels)
@@ -121,11 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     record = provenance.record(device=provenance.device(), images=n, hidden=args.hidden, moves=list(MOVES),
                                command=" ".join(["python -m bnn_sgmcmc.bench_precision", *(argv or sys.argv[1:])]),
                                rows=rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
-    path = out / f"precision-{record['device']['device_kind'].replace(' ', '_')}-{stamp}.json"
-    path.write_text(json.dumps(record, indent=1))
+    path = Path(args.out) / f"{provenance.record_stem('precision', record)}.json"
+    h5io.write_json(path, record)
     for row in rows:
         print(row["matmul_precision"], row.get("error") or
               f"{row['seconds_per_gradient'] * 1e3:.2f} ms per gradient, {row['flops_per_second'] / 1e12:.1f} TFLOP/s, "

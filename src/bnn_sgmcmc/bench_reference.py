@@ -35,7 +35,6 @@ and the reasons, not the numbers (docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -276,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from bnn_sgmcmc import data, provenance
+    from bnn_sgmcmc import data, h5io, provenance
 
     source = data.load_idx_folder(Path(args.source))[0]
     rng = np.random.default_rng(args.seed)
@@ -288,11 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     record = provenance.record(device=provenance.device(), settings=vars(args) | {"source": str(args.source)},
                                command=" ".join(["python -m bnn_sgmcmc.bench_reference", *(argv or sys.argv[1:])]),
                                rows=rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
-    path = out / f"reference_kernels-{record['device']['device_kind'].replace(' ', '_')}-{stamp}.json"
-    path.write_text(json.dumps(record, indent=1))
+    path = Path(args.out) / f"{provenance.record_stem('reference_kernels', record)}.json"
+    h5io.write_json(path, record)
     print("kernel  trajectory  gradients  ESS per 1,000 gradients: log posterior, mean test log-lik, "
           "test examples (median, 10th pct)  worst R-hat  seconds")
     for r in rows:

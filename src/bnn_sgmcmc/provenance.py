@@ -97,6 +97,12 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def record_stem(prefix: str, record: dict[str, Any]) -> str:
+    """A benchmark record's file name without suffix: ``prefix-<device kind>-<created, as 2026-11-28T013607Z>``."""
+    kind = str(record["device"].get("device_kind", "cpu")).replace(" ", "_")
+    return f"{prefix}-{kind}-{record['created'].replace(':', '').replace('+0000', 'Z')}"
+
+
 def record(**extra: Any) -> dict[str, Any]:
     """The common provenance block: time, host, platform, versions, plus ``extra``."""
     return {
