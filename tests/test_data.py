@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -203,6 +204,78 @@ def test_the_training_set_size_is_known_before_any_job_for_idx_and_synthetic(idx
 
 def test_validate_accepts_good_data(images):
     validate(images, (28, 28), 10, where="test")
+
+
+# --------------------------------------------------------------------------- subsets
+
+
+def test_a_subset_is_a_seeded_draw_without_replacement_in_the_sources_order():
+    from bnn_sgmcmc.data import subset_indices
+
+    keep = subset_indices(1000, 200, seed=7, split="train")
+    assert len(set(keep.tolist())) == 200 and keep.min() >= 0 and keep.max() < 1000
+    assert (np.diff(keep) > 0).all()  # the source's order
+    np.testing.assert_array_equal(keep, subset_indices(1000, 200, seed=7, split="train"))
+    assert not np.array_equal(keep, subset_indices(1000, 200, seed=8, split="train"))
+    assert not np.array_equal(keep, subset_indices(1000, 200, seed=7, split="test"))  # a stream per split
+    # Uniform: each of 10 blocks of 100 rows holds about a tenth (binomial sd 5.7 at n = 200, p = 0.1).
+    counts = np.bincount(keep // 100, minlength=10)
+    assert counts.min() > 2 and counts.max() < 40
+    assert subset_indices(1000, 1000, seed=7, split="train").tolist() == list(range(1000))
+
+
+def test_the_data_file_holds_the_subset_and_records_the_draw(tmp_path, base_config, images):
+    import h5py
+
+    from bnn_sgmcmc import h5io, steps
+    from bnn_sgmcmc.data import subset_indices
+
+    folder = write_idx_folder(tmp_path / "idx", images, gz=True)
+    config = base_config["data"] | {"source": str(folder), "subset": {"train": 12, "test": None, "seed": None}}
+    raw, record, h5 = tmp_path / "raw.npz", tmp_path / "provenance.json", tmp_path / "mnist.h5"
+    steps.download(data_config=config, seed=5, dataset="mnist", raw=str(raw), record=str(record))
+    steps.preprocess(raw=str(raw), record=str(record), data_config=config, seed=5, dataset="mnist", h5=str(h5))
+    data, attrs = h5io.read_data_h5(h5)
+    keep = subset_indices(30, 12, seed=5, split="train")  # null seed: the run's
+    np.testing.assert_array_equal(data.train.images, images.train.images[keep])
+    np.testing.assert_array_equal(data.train.labels, images.train.labels[keep])
+    np.testing.assert_array_equal(data.test.images, images.test.images)  # null: all of them
+    subset = attrs["subset"]
+    subset = json.loads(subset) if isinstance(subset, str) else subset
+    assert subset["seed"] == 5 and subset["train"]["of"] == 30 and subset["train"]["kept"] == 12
+    assert "test" not in subset
+    with h5py.File(h5) as f:
+        assert f["train"].attrs["rows"] == 12
+        assert list(f["train"].attrs["class_counts"]) == np.bincount(images.train.labels[keep], minlength=10).tolist()
+    # Its own seed draws another subset; the download is the same file.
+    other = tmp_path / "other.h5"
+    config["subset"] = {"train": 12, "test": 4, "seed": 6}
+    steps.preprocess(raw=str(raw), record=str(record), data_config=config, seed=5, dataset="mnist", h5=str(other))
+    moved, _ = h5io.read_data_h5(other)
+    np.testing.assert_array_equal(moved.train.labels, images.train.labels[subset_indices(30, 12, 6, "train")])
+    assert len(moved.test.labels) == 4
+
+
+def test_a_subset_larger_than_the_data_is_refused_before_and_in_the_job(tmp_path, base_config, images):
+    from bnn_sgmcmc import steps
+    from bnn_sgmcmc.config import check, known_train_size
+
+    folder = write_idx_folder(tmp_path / "idx", images, gz=True)
+    data = base_config["data"] | {"source": str(folder)}
+    assert known_train_size(data | {"subset": {"train": 20}}) == (20, "data.subset.train")
+    with pytest.raises(ConfigError, match=r"^data.subset.train = 31 exceeds the 30 training images \(the IDX"):
+        known_train_size(data | {"subset": {"train": 31}})
+    base_config["data"] = data | {"subset": {"train": None, "test": 13, "seed": None}}
+    base_config["sampling"]["batch_size"] = 8
+    with pytest.raises(ConfigError, match=r"^data.subset.test = 13 exceeds the 12 test images"):
+        check(base_config)
+    # A source whose size only the job knows: the job refuses it, and writes no data file.
+    raw, record, h5 = tmp_path / "raw.npz", tmp_path / "provenance.json", tmp_path / "mnist.h5"
+    steps.download(data_config=data, seed=0, dataset="mnist", raw=str(raw), record=str(record))
+    with pytest.raises(DataError, match="data.subset.test = 13 exceeds the 12 test images of the source; lower it"):
+        steps.preprocess(raw=str(raw), record=str(record), data_config=base_config["data"], seed=0,
+                         dataset="mnist", h5=str(h5))
+    assert not h5.exists()
 
 
 # --------------------------------------------------------------------------- synthetic

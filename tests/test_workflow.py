@@ -414,6 +414,12 @@ def test_what_reruns_after_a_config_change(finished_run):
     assert re.search(r"^decisions\s+1$", text, re.M) and re.search(r"^diagnostics\s+6$", text, re.M)
     assert re.search(r"^agreement\s+1$", text, re.M)
     assert not re.search(r"^(warmup|sample|gather)\s", text, re.M)
+    # A data subset reruns preprocess and all that follows it, not the download.
+    changed = copy.deepcopy(config)
+    changed["data"]["subset"] = {"train": 1000, "test": None, "seed": None}
+    text = jobs(changed)
+    assert re.search(r"^preprocess\s+1$", text, re.M) and re.search(r"^warmup\s+7$", text, re.M)
+    assert not re.search(r"^download\s", text, re.M)
     # A sampling setting reruns sampling, not warmup.
     changed = copy.deepcopy(config)
     changed["sampling"]["sampling_steps"] = 150
@@ -522,12 +528,16 @@ def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, synthetic_c
     # The training set's size is known from the config here (from the file header for a local IDX folder).
     ({"sampling": {"batch_size": 2048}},
      "sampling.batch_size = 2048 exceeds the 1024 training images (data.synthetic.n_train); lower it."),
+    # So is a subset's.
+    ({"data": {"subset": {"train": 2000}}},
+     "data.subset.train = 2000 exceeds the 1024 training images (data.synthetic.n_train); lower it, or set it to "
+     "null to keep them all."),
     # A sampler's own shards take the sampling block's chains.
     ({"samplers": {"sgld": {"kernel": "sgld", "step_size": 1e-4, "shards": 3}}},
      "samplers.sgld.shards = 3 exceeds sampling.chains = 2: each shard needs at least one chain. Lower shards or "
      "raise chains."),
 ], ids=["seed-beyond-int64", "nan-reject", "inf-prior", "nan-step-size", "long-sampler-name", "steps-beyond-int32",
-       "batch-beyond-data", "sampler-shards-beyond-chains"])
+       "batch-beyond-data", "subset-beyond-data", "sampler-shards-beyond-chains"])
 def test_values_the_code_cannot_take_stop_before_any_job(tmp_path, synthetic_config, change, first_line):
     """Non-finite floats (which JSON Schema's bounds let through), seeds beyond what JAX and HDF5 take and
     sampler names too long for file names stop at parse time, the key named in the first line (#16)."""

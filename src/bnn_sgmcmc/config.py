@@ -221,7 +221,7 @@ def with_defaults(instance: dict[str, Any], schema: dict[str, Any] | None = None
 #: The largest count (steps, chains, images, bins) the programs hold: JAX counts in 32-bit integers.
 INT32_MAX = 2**31 - 1
 #: Integers that may be larger: seeds, which JAX and HDF5 take up to 64 bits (the schema bounds them).
-WIDE_INTEGERS = ("seed", "data.synthetic.seed")
+WIDE_INTEGERS = ("seed", "data.synthetic.seed", "data.subset.seed")
 
 
 def _check_numbers(value: Any, where: str) -> None:
@@ -323,13 +323,36 @@ def known_train_size(data_config: dict[str, Any]) -> tuple[int, str] | None:
     """The number of training images, where the config or a file header says it before any job runs
     (synthetic data, a local IDX folder), and where it comes from; None for sources read in a job."""
     found = resolve_source(data_config["source"])
+    known: tuple[int, str] | None = None
     if found.form == "synthetic":
-        return int(data_config["synthetic"]["n_train"]), "data.synthetic.n_train"
-    if found.form == "idx":
+        known = int(data_config["synthetic"]["n_train"]), "data.synthetic.n_train"
+    elif found.form == "idx":
         images = find_idx_files(Path(found.location))["train_images"]
         if images is not None:
-            return idx_dims(images)[0], f"the IDX files in '{data_config['source']}'"
-    return None
+            known = idx_dims(images)[0], f"the IDX files in '{data_config['source']}'"
+    subset = (data_config.get("subset") or {}).get("train")
+    if subset is None:
+        return known
+    if known is not None and subset > known[0]:
+        raise ConfigError(
+            f"data.subset.train = {subset} exceeds the {known[0]} training images ({known[1]}); lower it, "
+            "or set it to null to keep them all."
+        )
+    return int(subset), "data.subset.train"
+
+
+def _check_test_subset(data_config: dict[str, Any]) -> None:
+    """Refuse a test subset larger than a local IDX source's test set, which its header tells."""
+    wanted = (data_config.get("subset") or {}).get("test")
+    found = resolve_source(data_config["source"])
+    if wanted is None or found.form != "idx":
+        return
+    images = find_idx_files(Path(found.location))["test_images"]
+    if images is not None and wanted > (n := idx_dims(images)[0]):
+        raise ConfigError(
+            f"data.subset.test = {wanted} exceeds the {n} test images (the IDX files in "
+            f"'{data_config['source']}'); lower it, or set it to null to keep them all."
+        )
 
 
 def report_destination(argv: list[str]) -> Path | None:
@@ -383,6 +406,7 @@ def check(config: dict[str, Any]) -> None:
     sampling = config["sampling"]
     _check_shards(sampling, "sampling")
     known = known_train_size(config["data"])
+    _check_test_subset(config["data"])
     if known is not None and sampling["batch_size"] > known[0]:
         raise ConfigError(
             f"sampling.batch_size = {sampling['batch_size']} exceeds the {known[0]} training images "

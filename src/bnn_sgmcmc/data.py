@@ -285,6 +285,45 @@ def as_uint8_labels(data: ImageData) -> ImageData:
     )
 
 
+# --------------------------------------------------------------------------- subsets
+
+
+def subset_indices(n: int, size: int, seed: int, split: str) -> np.ndarray:
+    """``size`` of ``range(n)`` drawn without replacement from ``seed``, in increasing order.
+
+    Each split has its own stream (the split's name is part of the seed), so a
+    training subset does not change with the test subset's size.
+    """
+    rng = np.random.default_rng([int(seed), SPLITS.index(split)])
+    return np.sort(rng.choice(n, size=size, replace=False))
+
+
+def take_subset(data: ImageData, subset: dict[str, Any], seed: int, where: str) -> tuple[ImageData, dict[str, Any]]:
+    """Keep ``subset[split]`` images of each split (null: all), drawn by :func:`subset_indices`.
+
+    ``seed`` is the run's seed, used where ``subset['seed']`` is null. Returns the
+    data and a record of the draw (sizes, seed, SHA-256 of the kept indices) for
+    the data file; raises DataError where a split has fewer images than asked.
+    """
+    seed = int(seed if subset.get("seed") is None else subset["seed"])
+    splits, record = {}, {}
+    for name, split in data.splits().items():
+        size = subset.get(name)
+        n = len(split.labels)
+        if size is None:
+            splits[name] = split
+            continue
+        if size > n:
+            raise DataError(
+                f"{where}: data.subset.{name} = {size} exceeds the {n} {name} images of the source; lower it, "
+                "or set it to null to keep them all."
+            )
+        keep = subset_indices(n, int(size), seed, name)
+        splits[name] = Split(split.images[keep], split.labels[keep])
+        record[name] = {"of": n, "kept": int(size), "indices_sha256": sha256(keep.astype(np.int64))}
+    return ImageData(**splits), ({"seed": seed, **record} if record else {})
+
+
 # --------------------------------------------------------------------------- entry points
 
 

@@ -54,6 +54,11 @@ def preprocess(*, raw: str, record: str, data_config: dict[str, Any], seed: int,
     image_shape = tuple(data_config["image_shape"])
     data_mod.validate(images, image_shape, num_classes, where=raw)  # type: ignore[arg-type]
     images = data_mod.as_uint8_labels(images)
+    images, subset = data_mod.take_subset(images, data_config.get("subset") or {}, seed, where=raw)
+    if subset:
+        log.info("kept a random subset: %s", ", ".join(
+            f"{subset[split]['kept']} of {subset[split]['of']} {split} images" for split in ("train", "test")
+            if split in subset))
     fetched = h5io.read_json(record)
     summary = data_mod.summarise(images, num_classes)
     h5io.write_data_h5(
@@ -67,6 +72,7 @@ def preprocess(*, raw: str, record: str, data_config: dict[str, Any], seed: int,
             seed=seed,
             data_config=data_config,
             source_files=fetched["files"],
+            subset=subset,
             fetched=fetched["created"],
             seconds=round(time.perf_counter() - start, 3),
         ),

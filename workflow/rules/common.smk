@@ -58,6 +58,7 @@ if config["ood"]["source"] is not None:
     DATASETS["ood"] = config["data"] | {
         "source": config["ood"]["source"],
         "synthetic": _synthetic | {"seed": _seed + 1},
+        "subset": {"train": None, "test": None, "seed": None},  # ood.examples sizes it
     }
 
 
@@ -67,6 +68,11 @@ wildcard_constraints:
 
 def data_config(wildcards):
     return DATASETS[wildcards.dataset]
+
+
+def download_config(wildcards):
+    # A subset is drawn in preprocess: changing it does not fetch the source again.
+    return {k: v for k, v in DATASETS[wildcards.dataset].items() if k != "subset"}
 
 
 SAMPLERS = config["samplers"]

@@ -12,7 +12,7 @@ rule download:
     conda:
         "../../envs/data.yaml"
     params:
-        data=data_config,
+        data=download_config,
         seed=config["seed"],
     script:
         "../../scripts/download.py"
