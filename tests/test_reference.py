@@ -7,7 +7,8 @@ import re
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import snakemake
+import yaml
+from conftest import REPO, snakemake
 from test_sampling import SAMPLERS, assert_same_results, data_h5, job  # noqa: F401 (data_h5 is a fixture)
 
 from bnn_sgmcmc import config, experiment, h5io, kernels, sampling
@@ -132,3 +133,19 @@ def test_a_full_batch_job_logs_its_estimate_from_a_one_gradient_probe_before_its
     # The README's CPU case: 0.92 s a gradient per chain, 8 chains, 1,100 steps of 201 gradients.
     assert [sampling.duration(t) for t in (7, 600, 9000, 0.92 * 8 * 201 * 1100)] == ["7 s", "10.0 min", "2.5 h",
                                                                                    "18.8 days"]
+
+
+def test_the_cpu_example_plans_a_reference_and_the_samplers_on_a_subset(tmp_path, base_config):
+    """examples/reference-cpu.yaml on top of the reference example: 2,000 training images, a 20-unit layer,
+    8 chains of config.yaml's three samplers and a scaled-step sgld, and the reference beside them."""
+    cfg = base_config | {"data": base_config["data"] | {"source": "synthetic"}}
+    examples = (REPO / "examples/reference.yaml", REPO / "examples/reference-cpu.yaml")
+    out = snakemake(tmp_path, "-n", config=cfg, configfiles=examples)
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
+    assert jobs["warmup"] == jobs["sample"] == "5" and jobs["agreement"] == "1"
+    small = yaml.safe_load(examples[1].read_text())
+    assert small["data"]["subset"]["train"] == 2000 and small["model"]["hidden"] == [20]
+    assert small["sampling"]["chains"] == 8
+    # The scaled step keeps the notebook's step size over the curvature of 60,000 images.
+    assert small["samplers"]["sgld_scaled"]["step_size"] == pytest.approx(4.5e-5 * 60_000 / 2_000)
