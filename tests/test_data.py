@@ -240,8 +240,7 @@ def test_the_data_file_holds_the_subset_and_records_the_draw(tmp_path, base_conf
     np.testing.assert_array_equal(data.train.images, images.train.images[keep])
     np.testing.assert_array_equal(data.train.labels, images.train.labels[keep])
     np.testing.assert_array_equal(data.test.images, images.test.images)  # null: all of them
-    subset = attrs["subset"]
-    subset = json.loads(subset) if isinstance(subset, str) else subset
+    subset = json.loads(attrs["subset"])
     assert subset["seed"] == 5 and subset["train"]["of"] == 30 and subset["train"]["kept"] == 12
     assert "test" not in subset
     with h5py.File(h5) as f:

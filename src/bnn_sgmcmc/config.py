@@ -319,40 +319,38 @@ def idx_dims(path: Path) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def known_train_size(data_config: dict[str, Any]) -> tuple[int, str] | None:
-    """The number of training images, where the config or a file header says it before any job runs
-    (synthetic data, a local IDX folder), and where it comes from; None for sources read in a job."""
+def _source_size(data_config: dict[str, Any], split: str) -> tuple[int, str] | None:
+    """The number of ``split`` images of the source, where the config or a file header says it before any job
+    runs (synthetic data, a local IDX folder), and where it comes from; None for sources read in a job."""
     found = resolve_source(data_config["source"])
-    known: tuple[int, str] | None = None
     if found.form == "synthetic":
-        known = int(data_config["synthetic"]["n_train"]), "data.synthetic.n_train"
-    elif found.form == "idx":
-        images = find_idx_files(Path(found.location))["train_images"]
+        return int(data_config["synthetic"][f"n_{split}"]), f"data.synthetic.n_{split}"
+    if found.form == "idx":
+        images = find_idx_files(Path(found.location))[f"{split}_images"]
         if images is not None:
-            known = idx_dims(images)[0], f"the IDX files in '{data_config['source']}'"
-    subset = (data_config.get("subset") or {}).get("train")
+            return idx_dims(images)[0], f"the IDX files in '{data_config['source']}'"
+    return None
+
+
+def _known_size(data_config: dict[str, Any], split: str) -> tuple[int, str] | None:
+    """The ``split`` images the run uses, where known before any job: ``data.subset``'s count where it sets one
+    (refused with ConfigError where it exceeds the source's known size), else the source's."""
+    known = _source_size(data_config, split)
+    subset = (data_config.get("subset") or {}).get(split)
     if subset is None:
         return known
     if known is not None and subset > known[0]:
         raise ConfigError(
-            f"data.subset.train = {subset} exceeds the {known[0]} training images ({known[1]}); lower it, "
-            "or set it to null to keep them all."
+            f"data.subset.{split} = {subset} exceeds the {known[0]} {'training' if split == 'train' else split} "
+            f"images ({known[1]}); lower it, or set it to null to keep them all."
         )
-    return int(subset), "data.subset.train"
+    return int(subset), f"data.subset.{split}"
 
 
-def _check_test_subset(data_config: dict[str, Any]) -> None:
-    """Refuse a test subset larger than a local IDX source's test set, which its header tells."""
-    wanted = (data_config.get("subset") or {}).get("test")
-    found = resolve_source(data_config["source"])
-    if wanted is None or found.form != "idx":
-        return
-    images = find_idx_files(Path(found.location))["test_images"]
-    if images is not None and wanted > (n := idx_dims(images)[0]):
-        raise ConfigError(
-            f"data.subset.test = {wanted} exceeds the {n} test images (the IDX files in "
-            f"'{data_config['source']}'); lower it, or set it to null to keep them all."
-        )
+def known_train_size(data_config: dict[str, Any]) -> tuple[int, str] | None:
+    """The number of training images, where the config or a file header says it before any job runs
+    (synthetic data, a local IDX folder, a ``data.subset``), and where it comes from; None otherwise."""
+    return _known_size(data_config, "train")
 
 
 def report_destination(argv: list[str]) -> Path | None:
@@ -406,7 +404,7 @@ def check(config: dict[str, Any]) -> None:
     sampling = config["sampling"]
     _check_shards(sampling, "sampling")
     known = known_train_size(config["data"])
-    _check_test_subset(config["data"])
+    _known_size(config["data"], "test")  # a test subset beyond the source's size stops here too
     if known is not None and sampling["batch_size"] > known[0]:
         raise ConfigError(
             f"sampling.batch_size = {sampling['batch_size']} exceeds the {known[0]} training images "

@@ -57,8 +57,7 @@ def preprocess(*, raw: str, record: str, data_config: dict[str, Any], seed: int,
     images, subset = data_mod.take_subset(images, data_config.get("subset") or {}, seed, where=raw)
     if subset:
         log.info("kept a random subset: %s", ", ".join(
-            f"{subset[split]['kept']} of {subset[split]['of']} {split} images" for split in ("train", "test")
-            if split in subset))
+            f"{drawn['kept']} of {drawn['of']} {split} images" for split, drawn in subset.items() if split != "seed"))
     fetched = h5io.read_json(record)
     summary = data_mod.summarise(images, num_classes)
     h5io.write_data_h5(
