@@ -28,4 +28,5 @@ with logs.to_file(snakemake.log[0]):
         histogram=snakemake.output.histogram,
         least_figure=snakemake.output.least_figure,
         dpi=snakemake.params.dpi,
+        threads=snakemake.threads,
     )

@@ -231,7 +231,8 @@ def make_synthetic_config(config: dict, cache: Path) -> dict:
                            "sampling_steps": 40, "eval_every": 10, "chains": 2, "shards": 1}
     config["analysis"] |= {"uncertain_images": 10, "threshold": 0.9}
     # Every step of the diagnostics, shift, OOD and decision reports, on small sets.
-    config["diagnostics"] |= {"draws_per_chain": 100, "least_converged": 6}
+    # One core per diagnostics job: its few examples are one block, and a second core would idle.
+    config["diagnostics"] |= {"draws_per_chain": 100, "least_converged": 6, "threads": 1}
     config["shift"] |= {"examples": 128, "rotations": [0, 90, 180], "noise": [0.5]}
     config["ood"] |= {"source": "synthetic", "examples": 128}  # another seed: glyphs of unseen classes
     config["decision"] = yaml.safe_load((REPO / "examples/costly-confusions.yaml").read_text())["decision"]

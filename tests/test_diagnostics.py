@@ -215,6 +215,19 @@ def test_function_space_rhat_equals_arviz_per_example():
     np.testing.assert_allclose(got[:20], diagnostics.rhat(probs[:, :, :20].transpose(1, 0, 2)), atol=1e-10)
 
 
+def test_function_space_rhat_is_the_same_on_any_number_of_threads():
+    """The blocks are ranked on several threads but cut the same way: every value equal bit for bit, constant
+    examples included, in blocks that do not divide the examples evenly."""
+    rng = np.random.default_rng(13)
+    logp = np.log(rng.beta(5, 2, size=(60, 2, 97))).astype(np.float16)
+    logp[:, 0, :10] -= 0.5  # chain 0 apart on 10 examples
+    logp[:, :, 50] = -0.125
+    one = diagnostics.function_space_rhat(logp, block_values=1200)  # blocks of 10 examples, the last of 7
+    for threads in (2, 3, 16):
+        np.testing.assert_array_equal(diagnostics.function_space_rhat(logp, block_values=1200, threads=threads), one)
+    assert np.isnan(one[50]) and np.all(one[:10] > 1.1)
+
+
 def test_average_ranks_are_scipys():
     from scipy.stats import rankdata
 

@@ -28,7 +28,9 @@ A value whose draws are all equal has nothing to diagnose (0/0): it gets NaN.
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,7 +209,19 @@ def _rank_normalise(rows: np.ndarray) -> np.ndarray:
     return scores[_twice_ranks(rows)]
 
 
-def function_space_rhat(log_probs: np.ndarray, block_values: int = BLOCK_VALUES) -> np.ndarray:
+def _block_scores(log_probs: np.ndarray, keep: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, ...]:
+    """Examples ``start:stop`` of [D, C, n] log-probabilities: the normal scores of the ranks of their draws
+    and of the draws folded about their median, each [b, 2C, D/2], and which examples have one value only."""
+    p = np.exp(np.asarray(log_probs[keep, :, start:stop], dtype=np.float64))  # [D, C, b]
+    half, c, b = len(keep) // 2, p.shape[1], p.shape[2]
+    # Per example, all split chains in a row: [b, 2C * D/2], chain c's first half then its second.
+    rows = np.concatenate([p[:half], p[half:]], axis=1).transpose(2, 1, 0).reshape(b, -1)
+    folded = np.abs(rows - np.median(rows, axis=1, keepdims=True))
+    constant = np.all(rows == rows[:, :1], axis=1)
+    return *(_rank_normalise(x).reshape(b, 2 * c, half) for x in (rows, folded)), constant
+
+
+def function_space_rhat(log_probs: np.ndarray, block_values: int = BLOCK_VALUES, threads: int = 1) -> np.ndarray:
     """R-hat of each test example's true-class probability, from [D, C, n] stored log-probabilities.
 
     ``log_probs`` is the predictive file's ``draws/test/true_class_log_prob``
@@ -217,9 +231,12 @@ def function_space_rhat(log_probs: np.ndarray, block_values: int = BLOCK_VALUES)
     ``blackjax.diagnostics.rhat`` runs on, took 8 times as long (4 s against
     0.5 s for 2 million draws on a 2-core VM). The split R-hat of the normal
     scores is BlackJAX's. Examples are taken a block at a time, so the float64
-    working set stays near ``block_values`` draws whatever n is: 8 chains x
-    1,000 draws x 10,000 examples (160 MB in float16) never becomes one 640 MB
-    float64 array. Returns [n], NaN for examples whose every draw is equal.
+    working set stays near ``block_values`` draws per thread whatever n is:
+    8 chains x 1,000 draws x 10,000 examples (160 MB in float16) never
+    becomes one 640 MB float64 array. ``threads`` rank that many blocks at
+    once (NumPy's sorts and indexing let go of Python's lock); the blocks, and
+    so every value, are the same whatever the number. Returns [n], NaN for
+    examples whose every draw is equal.
     """
     import jax
 
@@ -227,22 +244,34 @@ def function_space_rhat(log_probs: np.ndarray, block_values: int = BLOCK_VALUES)
     if d < 4:
         return np.full(n, np.nan)
     keep = np.arange(d) if d % 2 == 0 else np.delete(np.arange(d), d // 2)  # as _even_draws
-    half = len(keep) // 2
     block = int(max(1, min(n, block_values // (c * len(keep)))))
     out = np.empty(n)
-    for start in range(0, n, block):
-        p = np.exp(np.asarray(log_probs[keep, :, start:start + block], dtype=np.float64))  # [D, C, b]
-        b = p.shape[2]
-        # Per example, all split chains in a row: [b, 2C * D/2], chain c's first half then its second.
-        rows = np.concatenate([p[:half], p[half:]], axis=1).transpose(2, 1, 0).reshape(b, -1)
-        folded = np.abs(rows - np.median(rows, axis=1, keepdims=True))
+
+    def finish(start: int, scores: tuple[np.ndarray, ...]) -> None:
+        *normal_scores, constant = scores
+        b = len(constant)
         # An example whose draws are all equal is 0/0 here: it is set to NaN below, without a warning.
         with jax.enable_x64(True), np.errstate(invalid="ignore", divide="ignore"):
-            bulk, tail = (np.asarray(v).reshape(b) for v in _split_rhat_rows()(
-                *(_rank_normalise(x).reshape(b, 2 * c, half) for x in (rows, folded))))
-        constant = np.all(rows == rows[:, :1], axis=1)
+            bulk, tail = (np.asarray(v).reshape(b) for v in _split_rhat_rows()(*normal_scores))
         # fmax: folded draws can be constant where the draws are not (two values, half each).
         out[start:start + b] = np.where(constant, np.nan, np.fmax(bulk, tail))
+
+    starts = range(0, n, block)
+    if threads <= 1:
+        for start in starts:
+            finish(start, _block_scores(log_probs, keep, start, start + block))
+        return out
+    # At most `threads` blocks ranked at a time (their memory), BlackJAX's R-hat in this thread, in order.
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
+        for start in starts:
+            pending.append((start, pool.submit(_block_scores, log_probs, keep, start, start + block)))
+            if len(pending) >= threads:
+                first, future = pending.popleft()
+                finish(first, future.result())
+        while pending:
+            first, future = pending.popleft()
+            finish(first, future.result())
     return out
 
 

@@ -442,12 +442,13 @@ def least_converged(function_space: np.ndarray, k: int) -> np.ndarray:
 def chain_diagnostics(
     *, predictive: str, data: str, sampler: str, samplers: Sequence[str], threshold: float, ess_per_chain: float,
     function_space_share: float, least: int, table: str, verdict_table: str, least_table: str, figure: str,
-    histogram: str, least_figure: str, dpi: int,
+    histogram: str, least_figure: str, dpi: int, threads: int = 1,
 ) -> None:
-    """Rule diagnostics: per-quantity and function-space convergence, the verdict, and their figures."""
+    """Rule diagnostics: per-quantity and function-space convergence, the verdict, and their figures; the
+    function-space R-hat ranks its blocks of test examples on ``threads`` threads."""
     arrays, attrs = h5io.read_predictive(predictive, draws=True)
     draws = h5io.lookup(arrays, h5io.FUNCTION_SPACE) if "draws" in arrays else None  # [D, C, n] float16
-    function_space = diagnostics.function_space_rhat(draws) if draws is not None else None
+    function_space = diagnostics.function_space_rhat(draws, threads=threads) if draws is not None else None
     rows = diagnostics_rows(sampler, arrays, attrs, threshold, ess_per_chain, function_space, function_space_share)
     _write_table(pd.DataFrame(rows, columns=list(DIAGNOSTICS_COLUMNS)), table)
     found = run_verdict(sampler, rows, function_space, arrays, attrs, threshold, function_space_share, ess_per_chain)

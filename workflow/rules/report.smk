@@ -197,6 +197,7 @@ rule diagnostics:
     # BlackJAX's diagnostics: the sampling environment, run on the CPU.
     conda:
         SAMPLING_ENV
+    threads: config["diagnostics"]["threads"]
     params:
         samplers=list(RUNS),
         threshold=config["diagnostics"]["rhat_threshold"],
