@@ -4,7 +4,8 @@
 #   1. a 20-second smoke run of the benchmark on synthetic data (stops here if it fails);
 #   2. what the function-space diagnostics cost (bnn_sgmcmc.bench_function_space);
 #   3. the benchmark for SGLD: reference loop against ours, then 1 to 64 chains;
-#   4. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh);
+#   4. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh), then
+#      again with sampling.gpu_autotuning: cublas;
 #   5. the benchmark for SGHMC, with 1, 2, 8 and 16 chains.
 # Usage: benchmarks/gpu.sh MNIST_DIR OUT_DIR [BUDGET]
 # GPU_PLAN=reference runs instead issue #13's full-length reference posterior:
@@ -94,8 +95,14 @@ timeout -k 5 "$(until_left 280)" python3 -m bnn_sgmcmc.bench --source "$data" --
     --chains 1,2,4,8,16,32,64 --repeats 3 --out "$out"
 
 step "end to end"
-timeout -k 5 "$(until_left 110)" benchmarks/end_to_end.sh "$data" /tmp/e2e
+timeout -k 5 "$(until_left 200)" benchmarks/end_to_end.sh "$data" /tmp/e2e
 tar czf "$out/end_to_end.tgz" -C /tmp e2e
+
+# The autotuning policy: the same workflow with cuBLAS's matrix products only (sampling.gpu_autotuning),
+# cold and warm: compile saved against slower steps.
+step "end to end, gpu_autotuning: cublas"
+timeout -k 5 "$(until_left 110)" benchmarks/end_to_end.sh "$data" /tmp/e2e-cublas --config "sampling={gpu_autotuning: cublas}"
+tar czf "$out/end_to_end-cublas.tgz" -C /tmp e2e-cublas
 
 step "benchmark sghmc"
 timeout -k 5 "$(until_left 5)" python3 -m bnn_sgmcmc.bench --source "$data" --samplers sghmc \

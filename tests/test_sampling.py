@@ -485,6 +485,28 @@ def test_cpu_threads_fixes_xlas_threads_in_a_job_process_and_the_file_records_th
     assert not (tmp_path / "here").exists()
 
 
+def test_gpu_autotuning_reaches_xla_before_jax_starts_and_the_file_records_it(data_h5, tmp_path):
+    """sampling.gpu_autotuning: a warmup job in a new process puts its policy's flags in XLA_FLAGS, next to
+    the user's own, before JAX starts (XLA takes them: it stops at a flag it does not know) and records both;
+    a CPU's arrays are those of the default. In a process whose JAX started without them, as this one, the job
+    stops before any work, naming the fix."""
+    code = "import pickle, sys; from bnn_sgmcmc import steps; steps.warmup(pickle.loads(sys.stdin.buffer.read()))"
+    env = dict(os.environ) | {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}  # XLA's default: same arithmetic
+    spec = job_spec("warmup", data_h5, tmp_path, tag="none", sampling={"gpu_autotuning": "none"})
+    subprocess.run([sys.executable, "-c", code], input=pickle.dumps(spec), env=env, check=True)
+    attrs = h5io.read_arrays(tmp_path / "none/warmup.h5")[1]
+    assert attrs["gpu_autotuning"] == "none"
+    assert attrs["xla_flags"] == "--xla_cpu_enable_fast_math=false --xla_gpu_autotune_level=0"
+    default = job("warmup", data_h5, tmp_path, tag="default")  # in this process: XLA's default autotuning
+    assert h5io.read_arrays(default)[1]["gpu_autotuning"] == "default"
+    assert_same_results(tmp_path / "none/warmup.h5", default)
+
+    with pytest.raises(ConfigError, match=r"^sampling.gpu_autotuning = cublas: this process's JAX started without "
+                                          r"--xla_gpu_enable_triton_gemm=false in XLA_FLAGS; start a new process"):
+        job("warmup", data_h5, tmp_path, tag="here", sampling={"gpu_autotuning": "cublas"})
+    assert not (tmp_path / "here").exists()
+
+
 def test_xlas_cpu_thread_count_is_read_as_xla_reads_it(monkeypatch):
     """PJRT_NPROC, then NPROC (xla/pjrt/utils.cc), then the processors this process may run on."""
     for name in ("PJRT_NPROC", "NPROC"):

@@ -400,7 +400,8 @@ def test_what_reruns_after_a_config_change(finished_run):
 
     # Operational settings rerun nothing.
     changed = copy.deepcopy(config)
-    changed["sampling"]["checkpoint_every"] = 30
+    changed["sampling"] |= {"checkpoint_every": 30, "gpu_autotuning": "cublas"}
+    changed["diagnostics"]["threads"] = 2
     assert "Nothing to be done" in jobs(changed)
     # A plotting or analysis setting reruns report rules only.
     changed = copy.deepcopy(config)

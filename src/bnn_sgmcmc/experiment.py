@@ -64,7 +64,7 @@ class SamplerJob:
 
     #: Operational settings: read from the config rather than rule params, so that
     #: changing them does not rerun finished jobs.
-    OPERATIONAL = ("checkpoint_every", "compilation_cache")
+    OPERATIONAL = ("checkpoint_every", "compilation_cache", "gpu_autotuning")
 
     @classmethod
     def from_snakemake(cls, smk: Any) -> SamplerJob:

@@ -161,13 +161,16 @@ def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]
         num_classes=setup.num_classes,
         fingerprint=setup.fingerprint,
         device=provenance.device(),
+        gpu_autotuning=job.sampling_config.get("gpu_autotuning") or "default",
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
         **extra,
     )
 
 
 def _start_jax(sampling_config: Any) -> None:
-    """JAX as a sampling job's config asks: its CPU threads, set before anything starts JAX's CPU client, and
-    its persistent compilation cache."""
+    """JAX as a sampling job's config asks: its CPU threads and GPU autotuning, set before anything starts
+    JAX's backends, and its persistent compilation cache."""
+    compilation.use_gpu_autotuning(sampling_config.get("gpu_autotuning"))
     compilation.use_cpu_threads(sampling_config.get("cpu_threads"))
     compilation.enable_compilation_cache(sampling_config.get("compilation_cache"))
 
