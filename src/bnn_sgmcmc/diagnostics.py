@@ -269,8 +269,7 @@ def function_space_rhat(log_probs: np.ndarray, block_values: int = BLOCK_VALUES,
             if len(pending) >= threads:
                 first, future = pending.popleft()
                 finish(first, future.result())
-        while pending:
-            first, future = pending.popleft()
+        for first, future in pending:
             finish(first, future.result())
     return out
 
