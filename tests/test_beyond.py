@@ -101,6 +101,11 @@ def test_auroc_known_values_and_brute_force():
     a, b = rng.integers(0, 5, 50), rng.integers(2, 8, 40)  # ties included
     brute = np.mean([(y > x) + 0.5 * (y == x) for x in a for y in b])
     assert analysis.auroc(a, b) == pytest.approx(brute)
+    # SciPy's Mann-Whitney U of the OOD scores over the in-distribution ones, on continuous scores with ties.
+    from scipy.stats import mannwhitneyu
+
+    a, b = np.round(rng.gamma(2.0, size=3000), 2), np.round(rng.gamma(2.5, size=700), 2)
+    assert analysis.auroc(a, b) == mannwhitneyu(b, a).statistic / (a.size * b.size)
 
 
 def test_ood_step_says_when_it_is_skipped(tmp_path):

@@ -379,11 +379,14 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
         raise ValueError(f"auroc needs examples on both sides, got {a.size} in and {b.size} out")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("scores contain NaN or infinite values")
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.concatenate([a, b]))  # average ranks for ties
-    rank_sum_out = ranks[a.size:].sum()
-    return float((rank_sum_out - b.size * (b.size + 1) / 2) / (a.size * b.size))
+    # For each OOD score, the in-distribution scores below it and half those equal to it (Mann-Whitney's U),
+    # counted in the sorted in-distribution scores: the rank sum without ranking, and without importing
+    # scipy.stats (2 to 3 s of the OOD job's start-up). Half-integer sums below 2^53: exact in float64.
+    ordered = np.sort(a)
+    below = np.searchsorted(ordered, b, side="left")
+    not_above = np.searchsorted(ordered, b, side="right")
+    u = float(np.sum(below + not_above)) / 2
+    return u / (a.size * b.size)
 
 
 # --------------------------------------------------------------------------- decisions under a cost matrix

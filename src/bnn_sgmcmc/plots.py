@@ -287,7 +287,7 @@ def rhat_histogram(
     excess = np.clip(known - 1, 1e-5, None)
     top = max(float(excess.max()) if len(excess) else 0.2, 0.2)
     with figure(path, dpi=dpi, width=6.5, height=3.6) as (fig, (ax,)):
-        ax.hist(excess, bins=np.geomspace(1e-5, top * 1.01, 60), color=color, alpha=0.8)
+        ax.hist(excess, bins=np.geomspace(1e-5, top * 1.01, 60), histtype="stepfilled", color=color, alpha=0.8)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{1 + x:g}"))
         for value, style in ((threshold, "--"), (1.1, ":")):
@@ -403,8 +403,10 @@ def ood_histograms(
                 inside, outside = scores[sampler][name]
                 top = max(float(np.max(inside)), float(np.max(outside)), 1e-6)
                 bins = np.linspace(0, top, 40)
-                ax.hist(inside, bins=bins, density=True, alpha=0.55, color="tab:blue", label="test (in distribution)")
-                ax.hist(outside, bins=bins, density=True, alpha=0.55, color="tab:orange", label="OOD")
+                ax.hist(inside, bins=bins, density=True, histtype="stepfilled", alpha=0.55, color="tab:blue",
+                        label="test (in distribution)")
+                ax.hist(outside, bins=bins, density=True, histtype="stepfilled", alpha=0.55, color="tab:orange",
+                        label="OOD")
                 ax.set_title(f"{sampler}: {name} (AUROC {aurocs[sampler][name]:.3f})")
                 ax.set_xlabel(f"{name} (nats)")
                 ax.set_ylabel("density")
