@@ -55,6 +55,26 @@ def test_gradient_equals_blackjax_estimator_with_the_notebooks_functions():
         np.testing.assert_allclose(g, e, rtol=2e-4, atol=1e-3)
 
 
+def test_a_program_traces_the_forward_pass_once_per_input_shape_with_the_same_numbers(monkeypatch):
+    """predict_fn is a nested jit: a program that evaluates many sets (the test set, the shifted copies, twice
+    under lax.cond) traces Flax's apply once per shape of its inputs, and computes what apply computes."""
+    mlp = model.build([8], 10)
+    params = model.init_params(jax.random.key(0), mlp, 12)
+    predict = model.predict_fn(mlp)
+    sets = [jnp.asarray(np.random.default_rng(i).normal(size=(30 if i else 50, 12)), jnp.float32) for i in range(9)]
+    calls = []
+    traced = model.MLP.__call__
+    monkeypatch.setattr(model.MLP, "__call__", lambda self, x: calls.append(x.shape) or traced(self, x))
+
+    def program(p, flag):
+        return jax.lax.cond(flag, lambda: [predict(p, x) for x in sets], lambda: [predict(p, x) * 0 for x in sets])
+
+    got = jax.jit(program)(params, True)
+    assert sorted(set(calls)) == [(30, 12), (50, 12)] and len(calls) == 2
+    for x, log_probs in zip(sets, got):
+        np.testing.assert_array_equal(log_probs, mlp.apply({"params": params}, x))
+
+
 def test_initial_weights_are_flaxs_defaults_and_the_priors_draws_bit_for_bit():
     """The model draws its random weights flat (model.flat_draw, for XLA's CPU compile time): the same numbers as
     Flax's default initialisers and a prior draw of each weight array's own shape, jitted."""
