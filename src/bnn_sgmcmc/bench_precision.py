@@ -56,8 +56,7 @@ def measure(images: np.ndarray, labels: np.ndarray, hidden: list[int], chains: i
         return model.log_prior(params) + log_likelihood(params, x, y)
 
     keys = jax.random.split(jax.random.key(0), chains)
-    # One jitted program (the same arrays): op by op, Flax's initialisers compile a program per operation.
-    weights = jax.jit(jax.vmap(lambda k: model.init_params(k, mlp, x.shape[1])))(keys)
+    weights = model.init_chains(keys, mlp, x.shape[1])
 
     def moved(scale, seed):
         leaves, treedef = jax.tree.flatten(weights)

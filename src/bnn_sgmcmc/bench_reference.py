@@ -78,8 +78,7 @@ def measure(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.nda
         return {"log_posterior": logdensity(params), "mean_test_loglik": log_probs.mean(), "test_logprob": log_probs}
 
     keys = jax.random.split(jax.random.key(seed), chains)
-    # One jitted program (the same arrays): op by op, Flax's initialisers compile a program per operation.
-    starts = jax.jit(jax.vmap(lambda k: model.init_params(k, mlp, x.shape[1])))(keys)
+    starts = model.init_chains(keys, mlp, x.shape[1])
     rows = []
     for name in kernels:
         kind = name.rstrip("0123456789")

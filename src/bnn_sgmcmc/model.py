@@ -77,6 +77,13 @@ def init_params(
     raise ValueError(f"model.init must be 'flax' or 'prior', got {method!r}")
 
 
+def init_chains(keys: jax.Array, model: MLP, input_dim: int) -> Params:
+    """Flax's default initial weights of one chain per key (a leading chain axis), as one jitted program:
+    the same arrays as op by op, where Flax's initialisers compile a program per operation (3.0 s against
+    1.2 s cold on a 2-core CPU for a 36-4-10 model)."""
+    return jax.jit(jax.vmap(lambda k: init_params(k, model, input_dim)))(keys)
+
+
 def log_prior(params: Params, prior_scale: float = 1.0) -> jax.Array:
     """Sum of Normal(0, prior_scale^2) log-densities over every weight and bias."""
     return sum(jnp.sum(norm.logpdf(leaf, 0.0, prior_scale)) for leaf in jax.tree.leaves(params))
@@ -96,7 +103,7 @@ def predict_fn(model: MLP) -> Callable[[Params, jax.Array], jax.Array]:
     """``(params, x [n, D]) -> log-probabilities [n, K]``, jitted.
 
     Inside a sampling program this is a nested jit: JAX traces it once per
-    shape of ``x`` instead of once per evaluation set and branch (21 times for
+    shape of ``x`` instead of once per evaluation set and branch (20 times for
     the default config's test set and 9 shifted sets, each through Flax's
     ``apply``), and XLA inlines it, so the compiled program and every number
     are the same. With the persistent cache filled, the default config's SGLD
