@@ -3,10 +3,13 @@
 # each bounded so that the whole fits in BUDGET seconds (default 560):
 #   1. a 20-second smoke run of the benchmark on synthetic data (stops here if it fails);
 #   2. what the function-space diagnostics cost (bnn_sgmcmc.bench_function_space);
-#   3. the benchmark for SGLD: reference loop against ours, then 1 to 64 chains;
-#   4. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh), then
+#   3. one matrix shape for every evaluation set against one per set: compile
+#      (autotuning), speed, agreement (bnn_sgmcmc.bench_evaluation), under the
+#      default autotuning and under cublas;
+#   4. the benchmark for SGLD: reference loop against ours, then 1 to 64 chains;
+#   5. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh), then
 #      again with sampling.gpu_autotuning: cublas;
-#   5. the benchmark for SGHMC, with 1, 2, 8 and 16 chains.
+#   6. the benchmark for SGHMC, with 1, 2, 8 and 16 chains.
 # Usage: benchmarks/gpu.sh MNIST_DIR OUT_DIR [BUDGET]
 # GPU_PLAN=reference runs instead issue #13's full-length reference posterior:
 # the card's float32 matrix-product rate; what each of the reference's
@@ -89,6 +92,11 @@ timeout -k 5 90 python3 -m bnn_sgmcmc.bench --scale 0.01 --samplers sgld,sghmc -
 
 step "function-space diagnostics: sampling overhead at 8 chains, report memory at 8 x 1,000 x 10,000"
 timeout -k 5 150 python3 -m bnn_sgmcmc.bench_function_space --source "$data" --sampling-chains 8 --out "$out"
+
+step "evaluation sets: one matrix shape against one per set, 1 and 8 chains"
+for policy in default cublas; do
+    timeout -k 5 45 python3 -m bnn_sgmcmc.bench_evaluation --out "$out" --gpu-autotuning "$policy"
+done
 
 step "benchmark sgld"
 timeout -k 5 "$(until_left 280)" python3 -m bnn_sgmcmc.bench --source "$data" --samplers sgld \

@@ -123,3 +123,46 @@ def test_reference_kernel_benchmark_ess_matches_autocorrelation_theory():
         n * (1 - rho) / (1 + rho) * 1000 / (2 * steps), rel=0.1)
     assert out["test_logprob"]["rhat_max"] < 1.01 and out["test_logprob"]["share_rhat_over_1.01"] == 0
     assert out["test_logprob"]["examples"] == 3 and out["test_logprob"]["diagnosed"] == 2
+
+
+def test_evaluation_benchmark_one_shape_variants_give_every_sets_predictions_with_fewer_matrix_shapes(tmp_path):
+    """Issue #14's first lever: the sets concatenated, or zero-padded to whole chunks, give each set's
+    log-probabilities as NumPy's forward pass does (padding and splitting right), from 2 matrix-product shapes
+    instead of 2 per distinct set size; per_set is the workflow's own evaluation. The record has every row."""
+    import jax
+    import numpy as np
+
+    from bnn_sgmcmc import bench_evaluation, model
+
+    assert bench_evaluation.parse_sets("30,20x2,10") == [30, 20, 20, 10]
+    with pytest.raises(ValueError, match="positive set sizes"):
+        bench_evaluation.parse_sets("0x2")
+    with pytest.raises(ValueError, match="unknown variant 'padded'"):
+        bench_evaluation.measure([4], [1], [8], input_dim=12, variants=("padded",))
+
+    sizes = [30, 20, 20, 10]  # chunks of 16: every set padded, the 30 into two chunks
+    mlp = model.build([8], 10)
+    params = model.init_chains(jax.random.split(jax.random.key(0), 2), mlp, 12)
+    rng = np.random.default_rng(0)
+    xs = [rng.random((n, 12), dtype=np.float32) for n in sizes]
+    w = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    for name, program in bench_evaluation.programs(model.predict_fn(mlp), sizes, chunk=16).items():
+        outputs = jax.jit(program)(params, xs)
+        assert [o.shape for o in outputs] == [(2, n, 10) for n in sizes], name
+        for x, out in zip(xs, outputs):
+            for c in range(2):
+                hidden = np.maximum(x @ w["Dense_0"]["kernel"][c] + w["Dense_0"]["bias"][c], 0)
+                logits = hidden @ w["Dense_1"]["kernel"][c] + w["Dense_1"]["bias"][c]
+                expected = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+                np.testing.assert_allclose(np.asarray(out[c]), expected, atol=2e-6, err_msg=name)
+
+    bench_evaluation.main(["--out", str(tmp_path), "--sets", "30,20x2,10", "--chains", "2", "--hidden", "8",
+                           "--chunk", "16", "--repeats", "1", "--input-dim", "12"])
+    record = json.loads(next(tmp_path.glob("evaluation-*.json")).read_text())
+    rows = {(r["chains"], r["variant"]): r for r in record["rows"]}
+    assert set(rows) == {(2, v) for v in bench_evaluation.VARIANTS}
+    for (chains, variant), row in rows.items():
+        assert row["compile_seconds"] > 0 and row["seconds"] > 0 and row["max_abs_difference"] < 2e-6, row
+        # Each set's two layers on the CPU: 3 distinct sizes give 6 shapes; one shape for both one-shape variants.
+        assert (row["gemms"], row["distinct_gemm_shapes"]) == ((8, 6) if variant == "per_set" else (2, 2)), row
+    assert rows[(2, "per_set")]["identical"] and rows[(2, "per_set")]["max_abs_difference"] == 0
