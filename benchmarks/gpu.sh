@@ -4,8 +4,7 @@
 #   1. a 20-second smoke run of the benchmark on synthetic data (stops here if it fails);
 #   2. what the function-space diagnostics cost (bnn_sgmcmc.bench_function_space);
 #   3. one matrix shape for every evaluation set against one per set: compile
-#      (autotuning), speed, agreement (bnn_sgmcmc.bench_evaluation), under the
-#      default autotuning and under cublas;
+#      (autotuning), speed, agreement (bnn_sgmcmc.bench_evaluation);
 #   4. the benchmark for SGLD: reference loop against ours, then 1 to 64 chains;
 #   5. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh), then
 #      again with sampling.gpu_autotuning: cublas;
@@ -94,9 +93,7 @@ step "function-space diagnostics: sampling overhead at 8 chains, report memory a
 timeout -k 5 150 python3 -m bnn_sgmcmc.bench_function_space --source "$data" --sampling-chains 8 --out "$out"
 
 step "evaluation sets: one matrix shape against one per set, 1 and 8 chains"
-for policy in default cublas; do
-    timeout -k 5 45 python3 -m bnn_sgmcmc.bench_evaluation --out "$out" --gpu-autotuning "$policy"
-done
+timeout -k 5 40 python3 -m bnn_sgmcmc.bench_evaluation --out "$out"
 
 step "benchmark sgld"
 timeout -k 5 "$(until_left 280)" python3 -m bnn_sgmcmc.bench --source "$data" --samplers sgld \
