@@ -31,7 +31,6 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                                gpu_autotuning=args.gpu_autotuning, xla_flags=list(flags),
                                command=" ".join(["python -m bnn_sgmcmc.bench_evaluation", *(argv or sys.argv[1:])]),
                                rows=rows)
-    path = Path(args.out) / f"{provenance.record_stem('evaluation', record)}.json"
-    h5io.write_json(path, record)
+    path = h5io.write_benchmark_record(args.out, "evaluation", record)
     print(f"{'chains':>6} {'variant':<10} {'compile s':>9} {'gemms':>5} {'shapes':>6} {'ms':>8}  identical to per_set")
     for r in rows:
         print(f"{r['chains']:>6} {r['variant']:<10} {r['compile_seconds']:>9.2f} {r['gemms']:>5} "

@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "host": platform.node(), "cpu_count": os.cpu_count(), "device": device,
         "versions": provenance.versions(), "report": report, "sampling": sampling,
     }
-    path = Path(args.out) / f"{provenance.record_stem('function_space', result)}.json"
-    h5io.write_json(path, result)
+    path = h5io.write_benchmark_record(args.out, "function_space", result)
     print(f"report side: {report['seconds']:.1f} s, peak {report['peak_host_mib']:.0f} MiB (target 2048)")
     if sampling:
         print(f"sampling side: {100 * sampling['overhead']:+.1f} % sampling time with the draws "

@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     record = provenance.record(device=provenance.device(), images=n, hidden=args.hidden, moves=list(MOVES),
                                command=" ".join(["python -m bnn_sgmcmc.bench_precision", *(argv or sys.argv[1:])]),
                                rows=rows)
-    path = Path(args.out) / f"{provenance.record_stem('precision', record)}.json"
-    h5io.write_json(path, record)
+    path = h5io.write_benchmark_record(args.out, "precision", record)
     for row in rows:
         print(row["matmul_precision"], row.get("error") or
               f"{row['seconds_per_gradient'] * 1e3:.2f} ms per gradient, {row['flops_per_second'] / 1e12:.1f} TFLOP/s, "

@@ -287,8 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     record = provenance.record(device=provenance.device(), settings=vars(args) | {"source": str(args.source)},
                                command=" ".join(["python -m bnn_sgmcmc.bench_reference", *(argv or sys.argv[1:])]),
                                rows=rows)
-    path = Path(args.out) / f"{provenance.record_stem('reference_kernels', record)}.json"
-    h5io.write_json(path, record)
+    path = h5io.write_benchmark_record(args.out, "reference_kernels", record)
     print("kernel  trajectory  gradients  ESS per 1,000 gradients: log posterior, mean test log-lik, "
           "test examples (median, 10th pct)  worst R-hat  seconds")
     for r in rows:
