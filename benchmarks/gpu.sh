@@ -2,9 +2,9 @@
 # The GPU measurements of docs/benchmarks.md in one call, most important first,
 # each bounded so that the whole fits in BUDGET seconds (default 560):
 #   1. a 20-second smoke run of the benchmark on synthetic data (stops here if it fails);
-#   2. what the function-space diagnostics cost (bnn_sgmcmc.bench_function_space);
+#   2. what the function-space diagnostics cost (bnn_sgmcmc.bench.function_space);
 #   3. one matrix shape for every evaluation set against one per set: compile
-#      (autotuning), speed, agreement (bnn_sgmcmc.bench_evaluation);
+#      (autotuning), speed, agreement (bnn_sgmcmc.bench.evaluation);
 #   4. the benchmark for SGLD: reference loop against ours, then 1 to 64 chains;
 #   5. the end-to-end workflow, cold and warm (benchmarks/end_to_end.sh), then
 #      again with sampling.gpu_autotuning: cublas;
@@ -13,7 +13,7 @@
 # GPU_PLAN=reference runs instead issue #13's full-length reference posterior:
 # the card's float32 matrix-product rate; what each of the reference's
 # matmul_precision values costs per full-data gradient of 8 chains and how far
-# it moves the log density (bnn_sgmcmc.bench_precision); then config.yaml with
+# it moves the log density (bnn_sgmcmc.bench.precision); then config.yaml with
 # examples/reference.yaml at 8 chains (8 x 1,000 HMC steps of 200 leapfrog
 # steps, and every sampler's agreement with it) at the fastest precision whose
 # error is at float32's level (float32 unless a bfloat16 algorithm is faster
@@ -46,10 +46,10 @@ python3 -c 'import sys, jax, flax, optax, blackjax, snakemake; print(sys.version
 
 if [[ ${GPU_PLAN:-} == reference ]]; then
     step "matrix-product rate"
-    python3 -c 'import json; from bnn_sgmcmc import bench; print(json.dumps(bench.measure_matmul(8192)))' |
+    python3 -c 'import json; from bnn_sgmcmc.bench import speed; print(json.dumps(speed.measure_matmul(8192)))' |
         tee "$out/matmul.json"
     step "matmul precision: seconds per full-data gradient and log-density error"
-    timeout -k 5 150 python3 -m bnn_sgmcmc.bench_precision --source "$data" --out "$out" --chains 8
+    timeout -k 5 150 python3 -m bnn_sgmcmc.bench.precision --source "$data" --out "$out" --chains 8
     # The precision, and the sampling steps that fit in what is left (150 s kept for the samplers, compiles
     # and reports) at the probe's seconds per gradient: a shorter reference rather than none.
     # A second call on the same machine resumes with the first call's choice (.gpu-work/reference/plan).
@@ -90,10 +90,10 @@ timeout -k 5 90 python3 -m bnn_sgmcmc.bench --scale 0.01 --samplers sgld,sghmc -
     --matmul-size 1024 --out /tmp/smoke || { echo "smoke run failed: stopping"; exit 1; }
 
 step "function-space diagnostics: sampling overhead at 8 chains, report memory at 8 x 1,000 x 10,000"
-timeout -k 5 150 python3 -m bnn_sgmcmc.bench_function_space --source "$data" --sampling-chains 8 --out "$out"
+timeout -k 5 150 python3 -m bnn_sgmcmc.bench.function_space --source "$data" --sampling-chains 8 --out "$out"
 
 step "evaluation sets: one matrix shape against one per set, 1 and 8 chains"
-timeout -k 5 40 python3 -m bnn_sgmcmc.bench_evaluation --out "$out"
+timeout -k 5 40 python3 -m bnn_sgmcmc.bench.evaluation --out "$out"
 
 step "benchmark sgld"
 timeout -k 5 "$(until_left 280)" python3 -m bnn_sgmcmc.bench --source "$data" --samplers sgld \

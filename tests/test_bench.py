@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from bnn_sgmcmc import bench
+from bnn_sgmcmc.bench import speed
 
 pytestmark = pytest.mark.workflow
 
 
 def test_benchmark_record_has_every_field(tmp_path, capsys):
-    result = bench.main(["--scale", "0.01", "--samplers", "sgld", "--repeats", "2", "--chains", "1,2",
+    result = speed.main(["--scale", "0.01", "--samplers", "sgld", "--repeats", "2", "--chains", "1,2",
                          "--matmul-size", "256", "--out", str(tmp_path)])
     record = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
     assert record["phases"] == json.loads(json.dumps(result["phases"]))
@@ -39,10 +39,10 @@ def test_benchmark_record_has_every_field(tmp_path, capsys):
 
 
 def test_function_space_benchmark_record(tmp_path):
-    from bnn_sgmcmc import bench_function_space
+    from bnn_sgmcmc.bench import function_space
 
-    result = bench_function_space.main(["--draws", "20", "--chains", "2", "--examples", "50", "--sampling-chains", "2",
-                                        "--sampling-steps", "30", "--out", str(tmp_path)])
+    result = function_space.main(["--draws", "20", "--chains", "2", "--examples", "50", "--sampling-chains", "2",
+                                  "--sampling-steps", "30", "--out", str(tmp_path)])
     record = json.loads(next(tmp_path.glob("function_space-*.json")).read_text())
     assert record["report"] == json.loads(json.dumps(result["report"]))
     assert record["report"]["examples"] == 50 and record["report"]["flagged"] >= 1  # a tenth disagree
@@ -58,18 +58,18 @@ def test_precision_benchmark_times_every_value_and_on_a_cpu_finds_no_error():
     the forward pass's 2 n (784 x 16 + 16 x 10) and the backward pass's twice that, per chain."""
     import numpy as np
 
-    from bnn_sgmcmc import bench_precision
+    from bnn_sgmcmc.bench import precision
 
-    assert bench_precision.gradient_flops(100, [784, 16, 10]) == 6 * 100 * (784 * 16 + 16 * 10)
+    assert precision.gradient_flops(100, [784, 16, 10]) == 6 * 100 * (784 * 16 + 16 * 10)
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64).astype(np.uint8)
     labels[0] = 9  # ten classes whatever the draw
-    rows = bench_precision.measure(images, labels, [16], chains=2, repeats=2, seeds=2)
-    assert [r["matmul_precision"] for r in rows] == list(bench_precision.PRECISIONS)
+    rows = precision.measure(images, labels, [16], chains=2, repeats=2, seeds=2)
+    assert [r["matmul_precision"] for r in rows] == list(precision.PRECISIONS)
     for row in rows:
         assert "error" not in row and row["seconds_per_gradient"] > 0 and row["flops_per_second"] > 0
         assert row["jax_precision"] == ("default" if row["matmul_precision"] == "default" else "float32")
-        assert all(row[f"rms_error_of_change_t{t:g}"] == 0.0 for t in bench_precision.MOVES), row
+        assert all(row[f"rms_error_of_change_t{t:g}"] == 0.0 for t in precision.MOVES), row
 
 
 def test_reference_kernel_benchmark_counts_the_slowest_chains_gradients():
@@ -77,13 +77,13 @@ def test_reference_kernel_benchmark_counts_the_slowest_chains_gradients():
     largest trajectory of the chains, so it uses at most all of it. (The diagnostics: the next test.)"""
     import numpy as np
 
-    from bnn_sgmcmc import bench_reference
+    from bnn_sgmcmc.bench import reference
 
     rng = np.random.default_rng(0)
     labels = np.arange(96) % 10
     images = rng.integers(0, 256, (96, 6, 6), dtype=np.uint8)
-    rows = bench_reference.measure((images[:64], labels[:64]), (images[64:], labels[64:]), [4], chains=2, warmup=16,
-                                   budget=240, kernels=("hmc5", "chees", "nuts"), max_doublings=4, diagnose=False)
+    rows = reference.measure((images[:64], labels[:64]), (images[64:], labels[64:]), [4], chains=2, warmup=16,
+                             budget=240, kernels=("hmc5", "chees", "nuts"), max_doublings=4, diagnose=False)
     assert [r["kernel"] for r in rows] == ["hmc5", "chees", "nuts"]
     hmc, chees, nuts = rows
     assert hmc["sampling_steps"] == 240 // 6 and hmc["sampling_gradients"] == 240 and hmc["warmup_gradients"] == 96
@@ -93,7 +93,7 @@ def test_reference_kernel_benchmark_counts_the_slowest_chains_gradients():
     for row in rows:
         assert 0 <= row["acceptance"] <= 1 and row["seconds"] > 0 and row["sampling_gradients"] > 0, row
     with pytest.raises(ValueError, match="unknown kernel 'hmc'"):
-        bench_reference.measure((images, labels), (images, labels), [4], kernels=("hmc",))
+        reference.measure((images, labels), (images, labels), [4], kernels=("hmc",))
 
 
 def test_reference_kernel_benchmark_ess_matches_autocorrelation_theory():
@@ -102,7 +102,7 @@ def test_reference_kernel_benchmark_ess_matches_autocorrelation_theory():
     test example whose draws never change is left out of its R-hat and ESS."""
     import numpy as np
 
-    from bnn_sgmcmc import bench_reference
+    from bnn_sgmcmc.bench import reference
 
     rng = np.random.default_rng(1)
     steps, chains, rho = 5000, 4, 0.8
@@ -113,7 +113,7 @@ def test_reference_kernel_benchmark_ess_matches_autocorrelation_theory():
         ar[t] = rho * ar[t - 1] + noise[t]
     ar[:, :, 2] = 0.0  # a test example every draw gives log-probability 0
     draws = {"log_posterior": noise[:, :, 0], "mean_test_loglik": ar[:, :, 0], "test_logprob": ar}
-    out = bench_reference.summarise(draws, gradients=2 * steps)
+    out = reference.summarise(draws, gradients=2 * steps)
     n = steps * chains
     assert out["log_posterior"]["ess_bulk"] == pytest.approx(n, rel=0.05)
     assert out["mean_test_loglik"]["ess_bulk"] == pytest.approx(n * (1 - rho) / (1 + rho), rel=0.1)
@@ -132,13 +132,14 @@ def test_evaluation_benchmark_one_shape_variants_give_every_sets_predictions_wit
     import jax
     import numpy as np
 
-    from bnn_sgmcmc import bench_evaluation, model
+    from bnn_sgmcmc import model
+    from bnn_sgmcmc.bench import evaluation
 
-    assert bench_evaluation.parse_sets("30,20x2,10") == [30, 20, 20, 10]
+    assert evaluation.parse_sets("30,20x2,10") == [30, 20, 20, 10]
     with pytest.raises(ValueError, match="positive set sizes"):
-        bench_evaluation.parse_sets("0x2")
+        evaluation.parse_sets("0x2")
     with pytest.raises(ValueError, match="unknown variant 'padded'"):
-        bench_evaluation.measure([4], [1], [8], input_dim=12, variants=("padded",))
+        evaluation.measure([4], [1], [8], input_dim=12, variants=("padded",))
 
     sizes = [30, 20, 20, 10]  # chunks of 16: every set padded, the 30 into two chunks
     mlp = model.build([8], 10)
@@ -146,7 +147,7 @@ def test_evaluation_benchmark_one_shape_variants_give_every_sets_predictions_wit
     rng = np.random.default_rng(0)
     xs = [rng.random((n, 12), dtype=np.float32) for n in sizes]
     w = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
-    for name, program in bench_evaluation.programs(model.predict_fn(mlp), sizes, chunk=16).items():
+    for name, program in evaluation.programs(model.predict_fn(mlp), sizes, chunk=16).items():
         outputs = jax.jit(program)(params, xs)
         assert [o.shape for o in outputs] == [(2, n, 10) for n in sizes], name
         for x, out in zip(xs, outputs):
@@ -156,11 +157,11 @@ def test_evaluation_benchmark_one_shape_variants_give_every_sets_predictions_wit
                 expected = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
                 np.testing.assert_allclose(np.asarray(out[c]), expected, atol=2e-6, err_msg=name)
 
-    bench_evaluation.main(["--out", str(tmp_path), "--sets", "30,20x2,10", "--chains", "2", "--hidden", "8",
-                           "--chunk", "16", "--repeats", "1", "--input-dim", "12"])
+    evaluation.main(["--out", str(tmp_path), "--sets", "30,20x2,10", "--chains", "2", "--hidden", "8",
+                     "--chunk", "16", "--repeats", "1", "--input-dim", "12"])
     record = json.loads(next(tmp_path.glob("evaluation-*.json")).read_text())
     rows = {(r["chains"], r["variant"]): r for r in record["rows"]}
-    assert set(rows) == {(2, v) for v in bench_evaluation.VARIANTS}
+    assert set(rows) == {(2, v) for v in evaluation.VARIANTS}
     for (chains, variant), row in rows.items():
         assert row["compile_seconds"] > 0 and row["seconds"] > 0 and row["max_abs_difference"] < 2e-6, row
         # Each set's two layers on the CPU: 3 distinct sizes give 6 shapes; one shape for both one-shape variants.

@@ -50,15 +50,6 @@ def write_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
 
 
-def write_benchmark_record(folder: str | os.PathLike, prefix: str, record: dict[str, Any]) -> Path:
-    """Write a benchmark's JSON ``record`` to ``folder/<provenance.record_stem(prefix, record)>.json``; return the path."""
-    from bnn_sgmcmc import provenance
-
-    path = Path(folder) / f"{provenance.record_stem(prefix, record)}.json"
-    write_json(path, record)
-    return path
-
-
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 

@@ -1,6 +1,6 @@
 """Benchmark: what the function-space diagnostics cost, in sampling time and in memory.
 
-Run ``python -m bnn_sgmcmc.bench_function_space`` (``--help`` lists the
+Run ``python -m bnn_sgmcmc.bench.function_space`` (``--help`` lists the
 options). It measures, each in a fresh process:
 
 * the report side: :func:`bnn_sgmcmc.diagnostics.function_space_rhat` on
@@ -57,12 +57,13 @@ def measure_report(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _child(args: tuple[str, dict[str, Any]]) -> Any:
-    from bnn_sgmcmc import bench, provenance
+    from bnn_sgmcmc import provenance
+    from bnn_sgmcmc.bench import speed
 
     kind, task = args
     if kind == "report":  # and the device, which the record names: one process fewer to start
         return measure_report(task) | {"device": provenance.device()}
-    return bench.measure_ours(task)
+    return speed.measure_ours(task)
 
 
 def run_isolated(kind: str, task: dict[str, Any]) -> Any:
@@ -71,7 +72,7 @@ def run_isolated(kind: str, task: dict[str, Any]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench_function_space", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench.function_space", description=__doc__.split("\n")[0])
     parser.add_argument("--draws", type=int, default=1000, help="draws per chain (diagnostics.draws_per_chain)")
     parser.add_argument("--chains", type=int, default=8, help="chains of the report-side measurement")
     parser.add_argument("--examples", type=int, default=10000, help="test examples of the report-side measurement")
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from bnn_sgmcmc import bench, h5io, provenance
     from bnn_sgmcmc import data as data_mod
+    from bnn_sgmcmc.bench import speed
 
     created = provenance.now()
     report = run_isolated("report", {"draws": args.draws, "chains": args.chains, "examples": args.examples})
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             h5io.write_data_h5(data_h5, images, num_classes=10, attrs={"source": args.source})
             schedule = {"batch_size": 512, "warmup_steps": 10, "sampling_steps": args.sampling_steps,
                         "eval_every": min(100, args.sampling_steps)}
-            task = {"data": data_h5, "sampler": args.sampler, "sampler_config": bench.default_samplers()[args.sampler],
+            task = {"data": data_h5, "sampler": args.sampler, "sampler_config": speed.default_samplers()[args.sampler],
                     "schedule": schedule, "seed": 0, "chains": args.sampling_chains,
                     # One cache for both runs: the second reads the warmup's and the initial weights' programs
                     # from it (the sampling seconds exclude compiling either way).
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "host": platform.node(), "cpu_count": os.cpu_count(), "device": device,
         "versions": provenance.versions(), "report": report, "sampling": sampling,
     }
-    path = h5io.write_benchmark_record(args.out, "function_space", result)
+    path = bench.write_record(args.out, "function_space", result)
     print(f"report side: {report['seconds']:.1f} s, peak {report['peak_host_mib']:.0f} MiB (target 2048)")
     if sampling:
         print(f"sampling side: {100 * sampling['overhead']:+.1f} % sampling time with the draws "

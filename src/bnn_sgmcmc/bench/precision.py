@@ -1,7 +1,7 @@
 """Benchmark: what each of the hmc kernel's ``matmul_precision`` values costs, and how far it moves the
 log density whose changes the reference's Metropolis test judges.
 
-Run ``python -m bnn_sgmcmc.bench_precision --source /path/to/mnist --out DIR``
+Run ``python -m bnn_sgmcmc.bench.precision --source /path/to/mnist --out DIR``
 (``--help`` lists the options). For each value, on this process's device, with
 the workflow's model and prior on the whole training set:
 
@@ -103,7 +103,7 @@ def measure(images: np.ndarray, labels: np.ndarray, hidden: list[int], chains: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench_precision", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench.precision", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", required=True, help="folder of the MNIST IDX files")
     parser.add_argument("--out", required=True, help="folder for the JSON record")
     parser.add_argument("--chains", type=int, default=8)
@@ -112,15 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
 
-    from bnn_sgmcmc import data, h5io, provenance
+    from bnn_sgmcmc import bench, data, provenance
 
     train = data.load_idx_folder(Path(args.source))[0].train
     n = args.limit or len(train.labels)
     rows = measure(train.images[:n], train.labels[:n], args.hidden, args.chains, args.repeats)
     record = provenance.record(device=provenance.device(), images=n, hidden=args.hidden, moves=list(MOVES),
-                               command=" ".join(["python -m bnn_sgmcmc.bench_precision", *(argv or sys.argv[1:])]),
+                               command=" ".join(["python -m bnn_sgmcmc.bench.precision", *(argv or sys.argv[1:])]),
                                rows=rows)
-    path = h5io.write_benchmark_record(args.out, "precision", record)
+    path = bench.write_record(args.out, "precision", record)
     for row in rows:
         print(row["matmul_precision"], row.get("error") or
               f"{row['seconds_per_gradient'] * 1e3:.2f} ms per gradient, {row['flops_per_second'] / 1e12:.1f} TFLOP/s, "

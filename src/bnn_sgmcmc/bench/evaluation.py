@@ -17,7 +17,7 @@ instructions in the optimised program and their distinct shapes, seconds per
 evaluation, and whether every set's log-probabilities equal ``per_set``'s bit
 for bit (the workflow promises bit-identical CPU results across changes).
 
-Run ``python -m bnn_sgmcmc.bench_evaluation --out DIR`` (``--help`` lists the
+Run ``python -m bnn_sgmcmc.bench.evaluation --out DIR`` (``--help`` lists the
 options); inputs and weights are random, since only shapes matter here. It
 writes a JSON record and prints a table.
 """
@@ -151,7 +151,7 @@ def measure(sizes: list[int], chains: list[int], hidden: list[int], input_dim: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench_evaluation", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench.evaluation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder for the JSON record")
     parser.add_argument("--sets", default=DEFAULT_SETS, help=f"set sizes, NxK for K sets of N (default {DEFAULT_SETS})")
     parser.add_argument("--chains", default="1,8", help="comma-separated numbers of chains (default 1,8)")
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="sampling.gpu_autotuning's XLA flags, set before JAX starts (a CPU ignores them)")
     args = parser.parse_args(argv)
 
-    from bnn_sgmcmc import compilation, h5io, provenance
+    from bnn_sgmcmc import bench, compilation, provenance
 
     flags = compilation.use_gpu_autotuning(args.gpu_autotuning)
     sizes = parse_sets(args.sets)
@@ -171,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(sizes, chains, args.hidden, input_dim=args.input_dim, chunk=args.chunk, repeats=args.repeats)
     record = provenance.record(device=provenance.device(), sets=sizes, hidden=args.hidden, input_dim=args.input_dim,
                                gpu_autotuning=args.gpu_autotuning, xla_flags=list(flags),
-                               command=" ".join(["python -m bnn_sgmcmc.bench_evaluation", *(argv or sys.argv[1:])]),
+                               command=" ".join(["python -m bnn_sgmcmc.bench.evaluation", *(argv or sys.argv[1:])]),
                                rows=rows)
-    path = h5io.write_benchmark_record(args.out, "evaluation", record)
+    path = bench.write_record(args.out, "evaluation", record)
     print(f"{'chains':>6} {'variant':<10} {'compile s':>9} {'gemms':>5} {'shapes':>6} {'ms':>8}  identical to per_set")
     for r in rows:
         print(f"{r['chains']:>6} {r['variant']:<10} {r['compile_seconds']:>9.2f} {r['gemms']:>5} "

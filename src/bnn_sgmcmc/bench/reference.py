@@ -1,6 +1,6 @@
 """Benchmark: which exact-gradient kernel, and which trajectory length, should the reference posterior use?
 
-Run ``python -m bnn_sgmcmc.bench_reference --source /path/to/mnist --out DIR``
+Run ``python -m bnn_sgmcmc.bench.reference --source /path/to/mnist --out DIR``
 (``--help`` lists the options). Issue #13 asks for BlackJAX's HMC or another
 exact-gradient, Metropolis-adjusted kernel if it is better per second. With the
 chains vmapped in one program, as the reference runs them, a step costs what
@@ -261,7 +261,7 @@ RUNNERS = {"hmc": _hmc, "chees": _chees, "nuts": _nuts}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench_reference", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench.reference", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", required=True, help="folder of the MNIST IDX files")
     parser.add_argument("--out", required=True, help="folder for the JSON record")
     parser.add_argument("--train", type=int, default=2000, help="training images, drawn at random (default 2000)")
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from bnn_sgmcmc import data, h5io, provenance
+    from bnn_sgmcmc import bench, data, provenance
 
     source = data.load_idx_folder(Path(args.source))[0]
     rng = np.random.default_rng(args.seed)
@@ -285,9 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                    args.hidden, chains=args.chains, warmup=args.warmup, budget=args.budget,
                    kernels=tuple(args.kernels.split(",")), max_doublings=args.max_doublings, seed=args.seed)
     record = provenance.record(device=provenance.device(), settings=vars(args) | {"source": str(args.source)},
-                               command=" ".join(["python -m bnn_sgmcmc.bench_reference", *(argv or sys.argv[1:])]),
+                               command=" ".join(["python -m bnn_sgmcmc.bench.reference", *(argv or sys.argv[1:])]),
                                rows=rows)
-    path = h5io.write_benchmark_record(args.out, "reference_kernels", record)
+    path = bench.write_record(args.out, "reference_kernels", record)
     print("kernel  trajectory  gradients  ESS per 1,000 gradients: log posterior, mean test log-lik, "
           "test examples (median, 10th pct)  worst R-hat  seconds")
     for r in rows:

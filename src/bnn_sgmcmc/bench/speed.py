@@ -420,14 +420,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def write(result: dict[str, Any], folder: Path) -> None:
     import pandas as pd
 
-    from bnn_sgmcmc import h5io, provenance
+    from bnn_sgmcmc import bench, h5io
 
-    stem = provenance.record_stem("bench", result)
-    h5io.write_json(folder / f"{stem}.json", result)
+    json_path = bench.write_record(folder, "bench", result)
+    tsv_path = json_path.with_suffix(".tsv")
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "all_seconds"} for r in result["phases"]])
-    with h5io.atomic_path(folder / f"{stem}.tsv") as tmp:
+    with h5io.atomic_path(tsv_path) as tmp:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    result["files"] = [str(folder / f"{stem}.json"), str(folder / f"{stem}.tsv")]
+    result["files"] = [str(json_path), str(tsv_path)]
 
 
 def table(result: dict[str, Any]) -> str:
@@ -444,7 +444,3 @@ def table(result: dict[str, Any]) -> str:
     for r in result["chain_scaling"]:
         lines.append(f"chains {r['sampler']} {r['phase']} x{r['chains']}: {r['seconds']:.3f} s, {r['seconds_per_chain']:.3f} s per chain")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    main()
