@@ -14,52 +14,6 @@ from test_report import fake_predictive
 
 from bnn_sgmcmc import analysis, diagnostics, h5io, report, shift
 
-# --------------------------------------------------------------------------- diagnostics report
-
-
-def test_diagnostics_table_reports_every_traced_quantity_with_ess_per_second_and_gradient(tmp_path):
-    path = fake_predictive(tmp_path / "p.h5", chains=2, samples=200, grads=10)
-    arrays, attrs = report.h5io.read_predictive(path)
-    rng = np.random.default_rng(6)
-    arrays["trace"]["test"]["mean_log_likelihood"] = rng.normal(size=(200, 2))
-    arrays["trace"]["test"]["pointwise_accuracy"] = rng.uniform(size=(200, 2))
-    arrays["trace"]["shift"] = {"rotation_90": {"mean_log_likelihood": rng.normal(size=(200, 2)) + [0, 3]},
-                                "rotation_30": {"mean_log_likelihood": rng.normal(size=(200, 2))}}
-    attrs["run_seconds"] = 4.0
-    rows = report.diagnostics_rows("sgld", arrays, attrs, threshold=1.01, ess_per_chain=100)
-    assert [(r["set"], r["quantity"]) for r in rows] == [
-        ("test", "mean log-likelihood"), ("test", "accuracy"),
-        ("shift/rotation_30", "mean log-likelihood"), ("shift/rotation_90", "mean log-likelihood"),
-    ]
-    loglik = rows[0]
-    assert loglik["rhat"] == pytest.approx(1.0, abs=0.03) and loglik["ess_bulk"] > 250 and loglik["converged"]
-    assert loglik["rhat"] == pytest.approx(float(diagnostics.rhat(arrays["trace"]["test"]["mean_log_likelihood"].T)))
-    assert loglik["ess_bulk_per_second"] == pytest.approx(loglik["ess_bulk"] / 4.0)
-    assert loglik["ess_bulk_per_1k_grad_evals"] == pytest.approx(1000 * loglik["ess_bulk"] / (2 * 200 * 10))
-    assert rows[3]["rhat"] > 1.5 and not rows[3]["converged"]  # its chains sit 3 apart
-
-
-def test_the_verdict_names_the_worst_quantity_and_the_samples_still_needed(tmp_path, caplog):
-    path = fake_predictive(tmp_path / "p.h5", chains=2, samples=200, grads=10)
-    arrays, attrs = report.h5io.read_predictive(path)
-    rng = np.random.default_rng(7)
-    arrays["trace"]["test"]["mean_log_likelihood"] = np.cumsum(rng.normal(size=(200, 2)), axis=0)  # random walks
-    arrays["trace"]["test"]["pointwise_accuracy"] = rng.uniform(size=(200, 2))
-    arrays["trace"]["wall_seconds"] = np.repeat(0.01 * np.arange(1, 201)[:, None], 2, 1)
-    attrs["schedule"] = {"thinning": 5}
-    rows = report.diagnostics_rows("sgld", arrays, attrs, 1.01, 100)
-    found = report.run_verdict("sgld", rows, None, arrays, attrs, 1.01, 0.99, 100)
-    assert not found["converged"] and found["ess_target"] == 200
-    assert "(mean log-likelihood (test))" in found["failures"]
-    ess = min(rows[0]["ess_bulk"], rows[0]["ess_tail"])
-    assert found["more_samples_per_chain"] == int(np.ceil(200 * 200 / ess)) - 200
-    assert found["suggested_sampling_steps"] == 5 * (200 + found["more_samples_per_chain"])
-    assert found["more_seconds"] == pytest.approx(found["more_samples_per_chain"] * 0.01)
-    assert found["fs_share_rhat_ok"] is None  # no function-space row without draws
-    assert found["criterion"].endswith("(no function-space draws recorded)")
-    assert "sgld: NOT converged" in caplog.text
-
-
 # --------------------------------------------------------------------------- shifted sets
 
 
@@ -264,7 +218,7 @@ def test_function_space_in_the_diagnostics_report(tmp_path):
     """Independent draws of 2 chains: examples mix, a constant trace has nothing to diagnose."""
     path = fake_predictive(tmp_path / "p.h5", chains=2, samples=5, draws=200)
     table, verdict, least = run_diagnostics(tmp_path, path)
-    constant = table[table["quantity"] != report.FUNCTION_SPACE]  # the fake traces never change
+    constant = table[table["quantity"] != diagnostics.FUNCTION_SPACE]  # the fake traces never change
     assert constant["rhat"].isna().all() and constant["converged"].isna().all() and (constant["values"] == 0).all()
     fs = table.iloc[-1]
     assert fs["values"] == 40 and fs["samples_per_chain"] == 200 and fs["share_rhat_1.1"] == 1.0

@@ -23,7 +23,7 @@ from conftest import (
     write_idx_folder,
 )
 
-from bnn_sgmcmc import h5io, report
+from bnn_sgmcmc import diagnostics, h5io, report
 
 pytestmark = pytest.mark.workflow
 
@@ -328,7 +328,7 @@ def test_every_figure_table_and_the_report_exist(finished_run):
     assert diag[["set", "quantity"]].values.tolist()[:2] == [["test", "mean log-likelihood"], ["test", "accuracy"]]
     assert len(diag) == 2 * 5 + 1  # two quantities of test and 4 shifted sets, then the function space
     fs = diag.iloc[-1]
-    assert fs["quantity"] == report.FUNCTION_SPACE and fs["values"] <= 256
+    assert fs["quantity"] == diagnostics.FUNCTION_SPACE and fs["values"] <= 256
     assert 0 <= fs["share_rhat_ok"] <= fs["share_rhat_1.1"] <= 1
     least = pd.read_csv(workdir / "results/tables/diagnostics/sgld_least_converged.tsv", sep="\t")
     assert len(least) == 6 and least["rhat"].is_monotonic_decreasing and least["rhat"].iloc[0] == fs["rhat"]

@@ -8,44 +8,72 @@ arrays or small frozen dataclasses: accuracy, confidence and the notebook's
 "certain" share, threshold and accuracy-rejection curves, proper scoring rules
 (NLL, Brier), reliability and ECE, the entropy split into aleatoric and
 epistemic parts, AUROC for out-of-distribution detection, and decisions that
-minimise the posterior expected cost under a cost matrix. Nothing here reads
-files, plots or needs JAX.
+minimise the posterior expected cost under a cost matrix; and, built on these,
+the report's per-set scores, predictors, OOD scores, decision rows and
+agreement with a reference posterior, with the labels their tables share.
+Nothing here reads files, plots or needs JAX.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "ARGMAX",
+    "BAYES_LAST_SAMPLE",
+    "BAYES_POSTERIOR",
     "DecisionResult",
+    "ENSEMBLE",
+    "LAST_SAMPLE",
+    "LAST_SAMPLE_ENTROPY",
+    "MUTUAL_INFORMATION",
+    "OOD_SCORES",
+    "PREDICTIVE_ENTROPY",
+    "REFERENCE_MEASURES",
     "RejectionCurve",
     "Reliability",
+    "SHIFT_METRICS",
     "ThresholdCurve",
     "accuracy",
+    "against_reference",
+    "agreement",
     "auroc",
     "bayes_decisions",
     "brier",
+    "calibration_scores",
     "certain_share",
+    "chain_ensemble",
     "confidence",
+    "costly_pairs",
+    "decision_rows",
     "default_thresholds",
     "check_costs",
     "ece",
+    "ensemble_probs",
     "entropy",
     "evaluate_decisions",
     "expected_costs",
+    "mean_scores",
     "most_uncertain",
     "mutual_information",
     "nll",
+    "noise_floor",
+    "ood_scores",
     "pool_chains",
     "pool_log_chains",
+    "predictors",
     "realised_costs",
     "rejection_curve",
     "reliability",
+    "shift_scores",
     "summary",
     "threshold_curve",
     "threshold_decisions",
+    "total_variation",
     "uncertain_per_class",
 ]
 
@@ -322,6 +350,11 @@ def pool_log_chains(log_probs: np.ndarray) -> np.ndarray:
     return np.logaddexp.reduce(lp, axis=0) - np.log(lp.shape[0])
 
 
+def ensemble_probs(log_probs: np.ndarray) -> np.ndarray:
+    """The ensemble of all chains as probabilities [n, K]: :func:`pool_log_chains` of [C, n, K], exponentiated."""
+    return np.exp(pool_log_chains(log_probs))
+
+
 def agreement(probs: np.ndarray, reference: np.ndarray) -> float:
     """Share of examples whose most probable class is the same under ``probs`` and ``reference`` (both [n, K]).
 
@@ -363,6 +396,53 @@ def summary(
     }
 
 
+# --------------------------------------------------------------------------- predictors and their scores
+
+#: The predictors a set is scored by (:func:`predictors`): all chains pooled, and each chain's last sample.
+ENSEMBLE = "ensemble"
+LAST_SAMPLE = "last sample"
+
+
+def chain_ensemble(chain: int) -> str:
+    """The name of one chain's own ensemble as a predictor."""
+    return f"chain {int(chain)} ensemble"
+
+
+def predictors(
+    log_probs: np.ndarray, last_log_probs: np.ndarray, chains: np.ndarray | None = None
+) -> dict[str, list[np.ndarray]]:
+    """The predictors a set is scored by, as log-probabilities, from its per-chain ``log_probs`` and
+    ``last_log_probs`` [C, n, K]: the ensemble of all chains pooled, each chain's last sample (a list, to
+    average over) and, given the ``chains``' numbers, each chain's own ensemble."""
+    out = {ENSEMBLE: [pool_log_chains(log_probs)], LAST_SAMPLE: list(last_log_probs)}
+    if chains is not None and log_probs.shape[0] > 1:
+        for c, chain in enumerate(chains):
+            out[chain_ensemble(chain)] = [log_probs[c]]
+    return out
+
+
+def calibration_scores(log_probs: np.ndarray, labels: np.ndarray, bins: int) -> dict[str, float]:
+    """Accuracy, NLL, Brier score and ECE (``bins`` bins) of one predictor's [n, K] log-probabilities."""
+    return {"accuracy": accuracy(np.exp(log_probs), labels), "nll": nll(log_probs, labels),
+            "brier": brier(np.exp(log_probs), labels), "ece": ece(np.exp(log_probs), labels, bins)}
+
+
+#: The metrics of the shift table, in its order (:func:`shift_scores`).
+SHIFT_METRICS = ("accuracy", "nll", "ece", "mean entropy")
+
+
+def shift_scores(log_probs: np.ndarray, labels: np.ndarray, bins: int) -> dict[str, float]:
+    """Accuracy, NLL, ECE (``bins`` bins) and mean predictive entropy of one predictor's [n, K] log-probabilities."""
+    probs = np.exp(log_probs)
+    return {"accuracy": accuracy(probs, labels), "nll": nll(log_probs, labels),
+            "ece": ece(probs, labels, bins), "mean entropy": float(np.mean(entropy(probs)))}
+
+
+def mean_scores(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each score averaged over a predictor's members (the chains' last samples), in the first one's order."""
+    return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+
+
 # --------------------------------------------------------------------------- out-of-distribution detection
 
 
@@ -387,6 +467,27 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     not_above = np.searchsorted(ordered, b, side="right")
     u = float(np.sum(below + not_above)) / 2
     return u / (a.size * b.size)
+
+
+#: The scores that tell out-of-distribution examples apart (:func:`ood_scores`), each with its predictor.
+PREDICTIVE_ENTROPY = "predictive entropy"
+MUTUAL_INFORMATION = "mutual information"
+LAST_SAMPLE_ENTROPY = "last-sample entropy"
+OOD_SCORES = {
+    PREDICTIVE_ENTROPY: ENSEMBLE, MUTUAL_INFORMATION: ENSEMBLE, LAST_SAMPLE_ENTROPY: f"{LAST_SAMPLE} (chain 0)",
+}
+
+
+def ood_scores(probs: np.ndarray, mean_entropy: np.ndarray, last_probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per example [n], each of :data:`OOD_SCORES` from a set's per-chain ``probs`` [C, n, K], mean
+    per-sample entropies [C, n] and last samples' ``last_probs`` [C, n, K]: the entropy and the mutual
+    information of the pooled ensemble, and the entropy of chain 0's last sample."""
+    pooled, pooled_h = pool_chains(probs), pool_chains(mean_entropy)
+    return {
+        PREDICTIVE_ENTROPY: entropy(pooled),
+        MUTUAL_INFORMATION: mutual_information(pooled, pooled_h),
+        LAST_SAMPLE_ENTROPY: entropy(last_probs[0]),
+    }
 
 
 # --------------------------------------------------------------------------- decisions under a cost matrix
@@ -484,3 +585,89 @@ def evaluate_decisions(
         accuracy_on_decided=float((actions[decided] == y[decided]).mean()) if decided.any() else float("nan"),
         confusions=confusions,
     )
+
+
+#: The decision rules :func:`decision_rows` compares (besides the notebook's threshold rule).
+BAYES_POSTERIOR = "bayes (posterior)"
+BAYES_LAST_SAMPLE = "bayes (last sample)"
+ARGMAX = "argmax"
+
+
+def decision_rows(
+    name: str, probs: np.ndarray, last_probs: np.ndarray, labels: np.ndarray, costs: Any, reject: float | None,
+    threshold: float, pairs: Sequence[tuple[int, int]],
+) -> list[dict[str, Any]]:
+    """Each decision rule's expected and realised cost on a set (per-chain ``probs`` and ``last_probs``
+    [C, n, K], ``labels`` [n]), and its counts of the ``pairs`` confusions: the Bayes rule under the pooled
+    posterior and under chain 0's last sample, arg-max, and the notebook's ``threshold`` rule."""
+    pooled = pool_chains(probs)
+    k = pooled.shape[1]
+    c = check_costs(costs, k, reject)
+    last = last_probs[0]
+    rules = {
+        BAYES_POSTERIOR: bayes_decisions(pooled, c, reject),
+        BAYES_LAST_SAMPLE: bayes_decisions(last, c, reject),
+        ARGMAX: pooled.argmax(axis=1),
+        f"threshold {threshold:g}": threshold_decisions(pooled, threshold),
+    }
+    rows = []
+    for rule, actions in rules.items():
+        result = evaluate_decisions(actions, pooled, labels, c, reject)
+        row = {"sampler": name, "rule": rule, "expected_cost": result.expected_cost,
+               "realised_cost": result.realised_cost, "reject_share": result.reject_share,
+               "accuracy_on_decided": result.accuracy_on_decided,
+               "mistakes": int(result.confusions[:, :k].sum() - np.trace(result.confusions[:, :k]))}
+        for true, pred in pairs:
+            row[f"{true}->{pred}"] = int(result.confusions[true, pred])
+        rows.append(row)
+    return rows
+
+
+def costly_pairs(costs: np.ndarray, argmax: np.ndarray, labels: np.ndarray, n: int = 2) -> list[tuple[int, int]]:
+    """The (true, predicted) confusions to watch: the ``n`` most expensive ones, off the diagonal.
+
+    Equal costs (the 0-1 loss) are ranked by how often arg-max makes the mistake.
+    """
+    k = costs.shape[0]
+    counts = np.zeros((k, k))
+    np.add.at(counts, (labels, argmax), 1)
+    off = [(float(costs[i, j]), counts[i, j], i, j) for i in range(k) for j in range(k) if i != j]
+    return [(i, j) for _, _, i, j in sorted(off, key=lambda t: (-t[0], -t[1], t[2], t[3]))[:n]]
+
+
+# --------------------------------------------------------------------------- agreement with a reference posterior
+
+#: How close a predictive is to the reference posterior's (Izmailov et al. 2021): the agreement table's
+#: columns, and the noise floor's keys.
+REFERENCE_MEASURES = ("agreement", "total_variation")
+#: The scores whose differences from the reference's :func:`against_reference` gives, as ``{score}_diff``.
+REFERENCE_DIFFERENCES = ("accuracy", "nll", "ece")
+
+
+def noise_floor(log_probs: np.ndarray) -> dict[str, float]:
+    """Agreement and total variation between the pooled predictives of the first and the second half of the
+    reference's chains ([C, n, K] log-probabilities, C >= 2): below it, differences from the reference are
+    not real."""
+    lp = np.asarray(log_probs)
+    if lp.ndim != 3 or lp.shape[0] < 2:
+        raise ValueError(f"the noise floor needs log_probs [C, n, K] with C >= 2, got shape {lp.shape}")
+    half = lp.shape[0] // 2
+    first, second = (ensemble_probs(lp[s]) for s in (slice(0, half), slice(half, None)))
+    return dict(zip(REFERENCE_MEASURES, (agreement(first, second), total_variation(first, second))))
+
+
+def against_reference(
+    probs: np.ndarray, scores: Mapping[str, float], reference: np.ndarray, reference_scores: Mapping[str, float],
+    floor: Mapping[str, float],
+) -> dict[str, Any]:
+    """A predictive ``probs`` [n, K] against the ``reference``'s: agreement, total variation, the differences
+    of its ``scores`` from the reference's, and whether it is within the noise ``floor`` (agrees at least
+    as often, and is at most as far, as the reference's two halves of chains)."""
+    measures = (agreement(probs, reference), total_variation(probs, reference))
+    row: dict[str, Any] = dict(zip(REFERENCE_MEASURES, measures))
+    for metric in REFERENCE_DIFFERENCES:
+        row[f"{metric}_diff"] = scores[metric] - reference_scores[metric]
+    row["within_noise_floor"] = bool(
+        row["agreement"] >= floor["agreement"] and row["total_variation"] <= floor["total_variation"]
+    )
+    return row

@@ -23,18 +23,27 @@ compute them by default, from BlackJAX (``blackjax.diagnostics``) in float64:
   tail ESS the smaller ESS of the indicators of the 5 % and 95 % quantiles.
 
 A value whose draws are all equal has nothing to diagnose (0/0): it gets NaN.
+
+From these, the diagnostics report's rows of one run (:func:`diagnostics_rows`),
+its verdict (:func:`run_verdict`), its least converged test examples, and the
+reference's HMC statistics, with the labels and columns of their tables.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from bnn_sgmcmc import analysis, runs
+
+log = logging.getLogger(__name__)
 
 
 def _even_draws(draws: np.ndarray) -> np.ndarray:
@@ -370,3 +379,167 @@ def verdict(
     note = "one chain: R-hat compares only the chain's two halves, so it sees drift, not chains that disagree" \
         if chains == 1 else ""
     return Verdict(not failures, criterion, tuple(failures), target, more, seconds, note)
+
+
+def verdict_text(converged: bool, failures: str) -> str:
+    """A verdict in the summary table's words: ``converged``, or ``not converged:`` and its ``failures``."""
+    return "converged" if converged else f"not converged: {failures}"
+
+
+# --------------------------------------------------------------------------- one run's report
+
+#: The traced per-sample scalars that are diagnosed, by their trace name: the quantity's label in the tables.
+TRACED = {"mean_log_likelihood": "mean log-likelihood", "pointwise_accuracy": "accuracy"}
+#: The quantity of the function-space row: the R-hat of every test example's true-class probability.
+FUNCTION_SPACE = "true-class probability, every example"
+#: The labelled set every run is evaluated on (the predictive file's group), listed first.
+TEST_SET = "test"
+
+DIAGNOSTICS_COLUMNS = (
+    "sampler", "set", "quantity", "values", "chains", "samples_per_chain", "rhat", "ess_bulk", "ess_tail",
+    "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals", "share_rhat_ok", "share_rhat_1.1", "converged",
+)
+VERDICT_COLUMNS = (
+    "sampler", "converged", "chains", "samples_per_chain", "rhat", "ess_bulk", "ess_tail", "ess_target",
+    "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals", "fs_examples", "fs_share_rhat_ok", "fs_share_rhat_1.1",
+    "more_samples_per_chain", "suggested_sampling_steps", "more_seconds", "failures", "criterion", "note",
+)
+
+
+def _traced_draws(trace: Mapping[str, Any], prefix: str = "") -> dict[tuple[str, str], np.ndarray]:
+    """Per (evaluation set, quantity): the draws [C, S] of each traced scalar, for every labelled set."""
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for key, value in trace.items():
+        if not isinstance(value, Mapping):
+            continue
+        name = f"{prefix}{key}"
+        for metric, label in TRACED.items():
+            if metric in value:
+                out[(name, label)] = np.asarray(value[metric], dtype=np.float64).T
+        out |= _traced_draws(value, f"{name}/")
+    return out
+
+
+def _set_order(name: str) -> tuple[bool, str, float]:
+    """The test set first, then the shifted sets by kind and level (``shift/rotation_30`` before ``_135``)."""
+    kind, _, level = name.rpartition("_")
+    try:
+        return name != TEST_SET, kind, float(level)
+    except ValueError:
+        return name != TEST_SET, name, 0.0
+
+
+def diagnostics_rows(
+    name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], threshold: float,
+    ess_per_chain: float, function_space: np.ndarray | None = None, function_space_share: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Rank-normalised split R-hat, bulk and tail ESS of every traced quantity of one sampler, with the ESS
+    rates per second and per 1,000 gradient evaluations; a last row summarises ``function_space`` (R-hat per
+    test example) by the largest R-hat and the shares of examples at most ``threshold`` and 1.1, converged
+    when the first share reaches ``function_space_share``. A quantity whose every draw is equal has
+    nothing to diagnose: its R-hat, ESS and converged are left empty."""
+    chains = int(attrs["chains"])
+    grad_evals = chains * int(arrays["trace"]["grad_evals"][-1]) if len(arrays["trace"]["grad_evals"]) else 0
+    seconds = runs.sampling_seconds(attrs)
+    rows = []
+    traced = dict(sorted(_traced_draws(arrays["trace"]).items(), key=lambda kv: _set_order(kv[0][0])))
+    samples = next(iter(traced.values())).shape[1] if traced else 0
+    # Every traced quantity at once, as the trailing axis: one compiled program per statistic.
+    found = diagnose(np.stack(list(traced.values()), axis=-1)) if traced else None
+    for i, (set_name, quantity) in enumerate(traced):
+        rhat, bulk, tail = (float(found.rhat[i]), float(found.ess_bulk[i]), float(found.ess_tail[i]))
+        rows.append({
+            "sampler": name, "set": set_name, "quantity": quantity, "values": int(np.isfinite(rhat)),
+            "chains": chains, "samples_per_chain": samples, "rhat": rhat, "ess_bulk": bulk, "ess_tail": tail,
+            "ess_bulk_per_second": bulk / seconds if seconds > 0 else float("nan"),
+            "ess_bulk_per_1k_grad_evals": 1000 * bulk / grad_evals if grad_evals else float("nan"),
+            "converged": bool(rhat <= threshold and min(bulk, tail) >= ess_per_chain * chains)
+            if np.isfinite(rhat) else None,
+        })
+    if traced and samples < 4:
+        log.warning("%s: %d kept samples per chain are too few for split R-hat and ESS (at least 4).", name, samples)
+    if function_space is not None:
+        draws = int(arrays["draws"]["step"].shape[0])
+        known = function_space[np.isfinite(function_space)]
+        row = {"sampler": name, "set": TEST_SET, "quantity": FUNCTION_SPACE, "values": len(known), "chains": chains,
+               "samples_per_chain": draws, "converged": False}
+        if draws >= 4 and len(function_space):
+            share = float(np.mean(~(function_space > threshold)))  # an example whose every draw is equal agrees
+            row |= {"rhat": float(known.max()) if len(known) else float("nan"), "share_rhat_ok": share,
+                    "share_rhat_1.1": float(np.mean(~(function_space > 1.1))),
+                    "converged": share >= function_space_share}
+        rows.append(row)
+    return rows
+
+
+def run_verdict(
+    name: str, rows: Sequence[Mapping[str, Any]], function_space: np.ndarray | None, arrays: Mapping[str, Any],
+    attrs: Mapping[str, Any], threshold: float, function_space_share: float, ess_per_chain: float,
+) -> dict[str, Any]:
+    """The one-row verdict of a sampler (converged or not, by which criterion, how many more samples)."""
+    traced = [r for r in rows if r["quantity"] != FUNCTION_SPACE]
+    label = lambda r: f"{r['quantity']} ({r['set']})"  # noqa: E731
+    chains, samples = int(attrs["chains"]), int(attrs["num_samples"])
+    wall = float(np.max(arrays["trace"]["wall_seconds"][-1])) if samples else float("nan")
+    fs = next((r for r in rows if r["quantity"] == FUNCTION_SPACE), {})
+    found = verdict(
+        rhats={label(r): r["rhat"] for r in traced},
+        ess={label(r): float(np.fmin(r["ess_bulk"], r["ess_tail"])) for r in traced},
+        function_space=function_space, function_space_draws=int(fs.get("samples_per_chain", 0)),
+        chains=chains, samples_per_chain=samples,
+        seconds_per_sample=wall / samples if samples else float("nan"),
+        rhat_threshold=threshold, function_space_share=function_space_share, ess_per_chain=ess_per_chain,
+    )
+    (log.info if found.converged else log.warning)("%s", found.sentence(name))
+    thinning = int((attrs.get("schedule") or {}).get("thinning", 1))
+    worst = lambda key, pick: pick((r[key] for r in traced if np.isfinite(r[key])), default=float("nan"))  # noqa: E731
+    return {
+        "sampler": name, "converged": found.converged, "chains": chains, "samples_per_chain": samples,
+        "rhat": worst("rhat", max), "ess_bulk": worst("ess_bulk", min), "ess_tail": worst("ess_tail", min),
+        "ess_target": found.ess_target, "ess_bulk_per_second": worst("ess_bulk_per_second", min),
+        "ess_bulk_per_1k_grad_evals": worst("ess_bulk_per_1k_grad_evals", min),
+        "fs_examples": fs.get("values"), "fs_share_rhat_ok": fs.get("share_rhat_ok"),
+        "fs_share_rhat_1.1": fs.get("share_rhat_1.1"),
+        "more_samples_per_chain": found.more_samples_per_chain,
+        "suggested_sampling_steps": None if found.more_samples_per_chain is None
+        else (samples + found.more_samples_per_chain) * thinning,
+        "more_seconds": found.more_seconds, "failures": "; ".join(found.failures), "criterion": found.criterion,
+        "note": found.note,
+    }
+
+
+def least_converged(function_space: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` test examples of largest R-hat (NaN, nothing to diagnose, never), largest first."""
+    order = np.argsort(-np.nan_to_num(function_space, nan=-np.inf), kind="stable")
+    return order[: min(k, int(np.isfinite(function_space).sum()))]
+
+
+def least_converged_table(
+    log_probs: np.ndarray, labels: np.ndarray, function_space: np.ndarray | None, idx: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The columns of the test examples ``idx`` (of per-chain ``log_probs`` [C, n, K] and ``labels`` [n]):
+    label, R-hat, the ensemble's prediction and true-class probability, and the smallest and largest
+    per-chain mean of that probability (far apart where the chains disagree)."""
+    labels = labels.astype(np.int64)[idx]
+    pooled = analysis.ensemble_probs(log_probs)[idx]
+    chain_means = np.exp(log_probs[:, idx, labels])  # [C, k]
+    return {
+        "test_index": idx, "label": labels, "rhat": function_space[idx] if len(idx) else np.zeros(0),
+        "predicted": pooled.argmax(axis=1), "ensemble_true_class_prob": pooled[np.arange(len(idx)), labels],
+        "chain_mean_min": chain_means.min(axis=0, initial=np.inf), "chain_mean_max": chain_means.max(axis=0, initial=-np.inf),
+    }
+
+
+def hmc_statistics(kernel_trace: Mapping[str, Any]) -> dict[str, float]:
+    """An HMC run's traced acceptance rate, share of divergent transitions and step size, each the mean over
+    steps and chains, and its E-BFMI, the smallest over chains (one chain that explores its energy badly
+    is enough to doubt the run); NaN for what was not traced."""
+
+    def mean(name: str) -> float:
+        return float(np.mean(kernel_trace[name])) if name in kernel_trace else float("nan")
+
+    return {
+        "acceptance_rate": mean("acceptance_rate"), "divergent_share": mean("divergent"), "step_size": mean("step_size"),
+        "e_bfmi": float(np.min(e_bfmi(np.asarray(kernel_trace["energy"]).T)))
+        if "energy" in kernel_trace and len(kernel_trace["energy"]) > 1 else float("nan"),
+    }

@@ -25,7 +25,14 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bnn_sgmcmc.analysis import Reliability, RejectionCurve, ThresholdCurve  # noqa: E402
+from bnn_sgmcmc import shift  # noqa: E402
+from bnn_sgmcmc.analysis import (  # noqa: E402
+    ENSEMBLE,
+    REFERENCE_MEASURES,
+    Reliability,
+    RejectionCurve,
+    ThresholdCurve,
+)
 
 STYLE = {
     "axes.spines.top": False,
@@ -123,16 +130,17 @@ def comparison(
 
 
 def ranking(
-    table: Any, criteria: Sequence[str], colors: Mapping[str, str], path: str | Path, dpi: int = 150
+    table: Any, criteria: Mapping[str, str], colors: Mapping[str, str], path: str | Path, dpi: int = 150
 ) -> None:
-    """One panel per criterion (a column of ``table``), a labelled dot per sampler in its colour, best first.
+    """One panel per criterion (a column of ``table``, mapped to the column of its ranks, 1 = best), a
+    labelled dot per sampler in its colour, best first.
 
     Dots rather than bars: the samplers' accuracies differ in the third decimal, which an axis from
     zero would hide, and a bar that does not start at zero misleads.
     """
     with figure(path, ncols=len(criteria), width=3.4, height=0.45 * len(table) + 1.6, dpi=dpi) as (fig, axes):
-        for ax, column in zip(axes, criteria):
-            ordered = table.sort_values(f"rank_{column}", na_position="last")
+        for ax, (column, rank) in zip(axes, criteria.items()):
+            ordered = table.sort_values(rank, na_position="last")
             values = ordered[column].astype(float).to_numpy()
             names = ordered["sampler"].tolist()
             rows = np.arange(len(names))
@@ -252,7 +260,7 @@ def grid(path: str | Path, nrows: int, ncols: int, width: float = 4.2, height: f
 
 
 def chain_traces(
-    series: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    series: Mapping[str, tuple[str, np.ndarray, np.ndarray]],
     rhats: Mapping[str, float],
     threshold: float,
     sampler: str,
@@ -260,11 +268,11 @@ def chain_traces(
     path: str | Path,
     dpi: int = 150,
 ) -> None:
-    """Trace plot: one panel per diagnosed quantity, ``series[label] = (steps [S], values [S, C])``, one
-    line per chain, titled with its rank-normalised split R-hat."""
+    """Trace plot: one panel per diagnosed quantity, ``series[label] = (y-axis label, steps [S], values
+    [S, C])``, one line per chain, titled with its rank-normalised split R-hat."""
     styles = ["-", "--", ":", "-."]
     with grid(path, len(series), 1, width=7.0, height=2.6, dpi=dpi) as (fig, axes):
-        for ax, (label, (steps, values)) in zip(axes[:, 0], series.items()):
+        for ax, (label, (ylabel, steps, values)) in zip(axes[:, 0], series.items()):
             values = np.asarray(values)
             for c in range(values.shape[1]):
                 ax.plot(steps, values[:, c], color=color, lw=0.9, alpha=0.9 if values.shape[1] == 1 else 0.7,
@@ -272,9 +280,9 @@ def chain_traces(
             rhat = rhats[label]
             flag = "  NOT CONVERGED" if rhat > threshold else ""
             ax.set_title(f"{sampler}: {label}\nR-hat {rhat:.3f}{flag}", color="firebrick" if flag else "black")
-            ax.set_ylabel(label.split(" of ")[0])
+            ax.set_ylabel(ylabel)
         axes[-1, 0].set_xlabel("sampling step")
-        if np.asarray(next(iter(series.values()))[1]).shape[1] <= 8:
+        if np.asarray(next(iter(series.values()))[2]).shape[1] <= 8:
             axes[0, 0].legend(loc="lower right", ncols=4)
 
 
@@ -358,26 +366,25 @@ def least_converged(
 
 
 def shift_curves(
-    curves: Mapping[str, Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]],
+    curves: Mapping[str, Mapping[str, Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]]]],
     colors: Mapping[str, str],
     path: str | Path,
     dpi: int = 150,
 ) -> None:
-    """Metrics against shift: ``curves[kind][metric][f"{sampler} | {predictor}"] = (levels, values)``.
+    """Metrics against shift: ``curves[kind][metric][(sampler, predictor)] = (levels, values)``.
 
     Rows are metrics, columns kinds of shift; the sampler's colour, solid for
     the ensemble and dashed for the last single sample.
     """
     kinds = list(curves)
     metrics = list(next(iter(curves.values())))
-    xlabels = {"rotation": "rotation (degrees)", "noise": "noise standard deviation (pixels in [0, 1])"}
+    xlabels = {shift.ROTATION: "rotation (degrees)", shift.NOISE: "noise standard deviation (pixels in [0, 1])"}
     with grid(path, len(metrics), len(kinds), width=4.4, height=2.7, dpi=dpi) as (fig, axes):
         for j, kind in enumerate(kinds):
             for i, metric in enumerate(metrics):
                 ax = axes[i, j]
-                for label, (x, y) in curves[kind][metric].items():
-                    sampler, predictor = label.split(" | ")
-                    ax.plot(x, y, marker="o", ms=3, color=colors[sampler], ls="-" if predictor == "ensemble" else "--",
+                for (sampler, predictor), (x, y) in curves[kind][metric].items():
+                    ax.plot(x, y, marker="o", ms=3, color=colors[sampler], ls="-" if predictor == ENSEMBLE else "--",
                             label=f"{sampler}, {predictor}")
                 ax.set_ylabel(metric)
                 if i == 0:
@@ -454,9 +461,8 @@ def agreement(
     samplers = table[table["sampler"].isin(list(colors))]
     reference = table[~table["sampler"].isin(list(colors))]
     with figure(path, ncols=2, width=4.6, height=3.9, dpi=dpi) as (fig, (left, right)):
-        for ax, column, label in (
-            (left, "agreement", "agreement with the reference"),
-            (right, "total_variation", "total variation from the reference"),
+        for ax, column, label in zip(
+            (left, right), REFERENCE_MEASURES, ("agreement with the reference", "total variation from the reference")
         ):
             for _, row in samplers.iterrows():
                 ax.scatter(row["device_seconds"], row[column], s=40, color=colors[row["sampler"]], zorder=3,

@@ -1,8 +1,11 @@
-"""The report rules' jobs: read predictive files, compute with ``analysis``, draw with ``plots``.
+"""The report rules' jobs: read predictive files, compute with ``analysis`` and ``diagnostics``, draw with ``plots``.
 
 One function per report rule. Each reads the gathered predictive files (never
 the sampler state), so changing a plotting or analysis setting reruns these
-jobs only. Tables are tab-separated, written with pandas.
+jobs only. What a rule computes lives in ``analysis`` (predictive metrics,
+calibration, shift, OOD, decisions, agreement), ``diagnostics`` (R-hat, ESS,
+verdicts) and ``runs`` (a run's settings and compute); here are the reads, the
+writes and the tables' layouts. Tables are tab-separated, written with pandas.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bnn_sgmcmc import analysis, diagnostics, h5io, plots
+from bnn_sgmcmc import analysis, diagnostics, h5io, plots, runs
 
 log = logging.getLogger(__name__)
 
@@ -28,26 +31,9 @@ def _write_table(frame: pd.DataFrame, path: str) -> None:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
-def _ensemble_log(group: Mapping[str, Any]) -> np.ndarray:
-    """Log-probabilities of all chains pooled: each chain's posterior-predictive mean, averaged (equal sample
-    counts), in log space so that the NLL stays exact."""
-    return analysis.pool_log_chains(group["log_probs"])
-
-
-def _ensemble(arrays: Mapping[str, Any]) -> np.ndarray:
-    """Probabilities of all chains pooled, on the test set."""
-    return np.exp(_ensemble_log(arrays["test"]))
-
-
-def _predictors(group: Mapping[str, Any], chains: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
-    """The predictors a set is scored by, as log-probabilities: the ensemble of all chains pooled, each
-    chain's last sample (a list, to average over) and, given ``chains``, each chain's own ensemble."""
-    log_probs = group["log_probs"]
-    out = {"ensemble": [_ensemble_log(group)], "last sample": list(group["last_log_probs"])}
-    if chains is not None and log_probs.shape[0] > 1:
-        for c, chain in enumerate(chains):
-            out[f"chain {int(chain)} ensemble"] = [log_probs[c]]
-    return out
+def _read_row(path: str, **options: Any) -> pd.Series:
+    """The first row of a one-row table that another rule wrote (a sampler's verdict)."""
+    return pd.read_csv(path, sep="\t", **options).iloc[0]
 
 
 def _test_images(predictive: str, data: str, labels: np.ndarray) -> np.ndarray:
@@ -58,43 +44,16 @@ def _test_images(predictive: str, data: str, labels: np.ndarray) -> np.ndarray:
     return images.test.images
 
 
-def _run_facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """What every per-sampler table reports: accuracies, chains, samples and compute."""
-    trace = arrays["trace"]
-    return {
-        "sampler": name,
-        "kernel": attrs["sampler"]["kernel"],
-        "schedule": attrs["sampler"]["schedule"]["kind"],
-        "ensemble_accuracy": analysis.accuracy(_ensemble(arrays), arrays["test"]["labels"].astype(np.int64)),
-        # The last kept sample of each chain alone, averaged over chains.
-        "pointwise_accuracy": float(np.mean(trace["test"]["pointwise_accuracy"][-1])),
-        "chains": int(attrs["chains"]),
-        "samples_per_chain": int(attrs["num_samples"]),
-        "grad_evals": int(trace["grad_evals"][-1]),
-        "sampling_seconds": float(np.max(trace["wall_seconds"][-1])),
-    }
-
-
 def warmup(*, predictive: Mapping[str, str], samplers: Sequence[str], figure: str, dpi: int) -> None:
     """Figure: pointwise test accuracy against warmup step, one line per chain; each sampler's step size
     over warmup and sampling, as its schedule sets it or, for a kernel that adapts it (HMC), as traced
     (the mean over chains)."""
-    from bnn_sgmcmc import schedules
-
     loaded = _load(predictive)
     traces = {
         name: (arrays["warmup"]["trace"]["step"], arrays["warmup"]["trace"]["test_accuracy"])
         for name, (arrays, _) in loaded.items()
     }
-    sizes = {}
-    for name, (arrays, attrs) in loaded.items():
-        sampler, run = attrs["sampler"], attrs["schedule"]
-        lengths = {"warmup": int(run["warmup_steps"]), "sampling": int(run["sampling_steps"])}
-        traced = {"warmup": arrays["warmup"].get("kernel_trace", {}), "sampling": arrays.get("kernel_trace", {})}
-        if all("step_size" in t for t in traced.values()):
-            sizes[name] = {phase: np.asarray(t["step_size"], np.float64).mean(axis=1) for phase, t in traced.items()}
-        else:
-            sizes[name] = schedules.step_sizes(sampler["schedule"], float(sampler["step_size"]), lengths)
+    sizes = {name: runs.step_sizes(arrays, attrs) for name, (arrays, attrs) in loaded.items()}
     plots.warmup(traces, plots.sampler_colors(samplers), figure, dpi=dpi, step_sizes=sizes)
 
 
@@ -103,6 +62,8 @@ RANKED = {
     "ensemble_accuracy": True, "nll": False, "rhat": False, "ess_bulk_per_second": True,
     "ess_bulk_per_1k_grad_evals": True,
 }
+#: What the comparison takes from each sampler's diagnostics verdict table.
+VERDICT_IN_COMPARISON = ("converged", "rhat", "ess_bulk", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals")
 
 
 def comparison(
@@ -123,28 +84,26 @@ def comparison(
             "wall_seconds": trace["wall_seconds"],
             "ensemble_accuracy": trace["test"]["ensemble_accuracy"],
         }
-        facts = _run_facts(name, arrays, attrs)
+        facts = runs.facts(name, arrays, attrs)
         facts["last_sample_accuracy"] = facts.pop("pointwise_accuracy")
         facts["ensemble_gain_points"] = 100 * (facts["ensemble_accuracy"] - facts["last_sample_accuracy"])
-        facts["nll"] = analysis.nll(_ensemble_log(arrays["test"]), arrays["test"]["labels"].astype(np.int64))
-        # Kernels that carry a momentum trace its kinetic temperature: near the temperature, or heated by the
-        # gradient noise (bnn_sgmcmc.experiment.check_momentum_temperature).
-        hottest = arrays.get("kernel_trace", {}).get("hottest_kinetic_temperature")
-        facts["hottest_kinetic_temperature"] = float(np.mean(hottest)) if hottest is not None and np.size(hottest) else np.nan
+        facts["nll"] = analysis.nll(analysis.pool_log_chains(arrays["test"]["log_probs"]),
+                                    arrays["test"]["labels"].astype(np.int64))
+        facts["hottest_kinetic_temperature"] = runs.hottest_kinetic_temperature(arrays)
         if verdicts and name in verdicts:
-            verdict = pd.read_csv(verdicts[name], sep="\t").iloc[0]
-            facts |= {k: verdict[k] for k in ("converged", "rhat", "ess_bulk", "ess_bulk_per_second",
-                                              "ess_bulk_per_1k_grad_evals")}
+            verdict = _read_row(verdicts[name])
+            facts |= {k: verdict[k] for k in VERDICT_IN_COMPARISON}
         rows.append(facts)
     colors = plots.sampler_colors(samplers)
     plots.comparison(traces, colors, figure, dpi=dpi)
     frame = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    ranks = {column: f"rank_{column}" for column in RANKED}
     for column, larger in RANKED.items():
-        frame[f"rank_{column}"] = frame[column].rank(ascending=not larger, method="min").astype("Int64")
-    frame = frame.sort_values(["rank_ess_bulk_per_second", "sampler"], na_position="last", kind="stable")
+        frame[ranks[column]] = frame[column].rank(ascending=not larger, method="min").astype("Int64")
+    frame = frame.sort_values([ranks["ess_bulk_per_second"], "sampler"], na_position="last", kind="stable")
     _write_table(frame, table)
     if ranking_figure:
-        plots.ranking(frame, list(RANKED), colors, ranking_figure, dpi=dpi)
+        plots.ranking(frame, ranks, colors, ranking_figure, dpi=dpi)
 
 
 def uncertainty(
@@ -163,7 +122,7 @@ def uncertainty(
     """The least confident test predictions (figure and table) and uncertain counts per digit."""
     arrays, _ = h5io.read_predictive(predictive)
     test_images = _test_images(predictive, data, arrays["test"]["labels"])
-    probs = _ensemble(arrays)
+    probs = analysis.ensemble_probs(arrays["test"]["log_probs"])
     labels = arrays["test"]["labels"].astype(np.int64)
     idx = analysis.most_uncertain(probs, n_images)
     predicted = probs.argmax(axis=1)
@@ -194,7 +153,7 @@ def threshold(
     thresholds = analysis.default_thresholds(points)
     curves, rejections, frames = {}, {}, []
     for name, (arrays, _) in loaded.items():
-        probs, labels = _ensemble(arrays), arrays["test"]["labels"].astype(np.int64)
+        probs, labels = analysis.ensemble_probs(arrays["test"]["log_probs"]), arrays["test"]["labels"].astype(np.int64)
         curves[name] = curve = analysis.threshold_curve(probs, labels, thresholds)
         rejections[name] = analysis.rejection_curve(probs, labels)
         frames.append(pd.DataFrame({
@@ -214,17 +173,12 @@ def calibration(
 ) -> None:
     """NLL, Brier, ECE and accuracy per predictor, and the reliability diagram."""
     arrays, _ = h5io.read_predictive(predictive)
-    labels = arrays["test"]["labels"].astype(np.int64)
+    test, labels = arrays["test"], arrays["test"]["labels"].astype(np.int64)
     rows, diagrams = [], {}
-    for predictor, members in _predictors(arrays["test"], arrays["chain"]).items():
-        scores = [
-            {"accuracy": analysis.accuracy(np.exp(lp), labels), "nll": analysis.nll(lp, labels),
-             "brier": analysis.brier(np.exp(lp), labels), "ece": analysis.ece(np.exp(lp), labels, bins)}
-            for lp in members
-        ]
-        rows.append({"sampler": sampler, "predictor": predictor, "members": len(members)}
-                    | {k: float(np.mean([s[k] for s in scores])) for k in scores[0]})
-        if predictor in ("ensemble", "last sample"):
+    for predictor, members in analysis.predictors(test["log_probs"], test["last_log_probs"], arrays["chain"]).items():
+        scores = analysis.mean_scores([analysis.calibration_scores(lp, labels, bins) for lp in members])
+        rows.append({"sampler": sampler, "predictor": predictor, "members": len(members)} | scores)
+        if predictor in (analysis.ENSEMBLE, analysis.LAST_SAMPLE):
             diagrams[predictor if len(members) == 1 else f"{predictor} (chain {int(arrays['chain'][0])})"] = (
                 analysis.reliability(np.exp(members[0]), labels, bins)
             )
@@ -249,6 +203,36 @@ VERDICT_IN_SUMMARY = (
     "converged", "rhat", "ess_bulk", "ess_tail", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals",
     "fs_share_rhat_ok", "fs_share_rhat_1.1", "more_samples_per_chain", "more_seconds",
 )
+#: The summary's columns of the ensemble's OOD AUROCs, by score.
+OOD_IN_SUMMARY = {analysis.PREDICTIVE_ENTROPY: "ood_auroc_entropy", analysis.MUTUAL_INFORMATION: "ood_auroc_mi"}
+
+
+def _verdict_in_summary(path: str) -> dict[str, Any]:
+    """A sampler's verdict table's headline numbers, and the verdict in words."""
+    row = _read_row(path, keep_default_na=False, na_values=[""])
+    failures = row["failures"] if isinstance(row["failures"], str) else ""
+    return {k: row[k] for k in VERDICT_IN_SUMMARY} | {"verdict": diagnostics.verdict_text(row["converged"], failures)}
+
+
+def _ood_in_summary(path: str) -> dict[str, dict[str, Any]]:
+    """Per sampler, the ensemble's AUROCs from the OOD table (none where the step was skipped)."""
+    frame, out = pd.read_csv(path, sep="\t"), {}
+    for _, row in frame[frame["predictor"] == analysis.ENSEMBLE].iterrows():
+        out.setdefault(row["sampler"], {})[OOD_IN_SUMMARY[row["score"]]] = row["auroc"]
+    return out
+
+
+def _decisions_in_summary(path: str) -> dict[str, dict[str, Any]]:
+    """Per sampler, the realised cost of the posterior's Bayes decisions from the decisions table."""
+    frame = pd.read_csv(path, sep="\t")
+    rows = frame[frame["rule"] == analysis.BAYES_POSTERIOR].iterrows()
+    return {row["sampler"]: {"decision_cost": row["realised_cost"]} for _, row in rows}
+
+
+def _agreement_in_summary(path: str) -> dict[str, dict[str, Any]]:
+    """Per sampler, its agreement with and total variation from the reference posterior."""
+    rows = pd.read_csv(path, sep="\t").iterrows()
+    return {row["sampler"]: {k: row[k] for k in analysis.REFERENCE_MEASURES} for _, row in rows}
 
 
 def summary(
@@ -267,31 +251,19 @@ def summary(
     posterior's Bayes decisions, agreement with and total variation from the
     reference posterior, when the config has one).
     """
-    extra: dict[str, dict[str, Any]] = {}
-    for name, path in (diagnostics or {}).items():
-        row = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""]).iloc[0]
-        failures = row["failures"] if isinstance(row["failures"], str) else ""
-        extra.setdefault(name, {}).update({k: row[k] for k in VERDICT_IN_SUMMARY})
-        extra[name]["verdict"] = "converged" if row["converged"] else f"not converged: {failures}"
-    if ood_table:
-        frame = pd.read_csv(ood_table, sep="\t")
-        for _, row in frame[frame["predictor"] == "ensemble"].iterrows():
-            key = {"predictive entropy": "ood_auroc_entropy", "mutual information": "ood_auroc_mi"}[row["score"]]
-            extra.setdefault(row["sampler"], {})[key] = row["auroc"]
-    if decisions_table:
-        frame = pd.read_csv(decisions_table, sep="\t")
-        for _, row in frame[frame["rule"] == "bayes (posterior)"].iterrows():
-            extra.setdefault(row["sampler"], {})["decision_cost"] = row["realised_cost"]
-    if agreement_table:
-        for _, row in pd.read_csv(agreement_table, sep="\t").iterrows():
-            extra.setdefault(row["sampler"], {}).update({k: row[k] for k in ("agreement", "total_variation")})
+    extra: dict[str, dict[str, Any]] = {name: _verdict_in_summary(path) for name, path in (diagnostics or {}).items()}
+    for path, read in ((ood_table, _ood_in_summary), (decisions_table, _decisions_in_summary),
+                       (agreement_table, _agreement_in_summary)):
+        for name, values in (read(path) if path else {}).items():
+            extra.setdefault(name, {}).update(values)
     rows = []
     for name, (arrays, attrs) in _load(predictive).items():
         labels = arrays["test"]["labels"].astype(np.int64)
-        scores = analysis.summary(_ensemble_log(arrays["test"]), labels, threshold=threshold, bins=bins)
+        scores = analysis.summary(analysis.pool_log_chains(arrays["test"]["log_probs"]), labels,
+                                  threshold=threshold, bins=bins)
         scores.pop("accuracy")  # the same number as the facts' ensemble_accuracy
         device = attrs.get("device") or {}
-        rows.append(_run_facts(name, arrays, attrs) | scores | extra.get(name, {})
+        rows.append(runs.facts(name, arrays, attrs) | scores | extra.get(name, {})
                     | {"device": device.get("device_kind", "")})
     _write_table(pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)), table)
 
@@ -299,144 +271,9 @@ def summary(
 # --------------------------------------------------------------------------- diagnostics, shift, OOD, decisions
 
 
-def _shard_seconds(attrs: Mapping[str, Any], *phases: str) -> float:
-    """Device seconds of the given timing attributes, compile excluded, summed over shards (they may run side
-    by side): ``run_seconds`` is sampling's, ``warmup_run_seconds`` warmup's."""
-    return float(sum(float(r.get(phase) or 0.0) for r in _shard_runs(attrs) for phase in phases))
-
-
-def _shard_runs(attrs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """A predictive file's shard runs (a gathered file's ``shard_runs``; a shard's file is its own one)."""
-    return attrs.get("shard_runs") or [attrs]
-
-
-def _sampling_seconds(attrs: Mapping[str, Any]) -> float:
-    """Device seconds spent sampling: the sum over shards."""
-    return _shard_seconds(attrs, "run_seconds")
-
-
-#: The traced per-sample scalars that are diagnosed, by their trace name.
-TRACED = {"mean_log_likelihood": "mean log-likelihood", "pointwise_accuracy": "accuracy"}
-FUNCTION_SPACE = "true-class probability, every example"
-
-
-def _traced_draws(trace: Mapping[str, Any], prefix: str = "") -> dict[tuple[str, str], np.ndarray]:
-    """Per (evaluation set, quantity): the draws [C, S] of each traced scalar, for every labelled set."""
-    out: dict[tuple[str, str], np.ndarray] = {}
-    for key, value in trace.items():
-        if not isinstance(value, Mapping):
-            continue
-        name = f"{prefix}{key}"
-        for metric, label in TRACED.items():
-            if metric in value:
-                out[(name, label)] = np.asarray(value[metric], dtype=np.float64).T
-        out |= _traced_draws(value, f"{name}/")
-    return out
-
-
-def _set_order(name: str) -> tuple[bool, str, float]:
-    """The test set first, then the shifted sets by kind and level (``shift/rotation_30`` before ``_135``)."""
-    kind, _, level = name.rpartition("_")
-    try:
-        return name != "test", kind, float(level)
-    except ValueError:
-        return name != "test", name, 0.0
-
-
-DIAGNOSTICS_COLUMNS = (
-    "sampler", "set", "quantity", "values", "chains", "samples_per_chain", "rhat", "ess_bulk", "ess_tail",
-    "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals", "share_rhat_ok", "share_rhat_1.1", "converged",
-)
-VERDICT_COLUMNS = (
-    "sampler", "converged", "chains", "samples_per_chain", "rhat", "ess_bulk", "ess_tail", "ess_target",
-    "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals", "fs_examples", "fs_share_rhat_ok", "fs_share_rhat_1.1",
-    "more_samples_per_chain", "suggested_sampling_steps", "more_seconds", "failures", "criterion", "note",
-)
-
-
-def diagnostics_rows(
-    name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], threshold: float,
-    ess_per_chain: float, function_space: np.ndarray | None = None, function_space_share: float = 1.0,
-) -> list[dict[str, Any]]:
-    """Rank-normalised split R-hat, bulk and tail ESS of every traced quantity of one sampler, with the ESS
-    rates per second and per 1,000 gradient evaluations; a last row summarises ``function_space`` (R-hat per
-    test example) by the largest R-hat and the shares of examples at most ``threshold`` and 1.1, converged
-    when the first share reaches ``function_space_share``. A quantity whose every draw is equal has
-    nothing to diagnose: its R-hat, ESS and converged are left empty."""
-    chains = int(attrs["chains"])
-    grad_evals = chains * int(arrays["trace"]["grad_evals"][-1]) if len(arrays["trace"]["grad_evals"]) else 0
-    seconds = _sampling_seconds(attrs)
-    rows = []
-    traced = dict(sorted(_traced_draws(arrays["trace"]).items(), key=lambda kv: _set_order(kv[0][0])))
-    samples = next(iter(traced.values())).shape[1] if traced else 0
-    # Every traced quantity at once, as the trailing axis: one compiled program per statistic.
-    found = diagnostics.diagnose(np.stack(list(traced.values()), axis=-1)) if traced else None
-    for i, (set_name, quantity) in enumerate(traced):
-        rhat, bulk, tail = (float(found.rhat[i]), float(found.ess_bulk[i]), float(found.ess_tail[i]))
-        rows.append({
-            "sampler": name, "set": set_name, "quantity": quantity, "values": int(np.isfinite(rhat)),
-            "chains": chains, "samples_per_chain": samples, "rhat": rhat, "ess_bulk": bulk, "ess_tail": tail,
-            "ess_bulk_per_second": bulk / seconds if seconds > 0 else float("nan"),
-            "ess_bulk_per_1k_grad_evals": 1000 * bulk / grad_evals if grad_evals else float("nan"),
-            "converged": bool(rhat <= threshold and min(bulk, tail) >= ess_per_chain * chains)
-            if np.isfinite(rhat) else None,
-        })
-    if traced and samples < 4:
-        log.warning("%s: %d kept samples per chain are too few for split R-hat and ESS (at least 4).", name, samples)
-    if function_space is not None:
-        draws = int(arrays["draws"]["step"].shape[0])
-        known = function_space[np.isfinite(function_space)]
-        row = {"sampler": name, "set": "test", "quantity": FUNCTION_SPACE, "values": len(known), "chains": chains,
-               "samples_per_chain": draws, "converged": False}
-        if draws >= 4 and len(function_space):
-            share = float(np.mean(~(function_space > threshold)))  # an example whose every draw is equal agrees
-            row |= {"rhat": float(known.max()) if len(known) else float("nan"), "share_rhat_ok": share,
-                    "share_rhat_1.1": float(np.mean(~(function_space > 1.1))),
-                    "converged": share >= function_space_share}
-        rows.append(row)
-    return rows
-
-
-def run_verdict(
-    name: str, rows: Sequence[Mapping[str, Any]], function_space: np.ndarray | None, arrays: Mapping[str, Any],
-    attrs: Mapping[str, Any], threshold: float, function_space_share: float, ess_per_chain: float,
-) -> dict[str, Any]:
-    """The one-row verdict of a sampler (converged or not, by which criterion, how many more samples)."""
-    traced = [r for r in rows if r["quantity"] != FUNCTION_SPACE]
-    label = lambda r: f"{r['quantity']} ({r['set']})"  # noqa: E731
-    chains, samples = int(attrs["chains"]), int(attrs["num_samples"])
-    wall = float(np.max(arrays["trace"]["wall_seconds"][-1])) if samples else float("nan")
-    fs = next((r for r in rows if r["quantity"] == FUNCTION_SPACE), {})
-    found = diagnostics.verdict(
-        rhats={label(r): r["rhat"] for r in traced},
-        ess={label(r): float(np.fmin(r["ess_bulk"], r["ess_tail"])) for r in traced},
-        function_space=function_space, function_space_draws=int(fs.get("samples_per_chain", 0)),
-        chains=chains, samples_per_chain=samples,
-        seconds_per_sample=wall / samples if samples else float("nan"),
-        rhat_threshold=threshold, function_space_share=function_space_share, ess_per_chain=ess_per_chain,
-    )
-    (log.info if found.converged else log.warning)("%s", found.sentence(name))
-    thinning = int((attrs.get("schedule") or {}).get("thinning", 1))
-    worst = lambda key, pick: pick((r[key] for r in traced if np.isfinite(r[key])), default=float("nan"))  # noqa: E731
-    return {
-        "sampler": name, "converged": found.converged, "chains": chains, "samples_per_chain": samples,
-        "rhat": worst("rhat", max), "ess_bulk": worst("ess_bulk", min), "ess_tail": worst("ess_tail", min),
-        "ess_target": found.ess_target, "ess_bulk_per_second": worst("ess_bulk_per_second", min),
-        "ess_bulk_per_1k_grad_evals": worst("ess_bulk_per_1k_grad_evals", min),
-        "fs_examples": fs.get("values"), "fs_share_rhat_ok": fs.get("share_rhat_ok"),
-        "fs_share_rhat_1.1": fs.get("share_rhat_1.1"),
-        "more_samples_per_chain": found.more_samples_per_chain,
-        "suggested_sampling_steps": None if found.more_samples_per_chain is None
-        else (samples + found.more_samples_per_chain) * thinning,
-        "more_seconds": found.more_seconds, "failures": "; ".join(found.failures), "criterion": found.criterion,
-        "note": found.note,
-    }
-
-
-def least_converged(function_space: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` test examples of largest R-hat (NaN, nothing to diagnose, never), largest first."""
-    order = np.argsort(-np.nan_to_num(function_space, nan=-np.inf), kind="stable")
-    return order[: min(k, int(np.isfinite(function_space).sum()))]
+def _unavailable(message: str, *figures: str, dpi: int) -> None:
+    for path in figures:
+        plots.unavailable(message, path, dpi=dpi)
 
 
 def chain_diagnostics(
@@ -447,67 +284,48 @@ def chain_diagnostics(
     """Rule diagnostics: per-quantity and function-space convergence, the verdict, and their figures; the
     function-space R-hat ranks its blocks of test examples on ``threads`` threads."""
     arrays, attrs = h5io.read_predictive(predictive, draws=True)
+    test = arrays["test"]
     draws = h5io.lookup(arrays, h5io.FUNCTION_SPACE) if "draws" in arrays else None  # [D, C, n] float16
     function_space = diagnostics.function_space_rhat(draws, threads=threads) if draws is not None else None
-    rows = diagnostics_rows(sampler, arrays, attrs, threshold, ess_per_chain, function_space, function_space_share)
-    _write_table(pd.DataFrame(rows, columns=list(DIAGNOSTICS_COLUMNS)), table)
-    found = run_verdict(sampler, rows, function_space, arrays, attrs, threshold, function_space_share, ess_per_chain)
-    _write_table(pd.DataFrame([found], columns=list(VERDICT_COLUMNS)), verdict_table)
+    rows = diagnostics.diagnostics_rows(sampler, arrays, attrs, threshold, ess_per_chain, function_space,
+                                        function_space_share)
+    _write_table(pd.DataFrame(rows, columns=list(diagnostics.DIAGNOSTICS_COLUMNS)), table)
+    found = diagnostics.run_verdict(sampler, rows, function_space, arrays, attrs, threshold, function_space_share,
+                                    ess_per_chain)
+    _write_table(pd.DataFrame([found], columns=list(diagnostics.VERDICT_COLUMNS)), verdict_table)
 
     color = plots.sampler_colors(samplers)[sampler]
-    idx = least_converged(function_space, least) if function_space is not None else np.zeros(0, np.int64)
-    series = {"mean test log-likelihood": (arrays["trace"]["sample_step"], arrays["trace"]["test"]["mean_log_likelihood"])}
-    rhats = {"mean test log-likelihood": next(
-        r["rhat"] for r in rows if (r["set"], r["quantity"]) == ("test", TRACED["mean_log_likelihood"]))}
+    idx = diagnostics.least_converged(function_space, least) if function_space is not None else np.zeros(0, np.int64)
+    loglik = "mean test log-likelihood"
+    series = {loglik: (loglik, arrays["trace"]["sample_step"], arrays["trace"]["test"]["mean_log_likelihood"])}
+    rhats = {loglik: next(r["rhat"] for r in rows if (r["set"], r["quantity"])
+                          == (diagnostics.TEST_SET, diagnostics.TRACED["mean_log_likelihood"]))}
     if len(idx):
         worst = f"true-class probability of test example {int(idx[0])} (largest R-hat in function space)"
-        series[worst] = (arrays["draws"]["step"], np.exp(draws[:, :, idx[0]].astype(np.float64)))  # [D], [D, C]
+        series[worst] = ("true-class probability", arrays["draws"]["step"],
+                         np.exp(draws[:, :, idx[0]].astype(np.float64)))  # [D], [D, C]
         rhats[worst] = float(function_space[idx[0]])
     plots.chain_traces(series, rhats, threshold, sampler, color, figure, dpi=dpi)
-    _write_table(least_converged_table(arrays, function_space, idx), least_table)
+    least_rows = diagnostics.least_converged_table(test["log_probs"], test["labels"], function_space, idx)
+    _write_table(pd.DataFrame(least_rows), least_table)
 
     if function_space is None:
-        message = "No function-space draws: diagnostics.draws_per_chain is 0."
-        plots.unavailable(message, histogram, dpi=dpi)
-        plots.unavailable(message, least_figure, dpi=dpi)
+        _unavailable("No function-space draws: diagnostics.draws_per_chain is 0.", histogram, least_figure, dpi=dpi)
         return
     if draws.shape[0] < 4:
         message = f"{draws.shape[0]} function-space draws per chain are too few for R-hat (at least 4)."
-        plots.unavailable(message, histogram, dpi=dpi)
-        plots.unavailable(message, least_figure, dpi=dpi)
+        _unavailable(message, histogram, least_figure, dpi=dpi)
         return
     plots.rhat_histogram(function_space, threshold, sampler, color, int(attrs["chains"]), histogram, dpi=dpi)
     if not len(idx):
         why = "diagnostics.least_converged is 0" if least == 0 else "every draw of every test example is the same"
-        plots.unavailable(f"No least converged examples to show: {why}.", least_figure, dpi=dpi)
+        _unavailable(f"No least converged examples to show: {why}.", least_figure, dpi=dpi)
         return
-    images = _test_images(predictive, data, arrays["test"]["labels"])
+    images = _test_images(predictive, data, test["labels"])
     plots.least_converged(
-        images[idx], arrays["test"]["labels"][idx], function_space[idx], arrays["draws"]["step"],
+        images[idx], test["labels"][idx], function_space[idx], arrays["draws"]["step"],
         np.exp(draws[:, :, idx].astype(np.float64)), sampler, color, least_figure, dpi=dpi,
     )
-
-
-def least_converged_table(arrays: Mapping[str, Any], function_space: np.ndarray | None, idx: np.ndarray) -> pd.DataFrame:
-    """The examples ``idx``: label, R-hat, the ensemble's prediction and true-class probability, and the
-    smallest and largest per-chain mean of that probability (far apart where the chains disagree)."""
-    labels = arrays["test"]["labels"].astype(np.int64)[idx]
-    pooled = _ensemble(arrays)[idx]
-    chain_means = np.exp(arrays["test"]["log_probs"][:, idx, labels])  # [C, k]
-    return pd.DataFrame({
-        "test_index": idx, "label": labels, "rhat": function_space[idx] if len(idx) else np.zeros(0),
-        "predicted": pooled.argmax(axis=1), "ensemble_true_class_prob": pooled[np.arange(len(idx)), labels],
-        "chain_mean_min": chain_means.min(axis=0, initial=np.inf), "chain_mean_max": chain_means.max(axis=0, initial=-np.inf),
-    })
-
-
-SHIFT_METRICS = ("accuracy", "nll", "ece", "mean entropy")
-
-
-def _shift_scores(log_probs: np.ndarray, labels: np.ndarray, bins: int) -> dict[str, float]:
-    probs = np.exp(log_probs)
-    return {"accuracy": analysis.accuracy(probs, labels), "nll": analysis.nll(log_probs, labels),
-            "ece": analysis.ece(probs, labels, bins), "mean entropy": float(np.mean(analysis.entropy(probs)))}
 
 
 def shift(*, predictive: Mapping[str, str], bins: int, table: str, figure: str, dpi: int) -> None:
@@ -521,22 +339,20 @@ def shift(*, predictive: Mapping[str, str], bins: int, table: str, figure: str, 
     loaded = _load(predictive)
     colors = plots.sampler_colors(list(loaded))
     for name, (arrays, _) in loaded.items():
-        sets = arrays.get("shift", {})
-        names = [f"shift/{k}" for k in sets]
-        for kind in ("rotation", "noise"):
+        names = [f"{shift_mod.GROUP}/{k}" for k in arrays.get(shift_mod.GROUP, {})]
+        for kind in shift_mod.KINDS:
             for level, set_name in shift_mod.levels(names, kind):
                 data = h5io.lookup(arrays, set_name)
                 labels = data["labels"].astype(np.int64)
-                for predictor, members in _predictors(data).items():
-                    scores = [_shift_scores(lp, labels, bins) for lp in members]
-                    mean = {m: float(np.mean([s[m] for s in scores])) for m in SHIFT_METRICS}
+                for predictor, members in analysis.predictors(data["log_probs"], data["last_log_probs"]).items():
+                    mean = analysis.mean_scores([analysis.shift_scores(lp, labels, bins) for lp in members])
                     rows.append({"sampler": name, "shift": kind, "level": level, "predictor": predictor,
                                  "examples": len(labels)} | mean)
-                    for m in SHIFT_METRICS:
-                        x, y = curves.setdefault(kind, {}).setdefault(m, {}).setdefault(f"{name} | {predictor}", ([], []))
+                    for m in analysis.SHIFT_METRICS:
+                        x, y = curves.setdefault(kind, {}).setdefault(m, {}).setdefault((name, predictor), ([], []))
                         x.append(level)
                         y.append(mean[m])
-    columns = ["sampler", "shift", "level", "predictor", "examples", *SHIFT_METRICS]
+    columns = ["sampler", "shift", "level", "predictor", "examples", *analysis.SHIFT_METRICS]
     _write_table(pd.DataFrame(rows, columns=columns), table)
     if curves:
         plots.shift_curves(curves, colors, figure, dpi=dpi)
@@ -548,18 +364,15 @@ OOD_COLUMNS = ("sampler", "score", "predictor", "auroc", "in_examples", "ood_exa
 
 
 def _warn_if_ood_is_in_distribution(source: str, attrs: Mapping[str, Any]) -> None:
-    """Warn when the out-of-distribution images are a split of the training data set itself (the sampling
-    jobs record the digests of both), where every AUROC is about 0.5 and says nothing about the samplers."""
-    fingerprint = attrs.get("fingerprint") or {}
-    ood_digest = (fingerprint.get("evaluation") or {}).get("ood")
-    for split in ("test", "train"):
-        if ood_digest and ((fingerprint.get("data") or {}).get(split) or {}).get("images_sha256") == ood_digest:
-            log.warning(
-                "ood.source %s gives the same images as the %s split of data.source: in- and out-of-distribution "
-                "are one set, so every AUROC is about 0.5 and says nothing. Set ood.source to another data set "
-                "(for MNIST, e.g. fashion_mnist).", source, split,
-            )
-            return
+    """Warn when the out-of-distribution images are a split of the training data set itself, where every
+    AUROC is about 0.5 and says nothing about the samplers."""
+    split = runs.ood_split(attrs)
+    if split is not None:
+        log.warning(
+            "ood.source %s gives the same images as the %s split of data.source: in- and out-of-distribution "
+            "are one set, so every AUROC is about 0.5 and says nothing. Set ood.source to another data set "
+            "(for MNIST, e.g. fashion_mnist).", source, split,
+        )
 
 
 def ood(*, predictive: Mapping[str, str], source: str | None, table: str, figure: str, dpi: int) -> None:
@@ -578,68 +391,19 @@ def ood(*, predictive: Mapping[str, str], source: str | None, table: str, figure
     _warn_if_ood_is_in_distribution(source, next(iter(loaded.values()))[1])
     rows, scores, aurocs = [], {}, {}
     for name, (arrays, _) in loaded.items():
-        per_set = {}
-        for set_name in ("test", "ood"):
-            data = arrays[set_name]
-            pooled, pooled_h = analysis.pool_chains(data["probs"]), analysis.pool_chains(data["mean_entropy"])
-            per_set[set_name] = {
-                "predictive entropy": analysis.entropy(pooled),
-                "mutual information": analysis.mutual_information(pooled, pooled_h),
-                "last-sample entropy": analysis.entropy(data["last_probs"][0]),
-            }
+        per_set = {s: analysis.ood_scores(arrays[s]["probs"], arrays[s]["mean_entropy"], arrays[s]["last_probs"])
+                   for s in ("test", "ood")}
         scores[name], aurocs[name] = {}, {}
-        for score in ("predictive entropy", "mutual information", "last-sample entropy"):
+        for score, predictor in analysis.OOD_SCORES.items():
             inside, outside = per_set["test"][score], per_set["ood"][score]
             value = analysis.auroc(inside, outside)
-            rows.append({"sampler": name, "score": score,
-                         "predictor": "last sample (chain 0)" if score.startswith("last") else "ensemble",
+            rows.append({"sampler": name, "score": score, "predictor": predictor,
                          "auroc": value, "in_examples": len(inside), "ood_examples": len(outside),
                          "in_mean": float(inside.mean()), "ood_mean": float(outside.mean())})
-            if not score.startswith("last"):
+            if predictor == analysis.ENSEMBLE:
                 scores[name][score], aurocs[name][score] = (inside, outside), value
     _write_table(pd.DataFrame(rows, columns=list(OOD_COLUMNS)), table)
     plots.ood_histograms(scores, aurocs, figure, dpi=dpi)
-
-
-def decision_rows(
-    name: str, arrays: Mapping[str, Any], costs: Any, reject: float | None, threshold: float,
-    pairs: Sequence[tuple[int, int]],
-) -> list[dict[str, Any]]:
-    """Each decision rule's expected and realised cost on the test set, and its counts of the ``pairs`` confusions."""
-    labels = arrays["test"]["labels"].astype(np.int64)
-    pooled = analysis.pool_chains(arrays["test"]["probs"])
-    k = pooled.shape[1]
-    c = analysis.check_costs(costs, k, reject)
-    last = arrays["test"]["last_probs"][0]
-    rules = {
-        "bayes (posterior)": analysis.bayes_decisions(pooled, c, reject),
-        "bayes (last sample)": analysis.bayes_decisions(last, c, reject),
-        "argmax": pooled.argmax(axis=1),
-        f"threshold {threshold:g}": analysis.threshold_decisions(pooled, threshold),
-    }
-    rows = []
-    for rule, actions in rules.items():
-        result = analysis.evaluate_decisions(actions, pooled, labels, c, reject)
-        row = {"sampler": name, "rule": rule, "expected_cost": result.expected_cost,
-               "realised_cost": result.realised_cost, "reject_share": result.reject_share,
-               "accuracy_on_decided": result.accuracy_on_decided,
-               "mistakes": int(result.confusions[:, :k].sum() - np.trace(result.confusions[:, :k]))}
-        for true, pred in pairs:
-            row[f"{true}->{pred}"] = int(result.confusions[true, pred])
-        rows.append(row)
-    return rows
-
-
-def costly_pairs(costs: np.ndarray, argmax: np.ndarray, labels: np.ndarray, n: int = 2) -> list[tuple[int, int]]:
-    """The (true, predicted) confusions to watch: the ``n`` most expensive ones, off the diagonal.
-
-    Equal costs (the 0-1 loss) are ranked by how often arg-max makes the mistake.
-    """
-    k = costs.shape[0]
-    counts = np.zeros((k, k))
-    np.add.at(counts, (labels, argmax), 1)
-    off = [(float(costs[i, j]), counts[i, j], i, j) for i in range(k) for j in range(k) if i != j]
-    return [(i, j) for _, _, i, j in sorted(off, key=lambda t: (-t[0], -t[1], t[2], t[3]))[:n]]
 
 
 def decisions(
@@ -651,9 +415,12 @@ def decisions(
     # The same confusions for every sampler: chosen on the first one.
     arrays = next(iter(loaded.values()))[0]
     labels, pooled = arrays["test"]["labels"].astype(np.int64), analysis.pool_chains(arrays["test"]["probs"])
-    pairs = costly_pairs(analysis.check_costs(costs, pooled.shape[1], reject), pooled.argmax(axis=1), labels)
-    rows = [row for name, (arrays, _) in loaded.items()
-            for row in decision_rows(name, arrays, costs, reject, threshold, pairs)]
+    pairs = analysis.costly_pairs(analysis.check_costs(costs, pooled.shape[1], reject), pooled.argmax(axis=1), labels)
+    rows = [
+        row for name, (arrays, _) in loaded.items()
+        for row in analysis.decision_rows(name, arrays["test"]["probs"], arrays["test"]["last_probs"],
+                                          arrays["test"]["labels"].astype(np.int64), costs, reject, threshold, pairs)
+    ]
     _write_table(pd.DataFrame(rows), table)
     plots.decision_costs(rows, plots.sampler_colors(list(loaded)), figure, dpi=dpi)
 
@@ -669,6 +436,45 @@ AGREEMENT_COLUMNS = (
 )
 
 
+def _agreement_facts(
+    name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], verdict: str, labels: np.ndarray, bins: int,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The columns every row of the agreement table has, from a run's predictive file and its ``verdict``
+    table, and the run's pooled test predictive."""
+    log_pooled = analysis.pool_log_chains(arrays["test"]["log_probs"])
+    scores = analysis.summary(log_pooled, labels, bins=bins)
+    found = _read_row(verdict)
+    return {
+        "sampler": name, "kernel": attrs["sampler"]["kernel"], "chains": int(arrays["test"]["log_probs"].shape[0]),
+        "accuracy": scores["accuracy"], "nll": scores["nll"], "ece": scores["ece"],
+        "device_seconds": runs.shard_seconds(attrs, "run_seconds", "warmup_run_seconds"),
+        "grad_evals": int(arrays["trace"]["grad_evals"][-1]),
+        "converged": bool(found["converged"]), "rhat": float(found["rhat"]),
+    }, np.exp(log_pooled)
+
+
+def _warn_about_the_reference(reference: Mapping[str, Any], attrs: Mapping[str, Any]) -> str | None:
+    """Log what casts doubt on the reference (its agreement table row and predictive file's ``attrs``): not
+    converged, TF32 products on a GPU, a low E-BFMI. Returns the first warning, for the figure's title."""
+    warning = None
+    if not reference["converged"]:
+        warning = (f"the reference posterior has not converged (worst R-hat {reference['rhat']:.3f}; see "
+                   f"tables/diagnostics/{reference['sampler']}_verdict.tsv): agreement with it is agreement with "
+                   "its chains so far")
+        log.warning("%s", warning)
+    # Files from before the setting computed at JAX's default.
+    if runs.ran_on_gpu(attrs) and attrs["sampler"].get("matmul_precision", "default") == "default":
+        log.warning("the reference ran on a GPU at JAX's default matmul precision, which on NVIDIA A100, H100 and "
+                    "H200 GPUs rounds every product's operands to TF32: on MNIST about 0.7 of error in each change "
+                    "of log density its Metropolis test judges (docs/benchmarks.md). Set reference.matmul_precision "
+                    "to float32 (or BF16_BF16_F32_X3) and rerun the reference.")
+    if reference["e_bfmi"] < diagnostics.E_BFMI_LOW:
+        log.warning("the reference's E-BFMI is %.2f (< %.1f): its momentum resampling explores the energy poorly "
+                    "(Betancourt 2016); longer trajectories or a tuned mass matrix may help",
+                    reference["e_bfmi"], diagnostics.E_BFMI_LOW)
+    return warning
+
+
 def agreement(
     *, predictive: Mapping[str, str], reference: str, verdicts: Mapping[str, str], samplers: Sequence[str],
     table: str, figure: str, bins: int, dpi: int,
@@ -680,67 +486,19 @@ def agreement(
     A warning (logged, and in the figure's title) says when the reference has not converged."""
     from bnn_sgmcmc.config import REFERENCE
 
-    def facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
-        """The columns every row has, and the run's pooled test predictive."""
-        log_pooled = analysis.pool_log_chains(arrays["test"]["log_probs"])
-        scores = analysis.summary(log_pooled, labels, bins=bins)
-        verdict = pd.read_csv(verdicts[name], sep="\t").iloc[0]
-        return {
-            "sampler": name, "kernel": attrs["sampler"]["kernel"], "chains": int(arrays["test"]["log_probs"].shape[0]),
-            "accuracy": scores["accuracy"], "nll": scores["nll"], "ece": scores["ece"],
-            "device_seconds": _shard_seconds(attrs, "run_seconds", "warmup_run_seconds"),
-            "grad_evals": int(arrays["trace"]["grad_evals"][-1]),
-            "converged": bool(verdict["converged"]), "rhat": float(verdict["rhat"]),
-        }, np.exp(log_pooled)
-
     ref_arrays, ref_attrs = h5io.read_predictive(reference)
-    labels = ref_arrays["test"]["labels"].astype(np.int64)
-    ref_log = ref_arrays["test"]["log_probs"]
-    chains = ref_log.shape[0]
+    chains = ref_arrays["test"]["log_probs"].shape[0]
     if chains < 2:
         raise ValueError(f"{reference}: the reference has {chains} chain; its noise floor needs 2 or more")
-    ref_row, ref_pooled = facts(REFERENCE, ref_arrays, ref_attrs)
-    half = chains // 2
-    first, second = (np.exp(analysis.pool_log_chains(ref_log[s])) for s in (slice(0, half), slice(half, None)))
-    floor = {"agreement": analysis.agreement(first, second), "total_variation": analysis.total_variation(first, second)}
-    kernel = ref_arrays.get("kernel_trace", {})
-
-    def mean(name: str) -> float:
-        return float(np.mean(kernel[name])) if name in kernel else float("nan")
-
-    rows = [ref_row | floor | {
-        "within_noise_floor": True, "accuracy_diff": 0.0, "nll_diff": 0.0, "ece_diff": 0.0,
-        "acceptance_rate": mean("acceptance_rate"), "divergent_share": mean("divergent"), "step_size": mean("step_size"),
-        # The smallest over chains: one chain that explores its energy badly is enough to doubt it.
-        "e_bfmi": float(np.min(diagnostics.e_bfmi(np.asarray(kernel["energy"]).T)))
-        if "energy" in kernel and len(kernel["energy"]) > 1 else float("nan"),
-    }]
+    labels = ref_arrays["test"]["labels"].astype(np.int64)
+    ref_row, ref_probs = _agreement_facts(REFERENCE, ref_arrays, ref_attrs, verdicts[REFERENCE], labels, bins)
+    floor = analysis.noise_floor(ref_arrays["test"]["log_probs"])
+    rows = [ref_row | floor | {"within_noise_floor": True} | {f"{m}_diff": 0.0 for m in analysis.REFERENCE_DIFFERENCES}
+            | diagnostics.hmc_statistics(ref_arrays.get("kernel_trace", {}))]
     for name, path in predictive.items():
-        row, probs = facts(name, *h5io.read_predictive(path))
-        row["agreement"] = analysis.agreement(probs, ref_pooled)
-        row["total_variation"] = analysis.total_variation(probs, ref_pooled)
-        for metric in ("accuracy", "nll", "ece"):
-            row[f"{metric}_diff"] = row[metric] - ref_row[metric]
-        row["within_noise_floor"] = bool(
-            row["agreement"] >= floor["agreement"] and row["total_variation"] <= floor["total_variation"]
-        )
-        rows.append(row)
+        row, probs = _agreement_facts(name, *h5io.read_predictive(path), verdicts[name], labels, bins)
+        rows.append(row | analysis.against_reference(probs, row, ref_probs, ref_row, floor))
     frame = pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
     _write_table(frame, table)
-    warning = None
-    if not rows[0]["converged"]:
-        warning = (f"the reference posterior has not converged (worst R-hat {rows[0]['rhat']:.3f}; see "
-                   f"tables/diagnostics/{REFERENCE}_verdict.tsv): agreement with it is agreement with its chains so far")
-        log.warning("%s", warning)
-    on_gpu = any((run.get("device") or {}).get("backend") == "gpu" for run in _shard_runs(ref_attrs))
-    # Files from before the setting computed at JAX's default.
-    if on_gpu and ref_attrs["sampler"].get("matmul_precision", "default") == "default":
-        log.warning("the reference ran on a GPU at JAX's default matmul precision, which on NVIDIA A100, H100 and "
-                    "H200 GPUs rounds every product's operands to TF32: on MNIST about 0.7 of error in each change "
-                    "of log density its Metropolis test judges (docs/benchmarks.md). Set reference.matmul_precision "
-                    "to float32 (or BF16_BF16_F32_X3) and rerun the reference.")
-    if rows[0]["e_bfmi"] < diagnostics.E_BFMI_LOW:
-        log.warning("the reference's E-BFMI is %.2f (< %.1f): its momentum resampling explores the energy poorly "
-                    "(Betancourt 2016); longer trajectories or a tuned mass matrix may help",
-                    rows[0]["e_bfmi"], diagnostics.E_BFMI_LOW)
+    warning = _warn_about_the_reference(rows[0], ref_attrs)
     plots.agreement(frame, floor, plots.sampler_colors(list(samplers)), figure, dpi=dpi, warning=warning)

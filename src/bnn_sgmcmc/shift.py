@@ -16,6 +16,13 @@ from typing import Any
 
 import numpy as np
 
+#: The predictive file's group of the shifted sets: a set is named ``shift/{kind}_{level}``.
+GROUP = "shift"
+#: The kinds of shift, in the order of the shift table and figure.
+ROTATION = "rotation"
+NOISE = "noise"
+KINDS = (ROTATION, NOISE)
+
 
 def rotate(images: np.ndarray, degrees: float) -> np.ndarray:
     """[n, H, W] float images rotated counter-clockwise by ``degrees`` about their centres."""
@@ -42,12 +49,12 @@ def add_noise(images: np.ndarray, std: float, seed: int) -> np.ndarray:
 
 def set_name(kind: str, level: float) -> str:
     """The evaluation set's name, also its group in the predictive file: ``shift/rotation_90``, ``shift/noise_0.5``."""
-    return f"shift/{kind}_{level:g}"
+    return f"{GROUP}/{kind}_{level:g}"
 
 
 def parse_name(name: str) -> tuple[str, float]:
     """``shift/rotation_90`` -> ``("rotation", 90.0)``."""
-    kind, level = name.removeprefix("shift/").rsplit("_", 1)
+    kind, level = name.removeprefix(f"{GROUP}/").rsplit("_", 1)
     return kind, float(level)
 
 
@@ -56,9 +63,9 @@ def shifted_sets(images: np.ndarray, config: Mapping[str, Any], seed: int) -> di
     x = np.asarray(images, dtype=np.float32)[: int(config["examples"])]
     sets: dict[str, np.ndarray] = {}
     for degrees in config.get("rotations", []):
-        sets[set_name("rotation", float(degrees))] = rotate(x, float(degrees))
+        sets[set_name(ROTATION, float(degrees))] = rotate(x, float(degrees))
     for std in config.get("noise", []):
-        sets[set_name("noise", float(std))] = add_noise(x, float(std), seed)
+        sets[set_name(NOISE, float(std))] = add_noise(x, float(std), seed)
     return sets
 
 
@@ -68,7 +75,7 @@ def levels(names: Sequence[str], kind: str) -> list[tuple[float, str]]:
     Without a level 0 of its own, a kind borrows another kind's level 0 (the
     unshifted images are the same), so that no set is evaluated twice.
     """
-    parsed = [(*parse_name(n), n) for n in names if n.startswith("shift/")]
+    parsed = [(*parse_name(n), n) for n in names if n.startswith(f"{GROUP}/")]
     found = sorted((level, n) for k, level, n in parsed if k == kind)
     if found and found[0][0] != 0:
         found[:0] = [(0.0, n) for _, level, n in parsed if level == 0][:1]
