@@ -17,7 +17,7 @@ PIP_INSTALL = $(BIN)/python -m pip install --disable-pip-version-check -q --no-c
 # PYTHONDONTWRITEBYTECODE is set), and leaves out the libraries' own test suites, which nothing imports.
 BYTE_COMPILE = $(BIN)/python -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib src
 
-.PHONY: run test install install-test lint dry-run lock clean
+.PHONY: run test install install-test lint dry-run docs lock clean
 
 run: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) $(ARGS)
@@ -32,6 +32,10 @@ install-test: $(VENV)/.installed-test
 
 dry-run: $(VENV)/.installed
 	$(BIN)/snakemake -n $(ARGS)
+
+# Pages generated from the code: docs/kernels.md from the kernel modules (a test fails when it is stale).
+docs: $(VENV)/.installed
+	$(BIN)/python -m bnn_sgmcmc.kernels docs > docs/kernels.md
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'

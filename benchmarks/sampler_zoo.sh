@@ -8,7 +8,8 @@
 # synthetic). Extra arguments go to every snakemake call, e.g. on a CPU:
 #   --config sampling='{chains: 2, sampling_steps: 2000, thinning: 2}'
 # ZOO_CONFIG="a.yaml b.yaml" replaces the config files (default: config.yaml
-# examples/sampler-zoo.yaml), paths from the repository root.
+# examples/sampler-zoo.yaml and every other kernel at its module's settings,
+# from `python -m bnn_sgmcmc.kernels zoo`), paths from the repository root.
 # OUT_DIR gets the snakemake log, the tables, figures and job logs, and the
 # HTML report; the sampling files are left out. ZOO_WORK=dir runs the workflow
 # there instead of in OUT_DIR/work, and keeps it: a second call resumes a run
@@ -26,6 +27,10 @@ printf 'data: {source: %s}\n' "$source" >"$work/data.yaml"
 cd "$here" # so that Snakemake finds profiles/default
 configs=()
 for file in ${ZOO_CONFIG:-config.yaml examples/sampler-zoo.yaml}; do configs+=("$here/$file"); done
+if [[ -z ${ZOO_CONFIG:-} ]]; then
+    PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" -m bnn_sgmcmc.kernels zoo >"$work/zoo-kernels.yaml"
+    configs+=("$work/zoo-kernels.yaml")
+fi
 args=(-s "$here/Snakefile" --directory "$work" --resources gpu=1 "$@" --configfile "${configs[@]}" "$work/data.yaml")
 start=$SECONDS
 snakemake --cores all "${args[@]}" >"$out/snakemake.log" 2>&1 || { tail -n 60 "$out/snakemake.log"; exit 1; }

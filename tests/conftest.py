@@ -302,6 +302,23 @@ def finished_run(tmp_path_factory, run_config) -> tuple[Path, dict]:
     return workdir, copy.deepcopy(run_config)
 
 
+@pytest.fixture(scope="session")
+def data_h5(tmp_path_factory) -> str:
+    """A data file of 512 training and 128 test synthetic images, as the preprocess rule writes it, for the tiny
+    warmup and sampling jobs of tests/harness.py (read only: every test of the session shares it)."""
+    from bnn_sgmcmc import steps
+
+    folder = tmp_path_factory.mktemp("data")
+    config = {
+        "source": "synthetic", "image_column": "image", "label_column": "label",
+        "image_shape": [28, 28], "num_classes": 10, "synthetic": {"n_train": 512, "n_test": 128, "seed": None},
+    }
+    raw, record, h5 = folder / "raw.npz", folder / "provenance.json", folder / "mnist.h5"
+    steps.download(data_config=config, seed=0, dataset="mnist", raw=str(raw), record=str(record))
+    steps.preprocess(raw=str(raw), record=str(record), data_config=config, seed=0, dataset="mnist", h5=str(h5))
+    return str(h5)
+
+
 @pytest.fixture
 def images() -> ImageData:
     """A small MNIST-shaped data set with every class and full-range pixels."""

@@ -323,27 +323,27 @@ def test_the_schema_is_read_once_and_each_caller_gets_its_own_copy():
     from bnn_sgmcmc import config
 
     path = REPO / "workflow/schemas/config.schema.yaml"
-    assert config.load_schema() == yaml.safe_load(path.read_text()) == config.load_schema(str(path))
+    expected = config.with_kernels(yaml.safe_load(path.read_text()))  # the file's, with the kernel modules' part
+    assert config.load_schema() == expected == config.load_schema(str(path))
     first = config.with_defaults({"samplers": {"s": {"kernel": "sgld", "step_size": 1e-4}}})
     first["shift"]["rotations"].append(45)
     first["sampling"]["batch_size"] = 7
     second = config.with_defaults({"samplers": {"s": {"kernel": "sgld", "step_size": 1e-4}}})
     assert 45 not in second["shift"]["rotations"] and second["sampling"]["batch_size"] != 7
-    assert config.load_schema() == yaml.safe_load(path.read_text())
+    assert config.load_schema() == expected
 
 
 def test_nested_config_strings_get_the_schemas_types():
     """`--config sampling='{chains: 8}'` reaches the Snakefile as '8': coerce types it, and only where the schema asks."""
-    import yaml
+    from bnn_sgmcmc.config import coerce, load_schema
 
-    from bnn_sgmcmc.config import coerce
-
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    schema = load_schema()  # as the Snakefile: the file's, with the kernels' own keys
     config = {
         "seed": "3",
         "data": {"source": "123", "image_shape": ["28", "28"]},
         "sampling": {"chains": "8", "compilation_cache": "null", "eval_every": "ten"},
-        "samplers": {"mine": {"kernel": "sgld", "step_size": "4.5e-5"}},
+        "samplers": {"mine": {"kernel": "sgld", "step_size": "4.5e-5"},
+                     "hot": {"kernel": "sghmc", "step_size": "1e-3", "num_integration_steps": "5"}},
     }
     coerce(config, schema)
     assert config["seed"] == 3 and config["data"]["source"] == "123"  # a string stays a string
@@ -351,3 +351,4 @@ def test_nested_config_strings_get_the_schemas_types():
     assert config["sampling"]["chains"] == 8 and config["sampling"]["compilation_cache"] is None
     assert config["sampling"]["eval_every"] == "ten"  # left for the schema to reject by name
     assert config["samplers"]["mine"]["step_size"] == pytest.approx(4.5e-5)
+    assert config["samplers"]["hot"]["num_integration_steps"] == 5  # a kernel's own key, typed too

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import REPO, snakemake
-from test_sampling import SAMPLERS, assert_same_results, data_h5, job  # noqa: F401 (data_h5 is a fixture)
+from harness import SAMPLERS, assert_same_results, job
 
 from bnn_sgmcmc import config, experiment, h5io, kernels, sampling
 from bnn_sgmcmc.errors import ConfigError
@@ -45,7 +45,7 @@ def test_a_bad_reference_stops_before_any_job(tmp_path, base_config, change, mes
     assert not (tmp_path / "results").exists()
 
 
-def test_reference_chains_start_where_the_warmups_chains_ended_in_global_order(data_h5, tmp_path):  # noqa: F811
+def test_reference_chains_start_where_the_warmups_chains_ended_in_global_order(data_h5, tmp_path):
     """Two warmup shards of sgld (chains [0] and [1]): reference chains 0..2 start from chains 0, 1, 0."""
     shards = [job("warmup", data_h5, tmp_path, "sgld", chains=(c,), tag=f"w{c}") for c in (1, 0)]
     spec = experiment.SamplerJob(
@@ -79,7 +79,7 @@ def test_hmc_takes_no_step_size_schedule():
         config.check(cfg)
 
 
-def test_hmc_compiles_its_matrix_products_in_float32_unless_told_otherwise_and_a_cpu_ignores_it(data_h5, tmp_path):  # noqa: F811
+def test_hmc_compiles_its_matrix_products_in_float32_unless_told_otherwise_and_a_cpu_ignores_it(data_h5, tmp_path):
     """On NVIDIA A100/H100/H200 GPUs JAX's default precision rounds a float32 product's operands to TF32,
     an error of about 0.7 in the log density's change over a move on MNIST (docs/benchmarks.md), which a
     Metropolis test would count as energy error. So the hmc kernel's programs say float32 (HIGHEST) unless
@@ -113,7 +113,7 @@ def test_hmc_compiles_its_matrix_products_in_float32_unless_told_otherwise_and_a
 
 
 def test_a_full_batch_job_logs_its_estimate_from_a_one_gradient_probe_before_its_first_chunk(
-        data_h5, tmp_path, caplog):  # noqa: F811
+        data_h5, tmp_path, caplog):
     """A chunk of reference steps takes an hour on a CPU (10 steps of 51 full-data gradients of 8 chains): before
     it, the job times one full-data gradient and says what the phase will take. Only full-batch kernels probe."""
     with caplog.at_level("INFO", logger="bnn_sgmcmc"):

@@ -1,10 +1,12 @@
-"""Checks on the workflow configuration that JSON Schema cannot express.
+"""The workflow configuration: its schema, and the checks that JSON Schema cannot express.
 
-The schema (``workflow/schemas/config.schema.yaml``) checks types, ranges and
-allowed values; this module checks what depends on the outside world or on
-several keys at once, such as whether a local data source exists. It imports
-nothing beyond the standard library so that the Snakefile can call it before
-any job runs, whatever environment Snakemake itself runs in.
+The schema (``workflow/schemas/config.schema.yaml``, with each kernel's keys
+from its module: :func:`load_schema`) checks types, ranges and allowed values
+and fills in defaults; this module checks what depends on the outside world or
+on several keys at once, such as whether a local data source exists. The
+Snakefile calls it before any job runs, in whatever environment Snakemake
+itself runs in: it imports the standard library, and Snakemake's own
+dependencies (PyYAML, jsonschema) where it needs them, never JAX.
 """
 
 from __future__ import annotations
@@ -171,7 +173,8 @@ def schema_path() -> Path:
 
 
 def load_schema(path: str | None = None) -> dict[str, Any]:
-    """The config schema at ``path`` (default :func:`schema_path`): a copy of what this process read first.
+    """The config schema at ``path`` (default :func:`schema_path`) with the kernels' part filled in (see
+    :func:`with_kernels`): a copy of what this process read first.
 
     A copy, because validation fills defaults into a config by reference. Parsed once per process, with
     libyaml's parser where PyYAML has it (the same objects: the resolver is the same), about 7x faster:
@@ -185,7 +188,23 @@ def load_schema(path: str | None = None) -> dict[str, Any]:
 def _parsed_schema(path: str) -> dict[str, Any]:
     import yaml
 
-    return yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return with_kernels(yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
+
+def with_kernels(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (the file's, changed in place) with what the kernel modules declare (bnn_sgmcmc.kernels): the
+    samplers' ``kernel`` enum, an ``if``/``then`` block of its own keys per kernel, and the reference block's
+    ``hmc`` keys, there without their defaults (where the block leaves one out, the kernel's applies)."""
+    from bnn_sgmcmc import kernels
+
+    entry = schema["properties"]["samplers"]["additionalProperties"]
+    entry["properties"]["kernel"]["enum"], entry["allOf"] = kernels.schema_blocks()
+    reference = next(b for b in schema["properties"]["reference"]["anyOf"] if b.get("type") == "object")
+    for key, prop in kernels.settings_schema("hmc").items():
+        default = prop.pop("default")
+        prop["description"] += f" Default: the hmc kernel's, {default}."
+        reference["properties"][key] = prop
+    return schema
 
 
 def _validator(schema: dict[str, Any]) -> Any:
@@ -379,6 +398,8 @@ def report_destination(argv: list[str]) -> Path | None:
 
 def check(config: dict[str, Any]) -> None:
     """Check what the schema cannot; raise ConfigError naming the key and the fix."""
+    from bnn_sgmcmc import kernels
+
     resolve_source(config["data"]["source"])
     ood = config.get("ood", {}).get("source")
     if ood is not None:
@@ -420,29 +441,7 @@ def check(config: dict[str, Any]) -> None:
     for name, entry in config["samplers"].items():
         if "shards" in entry:
             _check_shards(sampler_sampling(sampling, entry), f"samplers.{name}", chains="sampling.chains")
-        if entry["kernel"] in ("sghmc", "sghmc_persistent", "sgnht"):
-            friction = entry["alpha"] * entry["step_size"]
-            if friction >= 1:
-                raise ConfigError(
-                    f"samplers.{name}: alpha x step_size = {friction:g} must be below 1, or the "
-                    "momentum flips sign every step. Lower alpha or step_size."
-                )
-            noise = 2 * entry["alpha"] - entry["step_size"] * entry["temperature"] * entry["beta"]
-            if noise < 0:
-                raise ConfigError(f"samplers.{name}: beta is too large for alpha (negative noise variance); lower beta.")
-        if entry["kernel"] == "sghmc" and entry["num_integration_steps"] == 1:
-            raise ConfigError(
-                f"samplers.{name}: kernel sghmc with num_integration_steps 1 never moves the weights by a "
-                "gradient: it redraws the momentum before each step, and the one gradient of a step only "
-                "reaches the momentum it then throws away, so the weights take a random walk. Use "
-                "num_integration_steps 2 or more, or kernel sghmc_persistent, which keeps its momentum."
-            )
-        if entry["kernel"] == "hmc" and entry["schedule"]["kind"] != "constant":
-            raise ConfigError(
-                f"samplers.{name}: kernel hmc adapts its own step size during warmup and needs its Metropolis "
-                f"test at temperature 1; a {entry['schedule']['kind']} schedule does not apply to it. Use "
-                "schedule: {kind: constant}, or an SG-MCMC kernel for this schedule."
-            )
+        kernels.check(entry["kernel"], entry, sampler_sampling(sampling, entry), f"samplers.{name}")
         check_schedule(name, entry["schedule"], sampling)
 
 

@@ -414,11 +414,7 @@ def check_momentum_temperature(spec: sampling.SamplerSpec, kernel_trace: Mapping
     values = np.asarray(hottest, np.float64)
     late = float(values[len(values) // 2:].mean())
     if not late <= HOT_MOMENTUM * spec.temperature:
-        # sghmc_persistent's friction is alpha; SGNHT's adapts by itself (its alpha is the injected noise).
-        if spec.kernel == "sghmc_persistent":
-            friction, advice = f"the friction alpha = {spec.settings['alpha']:g}", "raise alpha, lower step_size"
-        else:
-            friction, advice = "its friction", "lower step_size"
+        friction, advice = kernels.hot_momentum_advice(spec.kernel, spec.settings)
         log.warning(
             "%s: the momentum runs hot in %s: the kinetic temperature of its hottest weight array averaged %.3g over "
             "the second half of the phase, against the temperature %g. The minibatch gradient noise heats it faster "

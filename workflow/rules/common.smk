@@ -1,8 +1,6 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 # The Snakefile checks the config with this checkout's package, installed or not.
 # Paths from this file's folder, not workflow.basedir: used as a Snakemake module,
 # the workflow's base folder is the host's.
@@ -27,15 +25,16 @@ from bnn_sgmcmc.config import (
 from bnn_sgmcmc.errors import ConfigError
 from bnn_sgmcmc.logs import cannot_write
 
+# The schema file, with each kernel's keys and defaults from its module (bnn_sgmcmc.kernels).
 SCHEMA = load_schema(workflow.source_path("../schemas/config.schema.yaml"))
 try:
     # Nested --config mappings arrive untyped ('{chains: 8}' gives '8'): type them first.
     coerce(config, SCHEMA)
     # A kernel's foreign key, named with the kernel (the schema would only say "unexpected").
     check_sampler_keys(config, SCHEMA)
-    # The key and the problem in one line first; then Snakemake's own check, which then passes.
+    # JSON Schema validation as Snakemake's validate() does it, defaults filled in the same way (validate()
+    # reads the schema file, which lacks the kernels' part), with the key and the problem in one line.
     check_schema(config, SCHEMA)
-    validate(config, schema="../schemas/config.schema.yaml")
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(f"Invalid config: {err}") from None

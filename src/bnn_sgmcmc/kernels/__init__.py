@@ -1,37 +1,66 @@
-"""MCMC kernels as plug-ins: one small module each, found through one registry.
+"""MCMC kernels as plug-ins: one module each, found by looking in this package.
 
-A kernel module ``bnn_sgmcmc.kernels.<name>`` has two functions,
-``grad_evals_per_step(settings) -> int`` and ``build(logdensity_fn, settings)
--> Kernel``: ``logdensity_fn(position, minibatch)`` is the minibatch estimate
-of the log posterior (the SG-MCMC kernels take its gradient; ``hmc`` also
-its value, on the full training set), and ``settings`` the
-sampler's config entry with every default filled in by the config schema
-(``workflow/schemas/config.schema.yaml``, which also says which keys each
-kernel takes). The :class:`Kernel` it returns follows BlackJAX's state API:
+Every module ``bnn_sgmcmc.kernels.<name>`` (but those whose name starts with
+``_``) is a kernel, named ``<name>`` in a sampler's ``kernel`` key, and
+declares everything about itself:
+
+``SETTINGS``
+    Its own config keys besides those every sampler takes (``step_size``,
+    ``temperature``, ``schedule``, ``shards``), as JSON Schema properties:
+    type, bounds, ``default`` and ``description``. :func:`schema_blocks` turns
+    them into the config schema's ``kernel`` enum and ``if``/``then`` blocks
+    (:func:`bnn_sgmcmc.config.load_schema`), so that a key of another kernel is
+    refused, and the defaults live here only.
+``EXAMPLE`` (where the default config runs no sampler of it)
+    The settings the sampler zoo runs it with on the notebook's MNIST protocol
+    (``python -m bnn_sgmcmc.kernels zoo``), with a comment on how they were
+    chosen. Kernels of the default config's samplers join the zoo with those
+    settings; a full-batch kernel has no place there.
+``FULL_BATCH`` (optional, False)
+    Every step takes the whole training set.
+``grad_evals_per_step(settings) -> int``
+    Gradient evaluations one step spends; its docstring says how.
+``check(settings, sampling, where)`` (optional)
+    Raises :class:`~bnn_sgmcmc.errors.ConfigError`, its message starting with
+    ``where`` (``samplers.<name>``), for settings that pass the schema but
+    cannot work (with the run's ``sampling`` block at hand).
+``hot_momentum_advice(settings) -> (friction, advice)`` (optional)
+    For kernels that carry a momentum: what cools it, for the warning of
+    :func:`bnn_sgmcmc.experiment.check_momentum_temperature`.
+``build(logdensity_fn, settings) -> Kernel``
+    The kernel on ``logdensity_fn(position, minibatch)``, the minibatch
+    estimate of the log posterior (the SG-MCMC kernels take its gradient;
+    ``hmc`` also its value, on the full training set), for the sampler's
+    ``settings``: its config entry with every default filled in.
+
+The declarations are plain Python: the Snakefile reads them before any job,
+in Snakemake's own environment, where JAX need not be installed. A kernel
+module therefore imports JAX and BlackJAX inside the functions that build the
+kernel (importing both takes about 1.3 s, which every Snakemake job would pay
+in parsing the Snakefile).
+
+The :class:`Kernel` that ``build`` returns follows BlackJAX's state API:
 ``init`` makes the kernel's state (a pytree: the weights alone for SGLD, the
 weights and momentum for the persistent SGHMC, the weights, momentum and
-thermostat for SGNHT), ``step`` is a pure function of a
-key, a state, a minibatch, a step size and a temperature, and ``position``
-reads the weights back. A kernel that tunes itself during warmup (HMC's step
-size) gives a ``warmup_step`` too, and one with per-step statistics to trace
-(HMC's acceptance rate; a momentum's :func:`kinetic_temperatures`) a ``stats``. The compiled programs, the checkpoints
-and the warmup files carry the whole state, so a resumed or continued chain
-is the same chain.
+thermostat for SGNHT), ``step`` is a pure function of a key, a state, a
+minibatch, a step size and a temperature, and ``position`` reads the weights
+back. The compiled programs, the checkpoints and the warmup files carry the
+whole state, so a resumed or continued chain is the same chain.
 
-Adding a kernel: write its module here, add its name to :data:`NAMES`, add an
-``if``/``then`` block for its keys to the schema's ``samplers`` entry, and test
-it on the known Gaussian posterior (tests/test_kernels.py).
+Adding a kernel: write its module here and its tests in
+``tests/kernels/test_<name>.py`` (at least its recovery of a known Gaussian
+posterior). The config schema, its checks, the kill-and-resume tests, the
+sampler zoo and docs/kernels.md (``make docs``) find it by themselves.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, NamedTuple
-
-#: The registered kernels, by the name a sampler's ``kernel`` key gives.
-NAMES = ("sgld", "sghmc", "sghmc_persistent", "sgnht", "psgld", "hmc")
 
 
 class Kernel(NamedTuple):
@@ -62,6 +91,84 @@ class Kernel(NamedTuple):
     matmul_precision: str | None = None
 
 
+def names() -> tuple[str, ...]:
+    """The registered kernels, in alphabetical order: the modules of this package."""
+    return _names()
+
+
+@functools.cache
+def _names() -> tuple[str, ...]:
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
+
+
+def module(name: str) -> ModuleType:
+    """The module of the kernel ``name``; a ValueError lists the registered ones otherwise."""
+    if name not in names():
+        raise ValueError(f"unknown kernel {name!r}; the registered kernels are {', '.join(names())}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def build(name: str, logdensity_fn: Callable[[Any, Any], Any], settings: Mapping[str, Any]) -> Kernel:
+    """The kernel ``name`` for the log-posterior estimate ``logdensity_fn`` and the sampler's ``settings``."""
+    return module(name).build(logdensity_fn, settings)
+
+
+def grad_evals_per_step(name: str, settings: Mapping[str, Any]) -> int:
+    """Gradient evaluations one step of kernel ``name`` spends under ``settings``."""
+    return module(name).grad_evals_per_step(settings)
+
+
+def full_batch(name: str) -> bool:
+    """Whether every step of kernel ``name`` takes the whole training set."""
+    return bool(getattr(module(name), "FULL_BATCH", False))
+
+
+def settings_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema properties of kernel ``name``'s own keys (a copy)."""
+    import copy
+
+    return copy.deepcopy(module(name).SETTINGS)
+
+
+def schema_blocks() -> tuple[list[str], list[dict[str, Any]]]:
+    """The config schema's part that the kernels declare: the ``kernel`` enum, and one ``if``/``then`` block per
+    kernel giving its keys (see :func:`bnn_sgmcmc.config.load_schema`)."""
+    blocks = [
+        {"if": {"properties": {"kernel": {"const": name}}, "required": ["kernel"]},
+         "then": {"properties": settings_schema(name)}}
+        for name in names()
+    ]
+    return list(names()), blocks
+
+
+def check(name: str, settings: Mapping[str, Any], sampling: Mapping[str, Any], where: str) -> None:
+    """Kernel ``name``'s own checks of a sampler's ``settings`` (raise ConfigError starting with ``where``)."""
+    own = getattr(module(name), "check", None)
+    if own is not None:
+        own(settings, sampling, where)
+
+
+def hot_momentum_advice(name: str, settings: Mapping[str, Any]) -> tuple[str, str]:
+    """What cools kernel ``name``'s momentum, as ``(friction, advice)`` for the hot-momentum warning."""
+    own = getattr(module(name), "hot_momentum_advice", None)
+    return own(settings) if own is not None else ("its friction", "lower step_size")
+
+
+def check_friction(settings: Mapping[str, Any], where: str) -> None:
+    """The checks of a friction-damped momentum in BlackJAX's parametrisation (``sghmc``, ``sgnht`` and
+    ``sghmc_persistent``): ``alpha x step_size`` below 1, and a non-negative injected noise variance."""
+    from bnn_sgmcmc.errors import ConfigError
+
+    friction = settings["alpha"] * settings["step_size"]
+    if friction >= 1:
+        raise ConfigError(
+            f"{where}: alpha x step_size = {friction:g} must be below 1, or the momentum flips sign every step. "
+            "Lower alpha or step_size."
+        )
+    if 2 * settings["alpha"] - settings["step_size"] * settings["temperature"] * settings["beta"] < 0:
+        raise ConfigError(f"{where}: beta is too large for alpha (negative noise variance); lower beta.")
+
+
 def kinetic_temperatures(momentum: Any) -> dict[str, Any]:
     """Statistics of a unit-mass momentum: its kinetic temperature (the mean squared momentum per weight, which
     equals the sampling temperature once the momentum is in equilibrium) over all weights, and over the weights
@@ -74,20 +181,3 @@ def kinetic_temperatures(momentum: Any) -> dict[str, Any]:
     per_leaf = jnp.stack([total / leaf.size for total, leaf in zip(sums, leaves)])
     return {"kinetic_temperature": sum(sums) / sum(leaf.size for leaf in leaves),
             "hottest_kinetic_temperature": jnp.max(per_leaf)}
-
-
-def module(name: str) -> ModuleType:
-    """The module of the kernel ``name``; a ValueError lists the registered ones otherwise."""
-    if name not in NAMES:
-        raise ValueError(f"unknown kernel {name!r}; the registered kernels are {', '.join(NAMES)}")
-    return importlib.import_module(f"{__name__}.{name}")
-
-
-def build(name: str, logdensity_fn: Callable[[Any, Any], Any], settings: Mapping[str, Any]) -> Kernel:
-    """The kernel ``name`` for the log-posterior estimate ``logdensity_fn`` and the sampler's ``settings``."""
-    return module(name).build(logdensity_fn, settings)
-
-
-def grad_evals_per_step(name: str, settings: Mapping[str, Any]) -> int:
-    """Gradient evaluations one step of kernel ``name`` spends under ``settings``."""
-    return module(name).grad_evals_per_step(settings)

@@ -29,15 +29,48 @@ when the data change, as between shards of another size), one per leapfrog step.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import blackjax
-import jax
-import jax.numpy as jnp
-from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
-from jax.flatten_util import ravel_pytree
-
+from bnn_sgmcmc.errors import ConfigError
 from bnn_sgmcmc.kernels import Kernel
+
+if TYPE_CHECKING:
+    import jax
+    from blackjax.adaptation.step_size import DualAveragingAdaptationState
+
+#: The ``matmul_precision`` values: ``jax.default_matmul_precision``'s, and ``default`` for JAX's default.
+MATMUL_PRECISIONS = ["float32", "default", "BF16_BF16_F32_X3", "BF16_BF16_F32_X6", "TF32_TF32_F32_X3"]
+
+SETTINGS: dict[str, Any] = {
+    "num_integration_steps": {
+        "type": "integer", "minimum": 1, "default": 50,
+        "description": "Leapfrog steps per HMC step, each one gradient on the whole training set (the trajectory "
+                       "is this times the step size).",
+    },
+    "target_acceptance": {
+        "type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.8,
+        "description": "Acceptance probability that the step size adapts to during warmup (BlackJAX's dual "
+                       "averaging, per chain); step_size is where it starts.",
+    },
+    "divergence_threshold": {
+        "type": "number", "exclusiveMinimum": 0, "default": 1000,
+        "description": "Energy error above which a transition counts as divergent (BlackJAX's default).",
+    },
+    "matmul_precision": {
+        "enum": MATMUL_PRECISIONS, "default": "float32",
+        "description": "How the programs compute float32 matrix products (JAX's default_matmul_precision). "
+                       "float32: in float32 on every device. default: JAX's default, which on NVIDIA A100, H100 and "
+                       "H200 GPUs rounds the operands to TF32 (10 mantissa bits): on MNIST that changes a "
+                       "trajectory's change of log density by about 0.7, noise in the Metropolis test "
+                       "(docs/benchmarks.md). BF16_BF16_F32_X3 and _X6: three or six bfloat16 products on a GPU's "
+                       "tensor cores (about 0.01 on MNIST for X3); TF32_TF32_F32_X3: three TF32 products (NVIDIA "
+                       "Ampere and newer). A CPU computes all five in float32.",
+    },
+}
+
+#: Every step takes the whole training set.
+FULL_BATCH = True
+
 
 
 class HMCState(NamedTuple):
@@ -56,11 +89,27 @@ STATS = ("step_size", "acceptance_rate", "divergent", "energy")
 
 
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
-    """Full-data gradients per step (each is N / batch_size minibatch gradients' worth of arithmetic)."""
+    """num_integration_steps + 1 full-data gradients a step (each N / batch_size minibatch gradients' worth)."""
     return int(settings["num_integration_steps"]) + 1
 
 
+def check(settings: Mapping[str, Any], sampling: Mapping[str, Any], where: str) -> None:
+    kind = settings["schedule"]["kind"]
+    if kind != "constant":
+        raise ConfigError(
+            f"{where}: kernel hmc adapts its own step size during warmup and needs its Metropolis test at "
+            f"temperature 1; a {kind} schedule does not apply to it. Use schedule: {{kind: constant}}, or an "
+            "SG-MCMC kernel for this schedule."
+        )
+
+
 def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+    import blackjax
+    import jax
+    import jax.numpy as jnp
+    from blackjax.adaptation.step_size import dual_averaging_adaptation
+    from jax.flatten_util import ravel_pytree
+
     da_init, da_update, da_final = dual_averaging_adaptation(float(settings["target_acceptance"]))
     hmc = blackjax.mcmc.hmc.build_kernel(divergence_threshold=float(settings["divergence_threshold"]))
     steps = int(settings["num_integration_steps"])
@@ -102,7 +151,7 @@ def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
 
     return Kernel(init=init, step=step, position=lambda state: state.position,
                   grad_evals_per_step=grad_evals_per_step(settings), warmup_step=warmup_step, stats=stats,
-                  full_batch=True, matmul_precision=precision(settings))
+                  full_batch=FULL_BATCH, matmul_precision=precision(settings))
 
 
 def precision(settings: Mapping[str, Any], platform: str | None = None) -> str | None:
@@ -110,9 +159,15 @@ def precision(settings: Mapping[str, Any], platform: str | None = None) -> str |
     JAX's default backend's): None for ``default``. XLA's CPU compiler has no code for the bfloat16 and
     TF32 algorithms in every product of the programs, and a CPU computes float32 products in float32
     anyway, so on a CPU they are ``float32``: a config runs the same on a laptop and on a GPU node."""
-    value = settings.get("matmul_precision", "float32")
+    value = settings["matmul_precision"]
     if value == "default":
         return None
-    if value.startswith(("BF16_", "TF32_")) and (platform or jax.default_backend()) == "cpu":
+    if value.startswith(("BF16_", "TF32_")) and (platform or _default_backend()) == "cpu":
         return "float32"
     return value
+
+
+def _default_backend() -> str:
+    import jax
+
+    return jax.default_backend()

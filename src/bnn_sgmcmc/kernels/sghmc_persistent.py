@@ -43,7 +43,7 @@ would heat it about K times more (its noise adds up coherently; measured on
 the tests' regression: 9.2 against 1.7 at K = 10), hence the fresh ones. The
 kernel traces the momentum's kinetic temperature, and a job warns when it
 runs well above the temperature (see
-:func:`bnn_sgmcmc.experiment.check_momentum_temperature`).
+:func:`bnn_sgmcmc.experiment.check_momentum_temperature`; :func:`hot_momentum_advice` says what cools it).
 """
 
 from __future__ import annotations
@@ -51,11 +51,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
-from blackjax.util import generate_gaussian_noise
+from bnn_sgmcmc.kernels import Kernel, check_friction, kinetic_temperatures
 
-from bnn_sgmcmc.kernels import Kernel, kinetic_temperatures
+SETTINGS: dict[str, Any] = {
+    "alpha": {
+        "type": "number", "exclusiveMinimum": 0, "default": 0.01,
+        "description": "Friction (BlackJAX's parametrisation, as sghmc's; alpha x step_size must stay below 1).",
+    },
+    "beta": {
+        "type": "number", "minimum": 0, "default": 0,
+        "description": "Estimate of the gradient noise (the paper's B-hat).",
+    },
+    "num_integration_steps": {
+        "type": "integer", "minimum": 1, "default": 10,
+        "description": "Integration steps per kernel step, each one gradient evaluation on a fresh minibatch "
+                       "(sghmc reuses one); the momentum is carried over, never redrawn.",
+    },
+}
+
 
 
 class SGHMCState(NamedTuple):
@@ -67,11 +80,16 @@ class SGHMCState(NamedTuple):
 
 def init(position: Any, rng_key: Any) -> SGHMCState:
     """The momentum starts as a standard normal draw (unit mass, temperature 1), as BlackJAX's ``sghmc``'s."""
+    from blackjax.util import generate_gaussian_noise
+
     return SGHMCState(position, generate_gaussian_noise(rng_key, position))
 
 
-def integrator(alpha: float = 0.01, beta: float = 0.0) -> Callable:
+def integrator(alpha: float, beta: float) -> Callable:
     """One kick-then-move step of the friction-damped dynamics, in the style of ``blackjax.sgmcmc.diffusions``."""
+    import jax
+    import jax.numpy as jnp
+    from blackjax.util import generate_gaussian_noise
 
     def one_step(rng_key, position, momentum, logdensity_grad, step_size, temperature=1.0):
         noise = generate_gaussian_noise(rng_key, position)
@@ -84,9 +102,10 @@ def integrator(alpha: float = 0.01, beta: float = 0.0) -> Callable:
     return one_step
 
 
-def build_kernel(alpha: float = 0.01, beta: float = 0.0) -> Callable:
+def build_kernel(alpha: float, beta: float) -> Callable:
     """``kernel(rng_key, state, grad_estimator, minibatches, step_size, temperature) -> state``: one step of
     :func:`integrator` per minibatch of ``minibatches`` (stacked on a leading axis), one gradient each."""
+    import jax
     one_step = integrator(alpha, beta)
 
     def kernel(rng_key, state: SGHMCState, grad_estimator: Callable, minibatches: Any, step_size: Any,
@@ -104,11 +123,22 @@ def build_kernel(alpha: float = 0.01, beta: float = 0.0) -> Callable:
 
 
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
-    """One gradient evaluation per integration step."""
+    """One minibatch gradient per integration step, each on a fresh minibatch."""
     return int(settings["num_integration_steps"])
 
 
+def check(settings: Mapping[str, Any], sampling: Mapping[str, Any], where: str) -> None:
+    check_friction(settings, where)
+
+
+def hot_momentum_advice(settings: Mapping[str, Any]) -> tuple[str, str]:
+    """Its friction is ``alpha``: raise it (or lower the step size)."""
+    return f"the friction alpha = {settings['alpha']:g}", "raise alpha, lower step_size"
+
+
 def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
+    import jax
+
     grad_fn = jax.grad(logdensity_fn)
     kernel = build_kernel(settings["alpha"], settings["beta"])
     steps = grad_evals_per_step(settings)

@@ -9,19 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import blackjax
-import jax
-
 from bnn_sgmcmc.kernels import Kernel
+
+SETTINGS: dict[str, Any] = {}
+
 
 
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
+    """One minibatch gradient a step."""
     return 1
 
 
 def build(logdensity_fn: Callable, settings: Mapping[str, Any]) -> Kernel:
-    grad_fn = jax.grad(logdensity_fn)
-    algorithm = blackjax.sgld(grad_fn)
+    import blackjax
+    import jax
+
+    algorithm = blackjax.sgld(jax.grad(logdensity_fn))
 
     def step(key, state, minibatch, step_size, temperature):
         return algorithm.step(key, state, minibatch, step_size, temperature)
