@@ -162,6 +162,27 @@ def test_a_kernel_of_several_minibatches_a_step_gets_fresh_consecutive_ones():
         visits(32, "epochs", 2)
 
 
+def test_a_kernel_prepares_for_sampling_on_the_whole_training_set_once_per_chain():
+    """Kernel.start_sampling gets every chain's state and the whole training set as one batch, scaled as a
+    minibatch is (control variates take their centre's full-data gradient there); without it, nothing runs."""
+    n = 12
+    data = sampling.Data(jnp.arange(2 * n, dtype=jnp.uint8).reshape(n, 2), jnp.arange(n) % 3, scale=0.5)
+
+    def prepare(state, whole):
+        x, y = whole
+        return {"w": state["w"] + jnp.sum(x) + jnp.sum(y) * 1000}
+
+    spec = make_spec("s", kernel="sgld", step_size=1e-3)
+    schedule = sampling.Schedule(batch_size=4, batching="replacement", warmup_steps=1, sampling_steps=1,
+                                 eval_every=1, thinning=1)
+    dyn = sampling.dynamics(spec, lambda p, b: 0.0, schedule)
+    state = {"w": jnp.asarray([[0.0], [1.0]])}  # two chains
+    assert sampling.start_sampling(dyn, data, state) is state
+    prepared = sampling.start_sampling(dyn._replace(kernel=dyn.kernel._replace(start_sampling=prepare)), data, state)
+    expected = 0.5 * np.arange(2 * n).sum() + 1000 * (np.arange(n) % 3).sum()
+    np.testing.assert_allclose(np.asarray(prepared["w"])[:, 0], [expected, expected + 1])
+
+
 def test_programs_take_data_and_keys_as_arguments_and_embed_none():
     """No data set or key is a constant of a compiled program: one program serves every data set of its shapes."""
     rng = np.random.default_rng(0)

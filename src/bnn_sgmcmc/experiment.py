@@ -118,9 +118,13 @@ class Setup:
         per_step = self.kernel.grad_evals_per_step
         return per_step * self.train.x.shape[0] / self.schedule.batch_size if self.kernel.full_batch else per_step
 
-    def grad_evals(self, steps: Any) -> np.ndarray:
-        """Gradient evaluations (see :attr:`grad_evals_per_step`) after ``steps`` steps, as integers."""
-        return np.rint(np.asarray(steps, np.float64) * self.grad_evals_per_step).astype(np.int64)
+    def grad_evals(self, steps: Any, phase: str = "warmup") -> np.ndarray:
+        """Gradient evaluations (see :attr:`grad_evals_per_step`) after ``steps`` steps of ``phase``, as integers;
+        in sampling with the full-data gradient of the kernel's ``start_sampling``, where it has one."""
+        spent = np.asarray(steps, np.float64) * self.grad_evals_per_step
+        if phase == "sampling" and self.kernel.start_sampling is not None:
+            spent = spent + self.train.x.shape[0] / self.schedule.batch_size
+        return np.rint(spent).astype(np.int64)
 
     def initial_state(self, positions: Any = None) -> Any:
         """Every chain's kernel state at its initial weights, from the chain's init key: ``positions`` (a
@@ -470,7 +474,7 @@ def sampling_arrays(
     trace: dict[str, Any] = {
         "sample_step": steps,
         "cycle": np.asarray(state.trace["cycle"], np.int64),
-        "grad_evals": setup.grad_evals(steps),
+        "grad_evals": setup.grad_evals(steps, "sampling"),
         "wall_seconds": np.repeat(np.asarray(state.trace["wall_seconds"], np.float64)[:, None], chains, 1),
     }
     arrays: dict[str, Any] = {"chain": np.asarray(setup.chains, dtype=np.int64), "trace": trace,

@@ -368,6 +368,21 @@ def sampling_program(dyn: Dynamics, schedule: Schedule, predict: Callable) -> Ca
     return chunk
 
 
+def start_sampling(dyn: Dynamics, data: Data, state: Any) -> Any:
+    """Every chain's state prepared for sampling by the kernel's ``start_sampling`` on the whole training set, in
+    one compiled program (the data its argument, its matrix products at the kernel's precision); ``state``
+    itself for kernels without it."""
+    hook = dyn.kernel.start_sampling
+    if hook is None:
+        return state
+
+    def prepare(operands: Operands, state: Any) -> Any:
+        return jax.vmap(hook, in_axes=(0, None))(state, operands.data.whole())
+
+    operands = Operands(data, jnp.zeros((), jnp.uint32), {})
+    return _compile(prepare, operands, state, precision=dyn.kernel.matmul_precision).program(state)
+
+
 # --------------------------------------------------------------------------- host-side drivers
 
 

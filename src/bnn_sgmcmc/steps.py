@@ -251,8 +251,10 @@ def sample(job: Any) -> None:
     if resumed is not None:
         state, weights = resumed
     else:
-        # Sampling continues each chain's kernel state (momentum, preconditioner) where warmup left it.
+        # Sampling continues each chain's kernel state (momentum, preconditioner) where warmup left it, prepared
+        # by the kernel on the whole training set where it asks to be (control variates' centre).
         kernel_state = experiment.state_from_tree(experiment.state_template(setup), warm_arrays["state"])
+        kernel_state = sampling.start_sampling(setup.dynamics, setup.train, kernel_state)
         state = sampling.new_sampling_state(kernel_state, setup.eval_sets, setup.num_classes)
         weights = {"step": [], "params": []}
 

@@ -89,6 +89,11 @@ class Kernel(NamedTuple):
     #: (``float32``: in float32 on every device); None: JAX's default, which rounds the operands to TF32 on
     #: NVIDIA A100, H100 and H200 GPUs. The whole program, the evaluation passes included, uses it.
     matmul_precision: str | None = None
+    #: ``(state, whole) -> state``, run once per chain when sampling starts from the warmup's state (not when a
+    #: sampling job resumes from its checkpoint), with ``whole`` the whole training set as one batch ``(x, y)``:
+    #: what a kernel takes from all the data before it samples, such as control variates' centre and the
+    #: full-data gradient there. Counted as one full-data gradient. None: nothing.
+    start_sampling: Callable[[Any, Any], Any] | None = None
 
 
 def names() -> tuple[str, ...]:
