@@ -84,6 +84,16 @@ def test_every_rule_names_an_environment_a_log_and_a_script():
                 assert f"    {directive}" in body, f"{smk.name}: rule {name} lacks {directive}"
 
 
+def test_every_report_rule_runs_on_the_submit_host():
+    """report.smk's rules are small and read the gathered files: with profiles/slurm none may go to sbatch."""
+    text = (REPO / "workflow/rules/report.smk").read_text()
+    rules = set(re.findall(r"^rule (\w+):", text, re.M))
+    block = re.search(r"^localrules:\n((?:    \w+,?\n)+)", text, re.M)
+    assert block, "report.smk has no localrules block"
+    local = set(re.findall(r"\w+", block.group(1)))
+    assert rules and rules == local, f"not local: {sorted(rules - local)}; not rules: {sorted(local - rules)}"
+
+
 def rule_environments() -> dict[str, tuple[str, list[str]]]:
     """Each rule's script (file name) and the environment files it may run in (both sampling ones for
     ``SAMPLING_ENV``), read from the rule files."""

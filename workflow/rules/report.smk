@@ -10,6 +10,7 @@ localrules:
     ood,
     decisions,
     summary,
+    agreement,
 
 
 rule plot_warmup:
