@@ -70,7 +70,9 @@ def compare_tsv(a: Path, b: Path) -> list[str]:
     if list(ta.columns) != list(tb.columns) or ta.shape != tb.shape:
         return [f"{a}: columns or shape differ"]
     keep = [c for c in ta.columns if not _timing(c)]
-    differ = ~(ta[keep].fillna("") == tb[keep].fillna(""))
+    # Rows in the order of their results: a table ranked by a timing (ESS per second) may list them in another.
+    ta, tb = (t[keep].fillna("").sort_values(keep, kind="stable").reset_index(drop=True) for t in (ta, tb))
+    differ = ~(ta == tb)
     return [f"{a}: column {c} differs in {int(differ[c].sum())} rows" for c in keep if differ[c].any()]
 
 
