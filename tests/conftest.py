@@ -312,6 +312,7 @@ def data_h5(tmp_path_factory) -> str:
     config = {
         "source": "synthetic", "image_column": "image", "label_column": "label",
         "image_shape": [28, 28], "num_classes": 10, "synthetic": {"n_train": 512, "n_test": 128, "seed": None},
+        "subset": {"train": None, "test": None, "seed": None},
     }
     raw, record, h5 = folder / "raw.npz", folder / "provenance.json", folder / "mnist.h5"
     steps.download(data_config=config, seed=0, dataset="mnist", raw=str(raw), record=str(record))

@@ -54,22 +54,22 @@ def run_on_gaussian(spec: sampling.SamplerSpec, steps: int, batch: int | None = 
     dynamics. With ``sampling_steps``, a sampling phase after warmup (a kernel's ``start_sampling`` first),
     whose final states are returned. ``run_on_gaussian.last`` is the last phase's state, with its statistics."""
     x, y, log_prior, log_likelihood, mean, cov = linear_regression()
-    schedule = sampling.Schedule(batch_size=batch or len(y), batching="replacement" if batch else "epochs",
-                                 warmup_steps=steps, sampling_steps=sampling_steps,
-                                 eval_every=min(steps, 500) or 1, thinning=1)
-    dyn = sampling.dynamics(spec, sampling.log_density_estimator(log_prior, log_likelihood, len(y)), schedule)
+    plan = sampling.StepPlan(batch_size=batch or len(y), batching="replacement" if batch else "epochs",
+                             warmup_steps=steps, sampling_steps=sampling_steps,
+                             eval_every=min(steps, 500) or 1, thinning=1)
+    dyn = sampling.dynamics(spec, sampling.log_density_estimator(log_prior, log_likelihood, len(y)), plan)
     keys = sampling.chain_keys(0, spec.name, chains)
     w0 = jnp.zeros((len(chains), 2)) if start is None else jnp.broadcast_to(jnp.asarray(start, jnp.float32), (len(chains), 2))
     initial = jax.vmap(dyn.kernel.init)({"w": w0}, keys)
     data = sampling.Data(jnp.asarray(x), jnp.asarray(y))
-    warm, _ = sampling.run_warmup(spec, dyn, data, schedule, keys, sampling.WarmupState(initial, 0), None, None, chains)
+    warm, _ = sampling.run_warmup(spec, dyn, data, plan, keys, sampling.WarmupState(initial, 0), None, None, chains)
     run_on_gaussian.last = warm  # for the kernel statistics
     if not sampling_steps:
         return warm.state, dyn, mean, cov
-    sample_schedule = sampling.Schedule(**{**schedule.__dict__, "eval_every": min(sampling_steps, 500)})
+    sample_plan = sampling.StepPlan(**{**plan.__dict__, "eval_every": min(sampling_steps, 500)})
     state = sampling.start_sampling(dyn, data, warm.state)
     begun = sampling.new_sampling_state(state, {}, 1)
-    done, _ = sampling.run_sampling(spec, dyn, data, sample_schedule, keys, begun, {}, lambda p, x: x, chains)
+    done, _ = sampling.run_sampling(spec, dyn, data, sample_plan, keys, begun, {}, lambda p, x: x, chains)
     run_on_gaussian.last = done
     return done.state, dyn, mean, cov
 

@@ -229,13 +229,6 @@ def test_function_space_rhat_is_the_same_on_any_number_of_threads():
     assert np.isnan(one[50]) and np.all(one[:10] > 1.1)
 
 
-def test_average_ranks_are_scipys():
-    from scipy.stats import rankdata
-
-    rows = np.round(np.random.default_rng(10).normal(size=(5, 300)), 1)  # many ties
-    np.testing.assert_array_equal(diagnostics.average_ranks(rows), rankdata(rows, axis=-1))
-
-
 def test_function_space_flags_exactly_the_examples_where_chains_disagree():
     """Four chains of independent draws; on a known subset, one chain sits elsewhere."""
     rng = np.random.default_rng(11)

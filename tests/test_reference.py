@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, snakemake
 from harness import SAMPLERS, assert_same_results, job
 
-from bnn_sgmcmc import config, experiment, h5io, kernels, sampling
+from bnn_sgmcmc import config, experiment, h5io, kernels, sampling, states
 from bnn_sgmcmc.errors import ConfigError
 
 
@@ -56,7 +56,7 @@ def test_reference_chains_start_where_the_warmups_chains_ended_in_global_order(d
         init_from=tuple(map(str, shards)),
     )
     setup = experiment.setup(spec)
-    positions = experiment.warmup_positions(spec.init_from, setup)
+    positions = states.warmup_positions(spec.init_from, setup)
     ended = {int(h5io.read_arrays(p)[0]["chain"][0]): h5io.read_arrays(p)[0]["state"] for p in shards}
     for chain, source in ((0, 0), (1, 1), (2, 0)):
         np.testing.assert_array_equal(positions["Dense_0"]["kernel"][chain], ended[source]["Dense_0"]["kernel"][0])

@@ -119,10 +119,10 @@ def test_epoch_batching_visits_every_example_once_per_epoch():
     data = sampling.Data(jnp.eye(n, dtype=jnp.float32), jnp.zeros(n))
     counts = {}
     for batching in ("epochs", "replacement"):
-        schedule = sampling.Schedule(batch_size=batch, batching=batching, warmup_steps=n // batch, sampling_steps=0,
-                                     eval_every=4, thinning=1)
+        plan = sampling.StepPlan(batch_size=batch, batching=batching, warmup_steps=n // batch, sampling_steps=0,
+                                 eval_every=4, thinning=1)
         state, _ = sampling.run_warmup(
-            spec, sampling.dynamics(spec, log_density, schedule), data, schedule, sampling.chain_keys(0, "c", [0]),
+            spec, sampling.dynamics(spec, log_density, plan), data, plan, sampling.chain_keys(0, "c", [0]),
             sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, None, [0],
         )
         counts[batching] = np.asarray(state.state["t"][0]) / (n / batch)  # each visit adds N/B
@@ -146,10 +146,10 @@ def test_a_kernel_of_several_minibatches_a_step_gets_fresh_consecutive_ones():
                              batches_per_step=per_step)
 
     def visits(batch_size: int, batching: str, steps: int) -> np.ndarray:
-        schedule = sampling.Schedule(batch_size=batch_size, batching=batching, warmup_steps=steps, sampling_steps=0,
-                                     eval_every=4, thinning=1)
-        dyn = sampling.dynamics(spec, lambda p, b: 0.0, schedule)._replace(kernel=counter)
-        state, _ = sampling.run_warmup(spec, dyn, data, schedule, sampling.chain_keys(0, "c", [0]),
+        plan = sampling.StepPlan(batch_size=batch_size, batching=batching, warmup_steps=steps, sampling_steps=0,
+                                 eval_every=4, thinning=1)
+        dyn = sampling.dynamics(spec, lambda p, b: 0.0, plan)._replace(kernel=counter)
+        state, _ = sampling.run_warmup(spec, dyn, data, plan, sampling.chain_keys(0, "c", [0]),
                                        sampling.WarmupState({"t": jnp.zeros((1, n))}, 0), None, None, [0])
         return np.asarray(state.state["t"][0])
 
@@ -173,9 +173,9 @@ def test_a_kernel_prepares_for_sampling_on_the_whole_training_set_once_per_chain
         return {"w": state["w"] + jnp.sum(x) + jnp.sum(y) * 1000}
 
     spec = make_spec("s", kernel="sgld", step_size=1e-3)
-    schedule = sampling.Schedule(batch_size=4, batching="replacement", warmup_steps=1, sampling_steps=1,
-                                 eval_every=1, thinning=1)
-    dyn = sampling.dynamics(spec, lambda p, b: 0.0, schedule)
+    plan = sampling.StepPlan(batch_size=4, batching="replacement", warmup_steps=1, sampling_steps=1,
+                             eval_every=1, thinning=1)
+    dyn = sampling.dynamics(spec, lambda p, b: 0.0, plan)
     state = {"w": jnp.asarray([[0.0], [1.0]])}  # two chains
     assert sampling.start_sampling(dyn, data, state) is state
     prepared = sampling.start_sampling(dyn._replace(kernel=dyn.kernel._replace(start_sampling=prepare)), data, state)
@@ -196,10 +196,10 @@ def test_programs_take_data_and_keys_as_arguments_and_embed_none():
         return jnp.take_along_axis(predict(p, xb), yb[:, None], axis=1).sum()
 
     spec = make_spec("p", kernel="sghmc", step_size=1e-3, num_integration_steps=2)
-    schedule = sampling.Schedule(batch_size=16, batching="replacement", warmup_steps=8, sampling_steps=8,
-                                 eval_every=4, thinning=1)
+    plan = sampling.StepPlan(batch_size=16, batching="replacement", warmup_steps=8, sampling_steps=8,
+                             eval_every=4, thinning=1)
     dyn = sampling.dynamics(spec, sampling.log_density_estimator(lambda p: -0.5 * jnp.sum(p["w"] ** 2), log_likelihood, n),
-                            schedule)
+                            plan)
     keys = sampling.chain_keys(0, spec.name, chains)
     state = jax.vmap(dyn.kernel.init)({"w": jnp.zeros((len(chains), d, k))}, keys)
     eval_sets = {"test": predictive.EvalSet(x, y, draws=True), "ood": predictive.EvalSet(x[:10], None)}
@@ -209,8 +209,8 @@ def test_programs_take_data_and_keys_as_arguments_and_embed_none():
         return sampling.Operands(sampling.Data(x * scale, y), sampling.phase_keys(keys, phase), sets)
 
     cases = [
-        (sampling.warmup_program(dyn, schedule, predict), "warmup", {"test": eval_sets["test"]}, (state,)),
-        (sampling.sampling_program(dyn, schedule, predict), "sampling", eval_sets, (state, acc, jnp.int32(0))),
+        (sampling.warmup_program(dyn, plan, predict), "warmup", {"test": eval_sets["test"]}, (state,)),
+        (sampling.sampling_program(dyn, plan, predict), "sampling", eval_sets, (state, acc, jnp.int32(0))),
     ]
     for program, phase, sets, args in cases:
         args = (*args, jnp.int32(0), jnp.int32(8))

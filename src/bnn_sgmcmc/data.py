@@ -305,10 +305,10 @@ def take_subset(data: ImageData, subset: dict[str, Any], seed: int, where: str) 
     data and a record of the draw (sizes, seed, SHA-256 of the kept indices) for
     the data file; raises DataError where a split has fewer images than asked.
     """
-    seed = int(seed if subset.get("seed") is None else subset["seed"])
+    seed = int(seed if subset["seed"] is None else subset["seed"])
     splits, record = {}, {}
     for name, split in data.splits().items():
-        size = subset.get(name)
+        size = subset[name]
         n = len(split.labels)
         if size is None:
             splits[name] = split
@@ -369,7 +369,7 @@ def load_source(data_config: dict[str, Any], seed: int) -> tuple[ImageData, dict
         spec = SyntheticSpec(
             n_train=int(syn["n_train"]),
             n_test=int(syn["n_test"]),
-            seed=int(seed if syn.get("seed") is None else syn["seed"]),
+            seed=int(seed if syn["seed"] is None else syn["seed"]),
             image_shape=image_shape,  # type: ignore[arg-type]
             num_classes=num_classes,
         )

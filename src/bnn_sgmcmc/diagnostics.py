@@ -179,7 +179,8 @@ def e_bfmi(energy: np.ndarray) -> np.ndarray:
 
 
 def _twice_ranks(rows: np.ndarray) -> np.ndarray:
-    """Twice the 1-based average ranks along the last axis, as integers (ties share the mean of their ranks)."""
+    """Twice the 1-based average ranks along the last axis, as integers (ties share the mean of their ranks):
+    ``2 * scipy.stats.rankdata(rows, axis=-1)``, as Vehtari et al. rank, about twice as fast."""
     n = rows.shape[-1]
     order = np.argsort(rows, axis=-1)
     ordered = np.take_along_axis(rows, order, axis=-1)
@@ -193,15 +194,6 @@ def _twice_ranks(rows: np.ndarray) -> np.ndarray:
     twice = np.empty(rows.shape, dtype=np.int32)
     np.put_along_axis(twice, order, group_start + group_end + 2, axis=-1)
     return twice
-
-
-def average_ranks(rows: np.ndarray) -> np.ndarray:
-    """1-based ranks along the last axis, tied values sharing the mean of their ranks.
-
-    ``scipy.stats.rankdata(rows, method="average", axis=-1)``, as Vehtari et al.
-    rank; about twice as fast, which matters for 10^4 examples x 10^4 draws.
-    """
-    return _twice_ranks(rows) / 2
 
 
 def _rank_normalise(rows: np.ndarray) -> np.ndarray:

@@ -206,12 +206,6 @@ def lookup(tree: dict[str, Any], path: str) -> Any:
     return tree
 
 
-def write_tree(group: h5py.Group, tree: dict[str, Any], **options: Any) -> None:
-    """Write a nested dict of arrays as HDF5 groups (one group per tree path)."""
-    for path, array in _flatten(tree).items():
-        group.create_dataset(path, data=array, **options)
-
-
 def read_tree(group: h5py.Group, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read HDF5 groups back into a nested dict of numpy arrays, leaving out the top-level names in ``skip``."""
     return {

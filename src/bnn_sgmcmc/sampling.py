@@ -37,7 +37,6 @@ from bnn_sgmcmc.predictive import EvalSet
 
 log = logging.getLogger(__name__)
 
-BATCHING = ("replacement", "epochs")
 PHASES = {"init": 0, "warmup": 1, "sampling": 2}
 
 
@@ -70,8 +69,9 @@ class SamplerSpec:
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """Steps, batching and chunking of a run (the config's ``sampling`` block)."""
+class StepPlan:
+    """Steps, batching and chunking of a run (the config's ``sampling`` block); the step sizes over those
+    steps are the sampler's step-size schedule (bnn_sgmcmc.schedules)."""
 
     batch_size: int
     batching: str
@@ -126,11 +126,11 @@ class Dynamics(NamedTuple):
     logdensity: Callable[[Any, Any], Any]
 
 
-def dynamics(spec: SamplerSpec, logdensity_fn: Callable, schedule: Schedule) -> Dynamics:
+def dynamics(spec: SamplerSpec, logdensity_fn: Callable, plan: StepPlan) -> Dynamics:
     """The kernel of ``spec`` on ``logdensity_fn`` (see :func:`log_density_estimator`) with the step sizes of its
-    schedule over ``schedule``'s phases."""
+    schedule over ``plan``'s phases."""
     step_sizes = {
-        phase: schedules.build(spec.schedule, spec.step_size, schedule.lengths, phase) for phase in ("warmup", "sampling")
+        phase: schedules.build(spec.schedule, spec.step_size, plan.lengths, phase) for phase in ("warmup", "sampling")
     }
     return Dynamics(kernels.build(spec.kernel, logdensity_fn, spec.settings), spec.temperature, **step_sizes,
                     logdensity=logdensity_fn)
@@ -189,9 +189,55 @@ class Core(NamedTuple):
     diverged_at: jax.Array  # [C] int32, -1 while finite
 
 
+class _Batches(NamedTuple):
+    """How every step of a run takes its minibatches from the training set."""
+
+    size: int  # examples per minibatch
+    stacked: int  # minibatches per step (a kernel with several takes them stacked)
+    per_epoch: int  # steps per epoch
+    whole: bool  # the whole set every step, taken as it is
+    permuting: bool  # epochs, each walking a fresh permutation
+
+
+def _batches(kernel: Kernel, n: int, plan: StepPlan) -> _Batches:
+    """How ``kernel``'s steps take minibatches of the ``n`` training examples under ``plan``'s batching."""
+    batch_size = n if kernel.full_batch else plan.batch_size
+    stacked = kernel.batches_per_step
+    per_epoch = n // (batch_size * stacked)
+    # The whole training set every step: a full-batch kernel's, or epochs of one batch (the same set
+    # in every epoch, whatever the order), taken as it is, with no permutation or gather.
+    whole = kernel.full_batch or (plan.batching == "epochs" and batch_size == n)
+    permuting = plan.batching == "epochs" and not whole
+    if permuting and per_epoch == 0:
+        raise ConfigError(
+            f"sampling.batch_size = {batch_size} with batching: epochs gives each step {stacked} minibatches "
+            f"({stacked * batch_size} images), more than the {n} training images; lower batch_size or "
+            "num_integration_steps, or use batching: replacement."
+        )
+    return _Batches(batch_size, stacked, per_epoch, whole, permuting)
+
+
+def _minibatch(data: Data, batches: _Batches, batch_stream: jax.Array, perm: jax.Array | None, step: jax.Array) -> Any:
+    """One chain's minibatch (or stacked minibatches) at ``step``, scaled to float32: from its epoch's
+    permutation ``perm``, or drawn with replacement from its ``batch_stream``."""
+    if batches.whole:
+        batch = data.whole()
+        if batches.stacked > 1:  # exact gradients: the same whole set for every gradient of the step
+            batch = jax.tree.map(lambda a: jnp.broadcast_to(a, (batches.stacked, *a.shape)), batch)
+        return batch
+    size, stacked = batches.size, batches.stacked
+    shape = (size,) if stacked == 1 else (stacked, size)
+    if batches.permuting:
+        start = (step % batches.per_epoch) * size * stacked
+        idx = jax.lax.dynamic_slice(perm, (start,), (size * stacked,)).reshape(shape)
+    else:  # with replacement, as the reference notebook
+        idx = jax.random.randint(jax.random.fold_in(batch_stream, step), shape, 0, data.x.shape[0])
+    return data.x[idx].astype(jnp.float32) * data.scale, data.y[idx]
+
+
 def _advance_fn(
     kernel: Kernel, phase: str, temperature: float, step_size_at: Callable[[Any], schedules.Step], data: Data,
-    schedule: Schedule, keys: jax.Array,
+    plan: StepPlan, keys: jax.Array,
 ) -> tuple[Callable, Callable]:
     """``(core, step) -> core``: one kernel step (a warmup step in ``phase`` warmup) of every chain.
 
@@ -199,19 +245,8 @@ def _advance_fn(
     """
     kernel_step = (kernel.warmup_step or kernel.step) if phase == "warmup" else kernel.step
     n = data.x.shape[0]
-    batch_size = n if kernel.full_batch else schedule.batch_size
-    stacked = kernel.batches_per_step  # minibatches per step (a kernel with several takes them stacked)
-    per_epoch = n // (batch_size * stacked)
-    # The whole training set every step: a full-batch kernel's, or epochs of one batch (the same set
-    # in every epoch, whatever the order), taken as it is, with no permutation or gather.
-    whole = kernel.full_batch or (schedule.batching == "epochs" and batch_size == n)
-    permuting = schedule.batching == "epochs" and not whole
-    if permuting and per_epoch == 0:
-        raise ConfigError(
-            f"sampling.batch_size = {batch_size} with batching: epochs gives each step {stacked} minibatches "
-            f"({stacked * batch_size} images), more than the {n} training images; lower batch_size or "
-            "num_integration_steps, or use batching: replacement."
-        )
+    batches = _batches(kernel, n, plan)
+    per_epoch, permuting = batches.per_epoch, batches.permuting
     batch_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 0)
     kernel_streams = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
 
@@ -221,18 +256,7 @@ def _advance_fn(
         step_size, chain_temperature = at.step_size, temperature * at.temperature
 
         def one_chain(batch_stream, kernel_stream, state, perm):
-            if whole:
-                batch = data.whole()
-                if stacked > 1:  # exact gradients: the same whole set for every gradient of the step
-                    batch = jax.tree.map(lambda a: jnp.broadcast_to(a, (stacked, *a.shape)), batch)
-            else:
-                shape = (batch_size,) if stacked == 1 else (stacked, batch_size)
-                if permuting:
-                    start = (step % per_epoch) * batch_size * stacked
-                    idx = jax.lax.dynamic_slice(perm, (start,), (batch_size * stacked,)).reshape(shape)
-                else:  # with replacement, as the reference notebook
-                    idx = jax.random.randint(jax.random.fold_in(batch_stream, step), shape, 0, n)
-                batch = (data.x[idx].astype(jnp.float32) * data.scale, data.y[idx])
+            batch = _minibatch(data, batches, batch_stream, perm, step)
             return kernel_step(jax.random.fold_in(kernel_stream, step), state, batch, step_size, chain_temperature)
 
         perms = core.perms
@@ -292,19 +316,19 @@ def _stats(kernel: Kernel, state: Any) -> dict[str, jax.Array]:
     return jax.vmap(kernel.stats)(state) if kernel.stats is not None else {}
 
 
-def warmup_program(dyn: Dynamics, schedule: Schedule, predict: Callable | None) -> Callable:
+def warmup_program(dyn: Dynamics, plan: StepPlan, predict: Callable | None) -> Callable:
     """``(operands, state, start, total) -> (state, diverged_at, metric, stats)``: one chunk of warmup.
 
-    Runs ``schedule.eval_every`` steps from ``start`` (steps at or past ``total``
+    Runs ``plan.eval_every`` steps from ``start`` (steps at or past ``total``
     are skipped by a branch, not computed) and then, if ``predict`` is given,
     every chain's accuracy on ``operands.eval_sets["test"]``. ``stats`` holds
     the kernel's statistics after each step (see :func:`_stats`).
     """
-    length = schedule.eval_every
+    length = plan.eval_every
 
     def chunk(operands: Operands, state, start, total):
         advance, start_core = _advance_fn(
-            dyn.kernel, "warmup", dyn.temperature, dyn.warmup, operands.data, schedule, operands.keys
+            dyn.kernel, "warmup", dyn.temperature, dyn.warmup, operands.data, plan, operands.keys
         )
 
         def body(core, step):
@@ -322,7 +346,7 @@ def warmup_program(dyn: Dynamics, schedule: Schedule, predict: Callable | None) 
     return chunk
 
 
-def sampling_program(dyn: Dynamics, schedule: Schedule, predict: Callable) -> Callable:
+def sampling_program(dyn: Dynamics, plan: StepPlan, predict: Callable) -> Callable:
     """``(operands, state, acc, count, start, total) -> (state, acc, count, diverged_at, trace)``.
 
     One chunk of sampling: every kept step (each ``thinning``-th step of a
@@ -332,12 +356,12 @@ def sampling_program(dyn: Dynamics, schedule: Schedule, predict: Callable) -> Ca
     metrics (and, for sets with ``draws``, the per-example true-class
     log-probabilities), and the kernel's statistics (see :func:`_stats`).
     """
-    length = schedule.eval_every
-    thinning = schedule.thinning
+    length = plan.eval_every
+    thinning = plan.thinning
 
     def chunk(operands: Operands, state, acc, count, start, total):
         advance, start_core = _advance_fn(
-            dyn.kernel, "sampling", dyn.temperature, dyn.sampling, operands.data, schedule, operands.keys
+            dyn.kernel, "sampling", dyn.temperature, dyn.sampling, operands.data, plan, operands.keys
         )
         eval_sets = operands.eval_sets
 
@@ -470,7 +494,7 @@ def run_warmup(
     spec: SamplerSpec,
     dyn: Dynamics,
     data: Data,
-    schedule: Schedule,
+    plan: StepPlan,
     keys: jax.Array,
     state: WarmupState,
     test: EvalSet | None,
@@ -478,14 +502,14 @@ def run_warmup(
     chains: Sequence[int],
     on_chunk: Callable[[WarmupState], None] = lambda s: None,
 ) -> tuple[WarmupState, float]:
-    """Run warmup from ``state`` to ``schedule.warmup_steps``; return the state and compile seconds.
+    """Run warmup from ``state`` to ``plan.warmup_steps``; return the state and compile seconds.
 
     With ``test`` and ``predict``, every chunk traces each chain's accuracy on ``test``.
     """
-    total = schedule.warmup_steps
+    total = plan.warmup_steps
     probe_full_batch(spec, dyn, data, dyn.kernel.position(state.state), "warmup", total - state.step)
     evaluated = test is not None and predict is not None
-    program = warmup_program(dyn, schedule, predict if evaluated else None)
+    program = warmup_program(dyn, plan, predict if evaluated else None)
     operands = Operands(data, phase_keys(keys, "warmup"), {"test": test} if evaluated else {})
     compiled = _compile(program, operands, state.state, jnp.int32(0), jnp.int32(total),
                         precision=dyn.kernel.matmul_precision)
@@ -495,7 +519,7 @@ def run_warmup(
         t0 = time.perf_counter()
         kernel_state, diverged_at, metric, stats = compiled.program(state.state, jnp.int32(state.step), jnp.int32(total))
         metric = np.asarray(metric)  # waits for the chunk
-        step = min(state.step + schedule.eval_every, total)
+        step = min(state.step + plan.eval_every, total)
         check_finite(np.asarray(diverged_at), spec, chains, "warmup")
         _extend_kernel_trace(state.kernel_trace, state.step, step - state.step, stats)
         state.state, state.step = kernel_state, step
@@ -599,7 +623,7 @@ def run_sampling(
     spec: SamplerSpec,
     dyn: Dynamics,
     data: Data,
-    schedule: Schedule,
+    plan: StepPlan,
     keys: jax.Array,
     state: SamplingState,
     eval_sets: Mapping[str, EvalSet],
@@ -608,13 +632,13 @@ def run_sampling(
     on_chunk: Callable[[SamplingState], None] = lambda s: None,
     every: int = 0,
 ) -> tuple[SamplingState, float]:
-    """Run sampling from ``state`` to ``schedule.sampling_steps``; return the state and compile seconds.
+    """Run sampling from ``state`` to ``plan.sampling_steps``; return the state and compile seconds.
 
     Every ``every``-th kept sample (see :func:`draws_every`; 0: none) joins the draws.
     """
-    total = schedule.sampling_steps
+    total = plan.sampling_steps
     probe_full_batch(spec, dyn, data, dyn.kernel.position(state.state), "sampling", total - state.step)
-    program = sampling_program(dyn, schedule, predict)
+    program = sampling_program(dyn, plan, predict)
     operands = Operands(data, phase_keys(keys, "sampling"), dict(eval_sets))
     args = (state.state, state.acc, jnp.int32(state.count))
     compiled = _compile(program, operands, *args, jnp.int32(0), jnp.int32(total), precision=dyn.kernel.matmul_precision)
@@ -631,7 +655,7 @@ def run_sampling(
         elapsed = time.perf_counter() - t0
         offsets = np.flatnonzero(kept)
         # Wall time of each kept sample, spread evenly over the chunk's steps.
-        n_steps = min(schedule.eval_every, total - state.step)
+        n_steps = min(plan.eval_every, total - state.step)
         _extend_kernel_trace(state.kernel_trace, state.step, n_steps, stats)
         state.trace["step"].extend((state.step + offsets + 1).tolist())
         state.trace["cycle"].extend(np.asarray(cycle)[offsets].tolist())
@@ -646,7 +670,7 @@ def run_sampling(
                 if name != "step":
                     state.draws[name].extend(np.asarray(metrics[name][predictive.DRAWS])[chosen])
         state.state, state.acc, state.count = kernel_state, acc, int(count)
-        state.step = min(state.step + schedule.eval_every, total)
+        state.step = min(state.step + plan.eval_every, total)
         state.seconds += elapsed
         error = None
         if "test" in labelled and state.trace["test"]["ensemble_accuracy"]:

@@ -43,7 +43,7 @@ class Step(NamedTuple):
 
 def _span(config: Mapping[str, Any], lengths: Mapping[str, int], phase: str) -> tuple[int, int] | None:
     """``(offset, total)``: where ``phase`` starts in the schedule's sequence and how long that is; None if outside."""
-    spanned = [p for p in PHASES if p in config.get("phases", ("sampling",))]
+    spanned = [p for p in PHASES if p in config["phases"]]
     if phase not in spanned:
         return None
     offset = sum(lengths[p] for p in spanned[: spanned.index(phase)])
@@ -76,10 +76,11 @@ def build(
 ) -> Callable[[Any], Step]:
     """``t -> Step`` for the steps of ``phase`` (``t`` counted from the phase's start), under ``config``.
 
+    ``config`` is a sampler's ``schedule`` block with the schema's defaults filled in (as files record it too);
     ``lengths`` gives the number of steps of each phase (``warmup``, ``sampling``).
     Works on Python integers and on traced JAX integers alike.
     """
-    kind = config.get("kind", "constant")
+    kind = config["kind"]
     span = _span(config, lengths, phase)
     if kind == "constant" or span is None:
         return lambda t: Step(step_size, 1.0, True, 0)

@@ -62,9 +62,9 @@ def shifted_sets(images: np.ndarray, config: Mapping[str, Any], seed: int) -> di
     """Shifted copies of the first ``config['examples']`` of ``images`` [n, H, W] in [0, 1], by name."""
     x = np.asarray(images, dtype=np.float32)[: int(config["examples"])]
     sets: dict[str, np.ndarray] = {}
-    for degrees in config.get("rotations", []):
+    for degrees in config["rotations"]:
         sets[set_name(ROTATION, float(degrees))] = rotate(x, float(degrees))
-    for std in config.get("noise", []):
+    for std in config["noise"]:
         sets[set_name(NOISE, float(std))] = add_noise(x, float(std), seed)
     return sets
 

@@ -54,7 +54,7 @@ def preprocess(*, raw: str, record: str, data_config: dict[str, Any], seed: int,
     image_shape = tuple(data_config["image_shape"])
     data_mod.validate(images, image_shape, num_classes, where=raw)  # type: ignore[arg-type]
     images = data_mod.as_uint8_labels(images)
-    images, subset = data_mod.take_subset(images, data_config.get("subset") or {}, seed, where=raw)
+    images, subset = data_mod.take_subset(images, data_config["subset"], seed, where=raw)
     if subset:
         log.info("kept a random subset: %s", ", ".join(
             f"{drawn['kept']} of {drawn['of']} {split} images" for split, drawn in subset.items() if split != "seed"))
@@ -152,7 +152,9 @@ def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]
         phase=phase,
         sampler=setup.spec.record(),
         grad_evals_per_step=setup.grad_evals_per_step,
-        schedule=asdict(setup.schedule),
+        # The step plan keeps its attribute name "schedule" in the files: the files already written, and the
+        # readers of them (diagnostics, runs), know it by that name.
+        schedule=asdict(setup.plan),
         model=setup.model_config,
         seed=job.seed,
         chains=len(setup.chains),
@@ -161,7 +163,7 @@ def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]
         num_classes=setup.num_classes,
         fingerprint=setup.fingerprint,
         device=provenance.device(),
-        gpu_autotuning=job.sampling_config.get("gpu_autotuning") or "default",
+        gpu_autotuning=job.sampling_config["gpu_autotuning"],
         xla_flags=os.environ.get("XLA_FLAGS", ""),
         **extra,
     )
@@ -170,9 +172,10 @@ def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]
 def _start_jax(sampling_config: Any) -> None:
     """JAX as a sampling job's config asks: its CPU threads and GPU autotuning, set before anything starts
     JAX's backends, and its persistent compilation cache."""
-    compilation.use_gpu_autotuning(sampling_config.get("gpu_autotuning"))
+    compilation.use_gpu_autotuning(sampling_config["gpu_autotuning"])
+    # Absent where the config leaves it null: the rules leave it out of their params then (common.smk).
     compilation.use_cpu_threads(sampling_config.get("cpu_threads"))
-    compilation.enable_compilation_cache(sampling_config.get("compilation_cache"))
+    compilation.enable_compilation_cache(sampling_config["compilation_cache"])
 
 
 def warmup(job: Any) -> None:
@@ -180,19 +183,18 @@ def warmup(job: Any) -> None:
 
     ``job`` is an :class:`bnn_sgmcmc.experiment.SamplerJob`.
     """
-    from bnn_sgmcmc import experiment, sampling
+    from bnn_sgmcmc import experiment, sampling, states
     from bnn_sgmcmc.errors import DivergenceError
 
     _start_jax(job.sampling_config)
     setup = experiment.setup(job)
-    ckpt = _Checkpointer(job.checkpoint, job.sampling_config.get("checkpoint_every", 60))
-    resumed = ckpt.load(setup.fingerprint, lambda arrays, attrs: experiment.warmup_state_from_arrays(
-        arrays, attrs, setup))
+    ckpt = _Checkpointer(job.checkpoint, job.sampling_config["checkpoint_every"])
+    resumed = ckpt.load(setup.fingerprint, lambda arrays, attrs: states.warmup_state_from_arrays(arrays, attrs, setup))
     if resumed is not None:
         state = resumed
     elif job.init_from:
         log.info("chains start where the warmup of %s ended", ", ".join(job.init_from))
-        state = sampling.WarmupState(setup.initial_state(experiment.warmup_positions(job.init_from, setup)), 0)
+        state = sampling.WarmupState(setup.initial_state(states.warmup_positions(job.init_from, setup)), 0)
     else:
         state = sampling.WarmupState(setup.initial_state(), 0)
 
@@ -203,19 +205,19 @@ def warmup(job: Any) -> None:
         )
 
     def on_chunk(state: Any) -> None:
-        if state.step < setup.schedule.warmup_steps and ckpt.due():
-            ckpt.write(experiment.warmup_arrays(state, setup), attrs(state, float("nan")))
+        if state.step < setup.plan.warmup_steps and ckpt.due():
+            ckpt.write(states.warmup_arrays(state, setup), attrs(state, float("nan")))
         logs.stop_if_interrupted()
 
     try:
         state, compile_seconds = sampling.run_warmup(
-            setup.spec, setup.dynamics, setup.train, setup.schedule, setup.keys, state,
+            setup.spec, setup.dynamics, setup.train, setup.plan, setup.keys, state,
             setup.eval_sets["test"], setup.predict, setup.chains, on_chunk,
         )
     except DivergenceError:
         ckpt.remove()
         raise
-    h5io.write_arrays(job.out, experiment.warmup_arrays(state, setup), attrs(state, compile_seconds))
+    h5io.write_arrays(job.out, states.warmup_arrays(state, setup), attrs(state, compile_seconds))
     ckpt.remove()
     log.info("wrote %s: %d steps in %.2f s (+%.2f s compile)", job.out, state.step, state.seconds, compile_seconds)
     experiment.check_momentum_temperature(setup.spec, state.kernel_trace, "warmup")
@@ -226,68 +228,49 @@ def sample(job: Any) -> None:
 
     ``job`` is an :class:`bnn_sgmcmc.experiment.SamplerJob` with ``warmup`` set.
     """
-    import jax
-
-    from bnn_sgmcmc import experiment, sampling
+    from bnn_sgmcmc import experiment, sampling, states
     from bnn_sgmcmc.errors import DivergenceError
 
-    sampling_config = job.sampling_config
-    _start_jax(sampling_config)
+    _start_jax(job.sampling_config)
     setup = experiment.setup(job)
     warm_arrays, warm_attrs = h5io.read_arrays(job.warmup, required=("trace/step", "chain"))
     experiment.check_warmup_matches(job.warmup, warm_attrs, setup)
-    schedule = setup.schedule
-    fingerprint = setup.fingerprint | {
-        "sampling": {
-            k: sampling_config[k] for k in ("sampling_steps", "thinning", "eval_every", "save_weights_every")
-        },
-        "schedule": dict(setup.spec.schedule),
-    }
-    save_every = int(sampling_config.get("save_weights_every", 0))
+    plan, fingerprint = setup.plan, _sampling_fingerprint(setup, job.sampling_config)
     warmup_traces = {k: warm_arrays[k] for k in ("trace", "kernel_trace") if k in warm_arrays}
-    ckpt = _Checkpointer(job.checkpoint, sampling_config.get("checkpoint_every", 60))
-    resumed = ckpt.load(fingerprint, lambda arrays, attrs: experiment.sampling_state_from_arrays(
-        arrays, attrs, setup))
+    ckpt = _Checkpointer(job.checkpoint, job.sampling_config["checkpoint_every"])
+    resumed = ckpt.load(fingerprint, lambda arrays, attrs: states.sampling_state_from_arrays(arrays, attrs, setup))
     if resumed is not None:
         state, weights = resumed
     else:
-        # Sampling continues each chain's kernel state (momentum, preconditioner) where warmup left it, prepared
-        # by the kernel on the whole training set where it asks to be (control variates' centre).
-        kernel_state = experiment.state_from_tree(experiment.state_template(setup), warm_arrays["state"])
-        kernel_state = sampling.start_sampling(setup.dynamics, setup.train, kernel_state)
-        state = sampling.new_sampling_state(kernel_state, setup.eval_sets, setup.num_classes)
-        weights = {"step": [], "params": []}
+        state, weights = _start_sampling(setup, warm_arrays["state"]), {"step": [], "params": []}
 
     def attrs(state: Any, **extra: Any) -> dict[str, Any]:
         return _job_attrs(
             setup, "sampling", job,
             schema_version=h5io.PREDICTIVE_SCHEMA_VERSION,
             step=state.step, num_samples=state.count, run_seconds=state.seconds,
-            warmup_steps=schedule.warmup_steps,
-            warmup_grad_evals=int(setup.grad_evals(schedule.warmup_steps)),
+            warmup_steps=plan.warmup_steps,
+            warmup_grad_evals=int(setup.grad_evals(plan.warmup_steps)),
             warmup_run_seconds=warm_attrs["run_seconds"],
             warmup_compile_seconds=warm_attrs["compile_seconds"],
             **extra,
         ) | {"fingerprint": fingerprint}
 
     def on_chunk(state: Any) -> None:
-        if save_every and state.step % save_every == 0:
-            weights["step"].append(state.step)
-            weights["params"].append(jax.device_get(setup.kernel.position(state.state)))
-        if state.step < schedule.sampling_steps and ckpt.due():
-            arrays = experiment.sampling_arrays(state, setup, warmup_traces, weights, with_state=True)
-            ckpt.write(arrays, attrs(state))
+        _keep_weights(weights, state, setup, int(job.sampling_config["save_weights_every"]))
+        if state.step < plan.sampling_steps and ckpt.due():
+            ckpt.write(states.sampling_arrays(state, setup, warmup_traces, weights, with_state=True), attrs(state))
         logs.stop_if_interrupted()
 
     try:
         state, compile_seconds = sampling.run_sampling(
-            setup.spec, setup.dynamics, setup.train, schedule, setup.keys, state,
+            setup.spec, setup.dynamics, setup.train, plan, setup.keys, state,
             setup.eval_sets, setup.predict, setup.chains, on_chunk, every=setup.draws_every,
         )
     except DivergenceError:
         ckpt.remove()
         raise
-    arrays = experiment.sampling_arrays(state, setup, warmup_traces, weights, with_state=False)
+    arrays = states.sampling_arrays(state, setup, warmup_traces, weights, with_state=False)
     h5io.write_arrays(job.out, arrays, attrs(state, compile_seconds=compile_seconds))
     ckpt.remove()
     accuracy = arrays["trace"]["test"]["ensemble_accuracy"][-1] if state.count else []
@@ -296,6 +279,36 @@ def sample(job: Any) -> None:
         job.out, state.count, state.seconds, compile_seconds, [round(float(a), 4) for a in accuracy],
     )
     experiment.check_momentum_temperature(setup.spec, state.kernel_trace, "sampling")
+
+
+def _sampling_fingerprint(setup: Any, sampling_config: Any) -> dict[str, Any]:
+    """A sampling job's fingerprint: its warmup's, and the sampling phase's settings and step-size schedule."""
+    return setup.fingerprint | {
+        "sampling": {
+            k: sampling_config[k] for k in ("sampling_steps", "thinning", "eval_every", "save_weights_every")
+        },
+        "schedule": dict(setup.spec.schedule),
+    }
+
+
+def _start_sampling(setup: Any, warm_state: Any) -> Any:
+    """A fresh sampling state from the warmup file's kernel state ``warm_state``."""
+    from bnn_sgmcmc import sampling, states
+
+    # Sampling continues each chain's kernel state (momentum, preconditioner) where warmup left it, prepared
+    # by the kernel on the whole training set where it asks to be (control variates' centre).
+    kernel_state = states.state_from_tree(states.state_template(setup), warm_state)
+    kernel_state = sampling.start_sampling(setup.dynamics, setup.train, kernel_state)
+    return sampling.new_sampling_state(kernel_state, setup.eval_sets, setup.num_classes)
+
+
+def _keep_weights(weights: dict[str, list], state: Any, setup: Any, every: int) -> None:
+    """Append the chains' weights to ``weights`` at every ``every``-th sampling step (0: never)."""
+    import jax
+
+    if every and state.step % every == 0:
+        weights["step"].append(state.step)
+        weights["params"].append(jax.device_get(setup.kernel.position(state.state)))
 
 
 def gather(*, shards: list[str], out: str) -> None:

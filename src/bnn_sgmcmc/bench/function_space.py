@@ -71,6 +71,32 @@ def run_isolated(kind: str, task: dict[str, Any]) -> Any:
         return pool.apply(_child, ((kind, task),))
 
 
+def measure_sampling(args: argparse.Namespace) -> dict[str, Any]:
+    """The sampling side: ``--sampler``'s sampling without and with the draws, and the overhead of recording them."""
+    from bnn_sgmcmc.bench import speed
+
+    sampling: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data_h5, _, (_, n_test) = speed.write_data(args.source, 0, Path(tmp))
+        plan = {"batch_size": 512, "warmup_steps": 10, "sampling_steps": args.sampling_steps,
+                "eval_every": min(100, args.sampling_steps)}
+        task = {"data": data_h5, "sampler": args.sampler, "sampler_config": speed.default_samplers()[args.sampler],
+                "plan": plan, "seed": 0, "chains": args.sampling_chains,
+                # One cache for both runs: the second reads the warmup's and the initial weights' programs
+                # from it (the sampling seconds exclude compiling either way).
+                "compilation_cache": str(Path(tmp) / "jax-cache")}
+        for label, draws in (("without", 0), ("with", args.draws)):
+            run = run_isolated("ours", task | {"evaluation": {"draws_per_chain": draws}})
+            sampling[label] = {"seconds": run["sampling"]["seconds"], "draws": run["sampling"]["draws"],
+                               "peak_host_mib": run["peak_host_mib"], "peak_device_mib": run["peak_device_mib"]}
+            print(f"sampling {label} draws: {run['sampling']['seconds']:.2f} s, {run['sampling']['draws']} draws, "
+                  f"peak host {run['peak_host_mib']:.0f} MiB", file=sys.stderr, flush=True)
+    sampling["overhead"] = sampling["with"]["seconds"] / sampling["without"]["seconds"] - 1
+    # The record's key for the step plan, as records before the name "plan" have it.
+    return sampling | {"source": args.source, "sampler": args.sampler, "chains": args.sampling_chains,
+                       "test_examples": n_test, "schedule": plan}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench.function_space", description=__doc__.split("\n")[0])
     parser.add_argument("--draws", type=int, default=1000, help="draws per chain (diagnostics.draws_per_chain)")
@@ -84,9 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="results/benchmarks", help="folder for the JSON record")
     args = parser.parse_args(argv)
 
-    from bnn_sgmcmc import bench, h5io, provenance
-    from bnn_sgmcmc import data as data_mod
-    from bnn_sgmcmc.bench import speed
+    from bnn_sgmcmc import bench, provenance
 
     created = provenance.now()
     report = run_isolated("report", {"draws": args.draws, "chains": args.chains, "examples": args.examples})
@@ -94,32 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"report side: {args.draws} draws x {args.chains} chains x {args.examples} examples "
           f"({report['input_mib']:.0f} MiB of float16): {report['seconds']:.1f} s, peak host memory "
           f"{report['peak_host_mib']:.0f} MiB", file=sys.stderr, flush=True)
-    sampling: dict[str, Any] = {}
-    if not args.no_sampling:
-        data_config = {
-            "source": args.source, "image_column": "image", "label_column": "label", "image_shape": [28, 28],
-            "num_classes": 10, "synthetic": {"n_train": 4096, "n_test": 1024, "seed": None},
-        }
-        with tempfile.TemporaryDirectory() as tmp:
-            images, _ = data_mod.load_source(data_config, 0)
-            data_h5 = str(Path(tmp) / "data.h5")
-            h5io.write_data_h5(data_h5, images, num_classes=10, attrs={"source": args.source})
-            schedule = {"batch_size": 512, "warmup_steps": 10, "sampling_steps": args.sampling_steps,
-                        "eval_every": min(100, args.sampling_steps)}
-            task = {"data": data_h5, "sampler": args.sampler, "sampler_config": speed.default_samplers()[args.sampler],
-                    "schedule": schedule, "seed": 0, "chains": args.sampling_chains,
-                    # One cache for both runs: the second reads the warmup's and the initial weights' programs
-                    # from it (the sampling seconds exclude compiling either way).
-                    "compilation_cache": str(Path(tmp) / "jax-cache")}
-            for label, draws in (("without", 0), ("with", args.draws)):
-                run = run_isolated("ours", task | {"evaluation": {"draws_per_chain": draws}})
-                sampling[label] = {"seconds": run["sampling"]["seconds"], "draws": run["sampling"]["draws"],
-                                   "peak_host_mib": run["peak_host_mib"], "peak_device_mib": run["peak_device_mib"]}
-                print(f"sampling {label} draws: {run['sampling']['seconds']:.2f} s, {run['sampling']['draws']} draws, "
-                      f"peak host {run['peak_host_mib']:.0f} MiB", file=sys.stderr, flush=True)
-            sampling["overhead"] = sampling["with"]["seconds"] / sampling["without"]["seconds"] - 1
-            sampling |= {"source": args.source, "sampler": args.sampler, "chains": args.sampling_chains,
-                         "test_examples": len(images.test.labels), "schedule": schedule}
+    sampling = {} if args.no_sampling else measure_sampling(args)
     result = {
         "created": created, "command": " ".join([parser.prog, *(argv if argv is not None else sys.argv[1:])]),
         "host": platform.node(), "cpu_count": os.cpu_count(), "device": device,

@@ -39,6 +39,19 @@ def gradient_flops(n: int, sizes: list[int]) -> float:
     return 6.0 * n * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def median_seconds(fn: Any, argument: Any, repeats: int) -> float:
+    """The median seconds of ``repeats`` calls of ``fn(argument)``, after one call that warms it up."""
+    import jax
+
+    jax.block_until_ready(fn(argument))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(argument))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def measure(images: np.ndarray, labels: np.ndarray, hidden: list[int], chains: int, repeats: int = 10,
             precisions: tuple[str, ...] = PRECISIONS, moves: tuple[float, ...] = MOVES, seeds: int = 5) -> list[dict]:
     """One row per precision: its timing and its log-density errors against the first of ``precisions``."""
@@ -83,13 +96,7 @@ def measure(images: np.ndarray, labels: np.ndarray, hidden: list[int], chains: i
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0]}"
             rows.append(row)
             continue
-        jax.block_until_ready(grad(weights))
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(grad(weights))
-            times.append(time.perf_counter() - start)
-        row["seconds_per_gradient"] = statistics.median(times)
+        row["seconds_per_gradient"] = median_seconds(grad, weights, repeats)
         row["flops_per_second"] = flops / row["seconds_per_gradient"]
         at_w = np.asarray(density(weights), np.float64)
         changes = {key: np.asarray(density(target), np.float64) - at_w for key, target in targets.items()}

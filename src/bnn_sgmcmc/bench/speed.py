@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def _setup(task: dict[str, Any]):
 
     job = experiment.SamplerJob(
         data=task["data"], sampler=task["sampler"], sampler_config=task["sampler_config"],
-        model_config=MODEL, sampling_config={"thinning": 1, "batching": "replacement"} | task["schedule"],
+        model_config=MODEL, sampling_config={"thinning": 1, "batching": "replacement"} | task["plan"],
         seed=task["seed"], chains=list(range(task["chains"])), shard=0, shards=1, checkpoint="", out="",
         evaluation=task.get("evaluation", {}),
     )
@@ -93,12 +94,12 @@ def measure_ours(task: dict[str, Any]) -> dict[str, Any]:
     compilation.enable_compilation_cache(task.get("compilation_cache") or "")
     setup = _setup(task)
     warm, warm_compile = sampling.run_warmup(
-        setup.spec, setup.dynamics, setup.train, setup.schedule, setup.keys,
+        setup.spec, setup.dynamics, setup.train, setup.plan, setup.keys,
         sampling.WarmupState(setup.initial_state(), 0), setup.eval_sets["test"], setup.predict, setup.chains,
     )
     state = sampling.new_sampling_state(warm.state, setup.eval_sets, setup.num_classes)
     state, sample_compile = sampling.run_sampling(
-        setup.spec, setup.dynamics, setup.train, setup.schedule, setup.keys, state,
+        setup.spec, setup.dynamics, setup.train, setup.plan, setup.keys, state,
         setup.eval_sets, setup.predict, setup.chains, every=setup.draws_every,
     )
     return {
@@ -112,22 +113,13 @@ def measure_ours(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure_baseline(task: dict[str, Any]) -> dict[str, Any]:
-    """The reference notebook's loop: one jitted BlackJAX step per Python iteration."""
+def notebook_step(spec: Any, mlp: Any, data_size: int) -> Any:
+    """The reference notebook's BlackJAX step for ``spec`` (SGLD or SGHMC), jitted: its one-hot log-likelihood
+    and standard-normal log prior, through ``blackjax.sgmcmc.gradients``' per-example estimator."""
     import blackjax
     import jax
     import jax.numpy as jnp
     from jax.scipy.stats import norm
-
-    from bnn_sgmcmc import compilation, experiment
-
-    compilation.enable_compilation_cache(task.get("compilation_cache") or "")
-    setup = _setup(task)
-    spec, schedule, mlp = setup.spec, setup.schedule, setup.mlp
-    x_train = setup.train.x.astype(jnp.float32) * setup.train.scale  # the notebook scales on the host
-    y_train = jax.nn.one_hot(setup.train.y, setup.num_classes)
-    x_test, y_test = setup.eval_sets["test"].x, setup.eval_sets["test"].labels
-    data_size = x_train.shape[0]
 
     def loglikelihood_fn(parameters, data):
         x, y = data
@@ -145,14 +137,34 @@ def measure_baseline(task: dict[str, Any]) -> dict[str, Any]:
         kernel = blackjax.sghmc(grad_fn, settings["num_integration_steps"], settings["alpha"], settings["beta"])
     else:
         raise ValueError(f"the notebook's loop has SGLD and SGHMC only, not {spec.kernel}")
-    step_fn = jax.jit(kernel.step)
+    return jax.jit(kernel.step)
+
+
+def measure_baseline(task: dict[str, Any]) -> dict[str, Any]:
+    """The reference notebook's loop: one jitted BlackJAX step per Python iteration.
+
+    The loop stays one function, as the notebook has it: its step, batch generator and running average are
+    closures over one mutable state, and apart they would no longer read as the loop being measured."""
+    import jax
+    import jax.numpy as jnp
+
+    from bnn_sgmcmc import compilation
+
+    compilation.enable_compilation_cache(task.get("compilation_cache") or "")
+    setup = _setup(task)
+    spec, plan, mlp = setup.spec, setup.plan, setup.mlp
+    x_train = setup.train.x.astype(jnp.float32) * setup.train.scale  # the notebook scales on the host
+    y_train = jax.nn.one_hot(setup.train.y, setup.num_classes)
+    x_test, y_test = setup.eval_sets["test"].x, setup.eval_sets["test"].labels
+    data_size = x_train.shape[0]
+    step_fn = notebook_step(spec, mlp, data_size)
     predict = jax.jit(lambda p, x: jnp.exp(mlp.apply({"params": p}, x)))
     update = jax.jit(lambda avg, p, n: (avg * n + p) / (n + 1))
 
     def batches(key):
         while True:
             _, key = jax.random.split(key)
-            idx = jax.random.choice(key=key, a=jnp.arange(data_size), shape=(schedule.batch_size,))
+            idx = jax.random.choice(key=key, a=jnp.arange(data_size), shape=(plan.batch_size,))
             yield x_train[idx], y_train[idx]
 
     def accuracy(state):
@@ -177,10 +189,10 @@ def measure_baseline(task: dict[str, Any]) -> dict[str, Any]:
         nonlocal key, state
         _, key = jax.random.split(key)
         state = step_fn(key, state, next(gen), spec.step_size)
-        if i % schedule.eval_every == 0:
+        if i % plan.eval_every == 0:
             accuracy(state)
 
-    warm_compile, warm_seconds = timed_loop(schedule.warmup_steps, warm_body)
+    warm_compile, warm_seconds = timed_loop(plan.warmup_steps, warm_body)
     warm_accuracy = accuracy(state)
     avg = jnp.zeros((x_test.shape[0], setup.num_classes))
 
@@ -190,7 +202,7 @@ def measure_baseline(task: dict[str, Any]) -> dict[str, Any]:
         state = step_fn(key, state, next(gen), spec.step_size)
         avg = update(avg, predict(state, x_test), i)
 
-    sample_compile, sample_seconds = timed_loop(schedule.sampling_steps, sample_body)
+    sample_compile, sample_seconds = timed_loop(plan.sampling_steps, sample_body)
     return {
         "warmup": {"seconds": warm_seconds, "compile_seconds": warm_compile, "final_accuracy": warm_accuracy},
         "sampling": {"seconds": sample_seconds, "compile_seconds": sample_compile,
@@ -260,9 +272,9 @@ def _device() -> dict[str, Any]:
     return provenance.device()
 
 
-def phase_rows(impl: str, sampler: str, chains: int, grads_per_step: int, schedule: dict, runs: list[dict]) -> list[dict]:
+def phase_rows(impl: str, sampler: str, chains: int, grads_per_step: int, plan: dict, runs: list[dict]) -> list[dict]:
     rows = []
-    for phase, steps in (("warmup", schedule["warmup_steps"]), ("sampling", schedule["sampling_steps"])):
+    for phase, steps in (("warmup", plan["warmup_steps"]), ("sampling", plan["sampling_steps"])):
         seconds = statistics.median(r[phase]["seconds"] for r in runs)
         compile_seconds = runs[0][phase]["compile_seconds"]  # the process's first compile
         cached = [r[phase]["compile_seconds"] for r in runs[1:]]
@@ -281,14 +293,48 @@ def phase_rows(impl: str, sampler: str, chains: int, grads_per_step: int, schedu
     return rows
 
 
-def scale_schedule(scale: float) -> dict[str, int]:
+def scaling_rows(sampler: str, chains: int, rows: list[dict]) -> list[dict]:
+    """The chain-scaling table's rows of one measurement's phase ``rows``."""
+    return [{"sampler": sampler, "chains": chains, "phase": row["phase"], "steps": row["steps"],
+             "seconds": row["seconds"], "seconds_per_chain": row["seconds"] / chains,
+             "compile_seconds": row["compile_seconds"], "peak_host_mib": row["peak_host_mib"],
+             "peak_device_mib": row["peak_device_mib"]} for row in rows]
+
+
+def add_floor(rows: list[dict], plan: dict, work: dict[str, float], matmul: dict[str, Any]) -> None:
+    """Give each row the arithmetic floor of its steps (FLOPs over the measured matrix-product rate) and how
+    far above it the row ran."""
+    for row in rows:
+        grads = grads_per_step(row["sampler"])
+        passes = 1 / plan.get("thinning", 1) if row["phase"] == "sampling" else 1 / plan["eval_every"]
+        per_step = grads * work["gradient"] + passes * work["test_pass"]
+        floor = row["chains"] * row["steps"] * per_step / matmul["flops_per_second"]
+        row |= {"flops_per_step": per_step, "floor_seconds": floor, "times_floor": row["seconds"] / floor,
+                "achieved_flops_per_second": row["chains"] * row["steps"] * per_step / row["seconds"]}
+
+
+def speedups(rows: list[dict], samplers: list[str]) -> list[dict]:
+    """Baseline seconds over ours, per sampler and phase, on one chain."""
+    ratios = []
+    for name in samplers:
+        for phase in ("warmup", "sampling"):
+            pair = {r["impl"]: r for r in rows if r["sampler"] == name and r["phase"] == phase and r["chains"] == 1}
+            if {"baseline", "ours"} <= set(pair):
+                ratios.append({"sampler": name, "phase": phase,
+                               "speedup": pair["baseline"]["seconds"] / pair["ours"]["seconds"],
+                               "speedup_with_compile": pair["baseline"]["seconds_with_compile"]
+                               / pair["ours"]["seconds_with_compile"]})
+    return ratios
+
+
+def scale_plan(scale: float) -> dict[str, int]:
     """The notebook's protocol with both phases shortened by ``scale``."""
-    schedule = {k: max(1, round(v * scale)) if k.endswith("_steps") else v for k, v in PROTOCOL.items()}
-    schedule["eval_every"] = min(schedule["eval_every"], schedule["warmup_steps"], schedule["sampling_steps"])
-    return schedule
+    plan = {k: max(1, round(v * scale)) if k.endswith("_steps") else v for k, v in PROTOCOL.items()}
+    plan["eval_every"] = min(plan["eval_every"], plan["warmup_steps"], plan["sampling_steps"])
+    return plan
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bnn_sgmcmc.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", default="synthetic", help="data.source: an IDX or parquet folder, a hub id, or 'synthetic'")
     parser.add_argument("--scale", type=float, default=1.0, help="shorten every phase by this factor (quick runs)")
@@ -308,27 +354,71 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "process, so each first compile is cold)")
     parser.add_argument("--out", default="results/benchmarks", help="folder for the JSON record and TSV table")
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def write_data(source: str, seed: int, folder: Path) -> tuple[str, dict[str, Any], tuple[int, int]]:
+    """The benchmark's data (``source``, 28 x 28 images of 10 classes) as a data file in ``folder``: its path,
+    the source's record and the numbers of training and test images."""
+    from bnn_sgmcmc import data as data_mod
+    from bnn_sgmcmc import h5io
+
+    data_config = {
+        "source": source, "image_column": "image", "label_column": "label", "image_shape": [28, 28],
+        "num_classes": 10, "synthetic": {"n_train": 4096, "n_test": 1024, "seed": None},
+    }
+    images, data_record = data_mod.load_source(data_config, seed)
+    data_h5 = str(folder / "data.h5")
+    h5io.write_data_h5(data_h5, images, num_classes=10, attrs={"source": source})
+    return data_h5, data_record, (len(images.train.labels), len(images.test.labels))
+
+
+def measure_sampler(name: str, task: dict[str, Any], args: argparse.Namespace, chain_counts: list[int],
+                    rows: list[dict], scaling: list[dict], record: Callable[[], Any]) -> None:
+    """Measure sampler ``name``: both implementations on one chain, then ours on ``chain_counts`` chains;
+    append to ``rows`` and ``scaling``, and ``record()`` after every measurement."""
+    plan, grads = task["plan"], grads_per_step(name)
+    for impl in ["ours"] if args.no_baseline else ["baseline", "ours"]:
+        runs = run_isolated(impl, task)
+        for r, run in enumerate(runs):
+            print(f"{impl} {name} run {r + 1}: warmup {run['warmup']['seconds']:.2f} s "
+                  f"(compile {run['warmup']['compile_seconds']:.2f} s), sampling {run['sampling']['seconds']:.2f} s "
+                  f"(compile {run['sampling']['compile_seconds']:.2f} s)", file=sys.stderr, flush=True)
+        rows += phase_rows(impl, name, 1, grads, plan, runs)
+        record()
+    scaling_scale = args.scale if args.scaling_scale is None else args.scaling_scale
+    scaled = scale_plan(scaling_scale)
+    for chains in chain_counts if scaling_scale > 0 else []:
+        if chains == 1 and scaled == plan:  # already measured above
+            chain_rows = [r for r in rows if r["impl"] == "ours" and r["sampler"] == name]
+        else:
+            runs = run_isolated("ours", task | {"chains": chains, "plan": scaled})
+            print(f"ours {name} x{chains}: warmup {statistics.median(r['warmup']['seconds'] for r in runs):.3f} s, "
+                  f"sampling {statistics.median(r['sampling']['seconds'] for r in runs):.3f} s",
+                  file=sys.stderr, flush=True)
+            chain_rows = phase_rows("ours", name, chains, grads, scaled, runs)
+        scaling += scaling_rows(name, chains, chain_rows)
+        record()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = _parser()
     args = parser.parse_args(argv)
     # Measured processes share the card with nothing, but take memory as the workflow's jobs do.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-    from bnn_sgmcmc import data as data_mod
-    from bnn_sgmcmc import h5io, provenance
+    from bnn_sgmcmc import provenance
 
     started = time.perf_counter()
     probe = run_isolated("matmul", {"size": args.matmul_size})
     device, matmul = probe["device"], probe["matmul"]
     gpu = device["backend"] == "gpu"
     chain_counts = [int(c) for c in (args.chains or ("1,2,4,8,16" if gpu else "1,2,4")).split(",")]
-    schedule = scale_schedule(args.scale)
+    plan = scale_plan(args.scale)
     if args.thinning > 1:
         if not args.no_baseline:
             parser.error("--thinning applies to this package's sampler only: add --no-baseline")
-        schedule["thinning"] = args.thinning
-    data_config = {
-        "source": args.source, "image_column": "image", "label_column": "label", "image_shape": [28, 28],
-        "num_classes": 10, "synthetic": {"n_train": 4096, "n_test": 1024, "seed": None},
-    }
+        plan["thinning"] = args.thinning
     samplers = args.samplers.split(",")
     created = provenance.now()
     rows: list[dict[str, Any]] = []
@@ -336,22 +426,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def record() -> dict[str, Any]:
         """The record so far: written after every measurement, so an interrupted run keeps what it measured."""
-        for row in rows:
-            grads = grads_per_step(row["sampler"])
-            passes = 1 / schedule.get("thinning", 1) if row["phase"] == "sampling" else 1 / schedule["eval_every"]
-            per_step = grads * work["gradient"] + passes * work["test_pass"]
-            floor = row["chains"] * row["steps"] * per_step / matmul["flops_per_second"]
-            row |= {"flops_per_step": per_step, "floor_seconds": floor, "times_floor": row["seconds"] / floor,
-                    "achieved_flops_per_second": row["chains"] * row["steps"] * per_step / row["seconds"]}
-        ratios = []
-        for name in samplers:
-            for phase in ("warmup", "sampling"):
-                pair = {r["impl"]: r for r in rows if r["sampler"] == name and r["phase"] == phase and r["chains"] == 1}
-                if {"baseline", "ours"} <= set(pair):
-                    ratios.append({"sampler": name, "phase": phase,
-                                   "speedup": pair["baseline"]["seconds"] / pair["ours"]["seconds"],
-                                   "speedup_with_compile": pair["baseline"]["seconds_with_compile"]
-                                   / pair["ours"]["seconds_with_compile"]})
+        add_floor(rows, plan, work, matmul)
         result = {
             "created": created,
             "command": " ".join(["python -m bnn_sgmcmc.bench", *(argv if argv is not None else sys.argv[1:])]),
@@ -361,14 +436,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "versions": provenance.versions(),
             "source": args.source,
             "data": {"n_train": n_train, "n_test": n_test, "splits": data_record["splits"]},
-            "schedule": schedule,
+            "schedule": plan,  # the record's key for the step plan, as records before the name "plan" have it
             "scale": args.scale,
             "model": MODEL,
             "samplers": {s: default_samplers()[s] for s in samplers},
             "flops": work,
             "matmul": matmul,
             "phases": rows,
-            "speedup": ratios,
+            "speedup": speedups(rows, samplers),
             "chain_scaling": scaling,
             "total_seconds": time.perf_counter() - started,
         }
@@ -376,42 +451,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return result
 
     with tempfile.TemporaryDirectory() as tmp:
-        images, data_record = data_mod.load_source(data_config, args.seed)
-        data_h5 = str(Path(tmp) / "data.h5")
-        h5io.write_data_h5(data_h5, images, num_classes=10, attrs={"source": args.source})
-        n_train, n_test = len(images.train.labels), len(images.test.labels)
-        work = flops(28 * 28, MODEL["hidden"], 10, schedule["batch_size"], n_test)
+        data_h5, data_record, (n_train, n_test) = write_data(args.source, args.seed, Path(tmp))
+        work = flops(28 * 28, MODEL["hidden"], 10, plan["batch_size"], n_test)
         for name in samplers:
-            sampler_config = default_samplers()[name]
-            grads = grads_per_step(name)
-            task = {"data": data_h5, "sampler": name, "sampler_config": sampler_config, "schedule": schedule,
+            task = {"data": data_h5, "sampler": name, "sampler_config": default_samplers()[name], "plan": plan,
                     "seed": args.seed, "chains": 1, "repeats": args.repeats, "compilation_cache": args.compilation_cache}
-            impls = ["ours"] if args.no_baseline else ["baseline", "ours"]
-            for impl in impls:
-                runs = run_isolated(impl, task)
-                for r, run in enumerate(runs):
-                    print(f"{impl} {name} run {r + 1}: warmup {run['warmup']['seconds']:.2f} s "
-                          f"(compile {run['warmup']['compile_seconds']:.2f} s), sampling {run['sampling']['seconds']:.2f} s "
-                          f"(compile {run['sampling']['compile_seconds']:.2f} s)", file=sys.stderr, flush=True)
-                rows += phase_rows(impl, name, 1, grads, schedule, runs)
-                record()
-            scaling_scale = args.scale if args.scaling_scale is None else args.scaling_scale
-            scaled = scale_schedule(scaling_scale)
-            for chains in chain_counts if scaling_scale > 0 else []:
-                if chains == 1 and scaled == schedule:  # already measured above
-                    chain_rows = [r for r in rows if r["impl"] == "ours" and r["sampler"] == name]
-                else:
-                    runs = run_isolated("ours", task | {"chains": chains, "schedule": scaled})
-                    print(f"ours {name} x{chains}: warmup {statistics.median(r['warmup']['seconds'] for r in runs):.3f} s, "
-                          f"sampling {statistics.median(r['sampling']['seconds'] for r in runs):.3f} s",
-                          file=sys.stderr, flush=True)
-                    chain_rows = phase_rows("ours", name, chains, grads, scaled, runs)
-                for row in chain_rows:
-                    scaling.append({"sampler": name, "chains": chains, "phase": row["phase"], "steps": row["steps"],
-                                    "seconds": row["seconds"], "seconds_per_chain": row["seconds"] / chains,
-                                    "compile_seconds": row["compile_seconds"], "peak_host_mib": row["peak_host_mib"],
-                                    "peak_device_mib": row["peak_device_mib"]})
-                record()
+            measure_sampler(name, task, args, chain_counts, rows, scaling, record)
         result = record()
     print(table(result))
     return result
