@@ -172,7 +172,7 @@ def job_spec(kind: str, data_h5: str, tmp_path, name: str = "sgld", chains=(0, 1
     """The :class:`SamplerJob` that :func:`job` runs: sampler ``name`` of :data:`SAMPLERS`, or ``sampler_config``."""
     out = Path(tmp_path) / tag / f"{kind}.h5"
     return SamplerJob(
-        data=data_h5, sampler=name, sampler_config=config.sampler_settings(overrides.pop("sampler_config", SAMPLERS[name])),
+        data=data_h5, sampler=name, sampler_config=config.sampler_settings(overrides.pop("sampler_config", None) or SAMPLERS[name]),
         model_config=overrides.pop("model_config", {"hidden": [16], "prior_scale": 1.0, "init": "flax"}),
         sampling_config=SAMPLING | overrides.pop("sampling", {}), seed=overrides.pop("seed", 0),
         chains=list(chains), shard=0, shards=1, checkpoint=str(Path(tmp_path) / tag / f"ckpt-{kind}.h5"), out=str(out),

@@ -61,9 +61,21 @@ def test_a_full_data_gradient_counts_as_n_over_batch_size_minibatch_gradients(da
     4 x 16 minibatch gradients."""
     sgld = experiment.setup(job_spec("warmup", data_h5, tmp_path, "sgld", evaluation={}))
     hmc = experiment.setup(job_spec("warmup", data_h5, tmp_path, "hmc", evaluation={}))
-    assert sgld.grad_evals_per_step == 1 and sgld.grad_evals([0, 5]).tolist() == [0, 5]
+    assert sgld.grad_evals_per_step == 1 and sgld.grad_evals([0, 5], "warmup").tolist() == [0, 5]
     assert hmc.grad_evals_per_step == 4 * 512 / 32
-    assert hmc.grad_evals(2).dtype == np.int64 and int(hmc.grad_evals(2)) == 128
+    assert hmc.grad_evals(2, "sampling").dtype == np.int64 and int(hmc.grad_evals(2, "sampling")) == 128
+
+
+def test_a_kernel_counts_its_own_warmup_gradients_and_its_full_data_start_of_sampling(data_h5, tmp_path):
+    """Kernel.warmup_grad_evals_per_step counts warmup steps where they differ from sampling steps, and
+    Kernel.start_sampling adds one full-data gradient (N / batch_size = 16 minibatch gradients) to sampling."""
+    setup = experiment.setup(job_spec("warmup", data_h5, tmp_path, "sgld", evaluation={}))
+    kernel = setup.kernel._replace(grad_evals_per_step=2, warmup_grad_evals_per_step=1,
+                                   start_sampling=lambda state, whole: state)
+    setup.dynamics = setup.dynamics._replace(kernel=kernel)
+    assert setup.warmup_grad_evals_per_step == 1 and setup.grad_evals_per_step == 2
+    assert setup.grad_evals([10, 60], "warmup").tolist() == [10, 60]
+    assert setup.grad_evals([10, 40], "sampling").tolist() == [2 * 10 + 16, 2 * 40 + 16]
 
 
 def test_a_sample_job_evaluates_the_shifted_test_sets_and_records_draws():

@@ -113,15 +113,25 @@ class Setup:
 
     @property
     def grad_evals_per_step(self) -> float:
-        """Gradient evaluations per step, counted in minibatch gradients (``sampling.batch_size`` examples):
-        a full-data gradient (HMC's) counts N / batch_size, so that samplers compare per unit of arithmetic."""
-        per_step = self.kernel.grad_evals_per_step
-        return per_step * self.train.x.shape[0] / self.plan.batch_size if self.kernel.full_batch else per_step
+        """Gradient evaluations per sampling step, counted in minibatch gradients (``sampling.batch_size``
+        examples): a full-data gradient (HMC's) counts N / batch_size, so that samplers compare per unit of
+        arithmetic."""
+        return self._in_minibatch_gradients(self.kernel.grad_evals_per_step)
 
-    def grad_evals(self, steps: Any, phase: str = "warmup") -> np.ndarray:
-        """Gradient evaluations (see :attr:`grad_evals_per_step`) after ``steps`` steps of ``phase``, as integers;
-        in sampling with the full-data gradient of the kernel's ``start_sampling``, where it has one."""
-        spent = np.asarray(steps, np.float64) * self.grad_evals_per_step
+    @property
+    def warmup_grad_evals_per_step(self) -> float:
+        """As :attr:`grad_evals_per_step`, per warmup step (the kernel's own count, where it has one)."""
+        per_step = self.kernel.warmup_grad_evals_per_step
+        return self._in_minibatch_gradients(self.kernel.grad_evals_per_step if per_step is None else per_step)
+
+    def _in_minibatch_gradients(self, count: int) -> float:
+        return count * self.train.x.shape[0] / self.plan.batch_size if self.kernel.full_batch else count
+
+    def grad_evals(self, steps: Any, phase: str) -> np.ndarray:
+        """Gradient evaluations after ``steps`` steps of ``phase`` (``warmup`` or ``sampling``), as integers; in
+        sampling with the full-data gradient of the kernel's ``start_sampling``, where it has one."""
+        per_step = self.warmup_grad_evals_per_step if phase == "warmup" else self.grad_evals_per_step
+        spent = np.asarray(steps, np.float64) * per_step
         if phase == "sampling" and self.kernel.start_sampling is not None:
             spent = spent + self.train.x.shape[0] / self.plan.batch_size
         return np.rint(spent).astype(np.int64)

@@ -30,7 +30,7 @@ class RunSetup(Protocol):
     @property
     def kernel(self) -> kernels.Kernel: ...
 
-    def grad_evals(self, steps: Any, phase: str = "warmup") -> np.ndarray: ...
+    def grad_evals(self, steps: Any, phase: str) -> np.ndarray: ...
 
     def initial_state(self, positions: Any = None) -> Any: ...
 
@@ -160,7 +160,7 @@ def warmup_arrays(state: sampling.WarmupState, setup: RunSetup) -> dict[str, Any
         "keys": np.asarray(jax.random.key_data(setup.keys)),
         "trace": {
             "step": steps,
-            "grad_evals": setup.grad_evals(steps),
+            "grad_evals": setup.grad_evals(steps, "warmup"),
             "wall_seconds": np.repeat(np.asarray(trace["wall_seconds"], np.float64)[:, None], chains, 1),
             "test_accuracy": np.asarray(trace["test_accuracy"], np.float32).reshape(-1, chains),
         },

@@ -151,7 +151,7 @@ def _job_attrs(setup: Any, phase: str, job: Any, **extra: Any) -> dict[str, Any]
     return provenance.record(
         phase=phase,
         sampler=setup.spec.record(),
-        grad_evals_per_step=setup.grad_evals_per_step,
+        grad_evals_per_step=setup.warmup_grad_evals_per_step if phase == "warmup" else setup.grad_evals_per_step,
         # The step plan keeps its attribute name "schedule" in the files: the files already written, and the
         # readers of them (diagnostics, runs), know it by that name.
         schedule=asdict(setup.plan),
@@ -250,7 +250,7 @@ def sample(job: Any) -> None:
             schema_version=h5io.PREDICTIVE_SCHEMA_VERSION,
             step=state.step, num_samples=state.count, run_seconds=state.seconds,
             warmup_steps=plan.warmup_steps,
-            warmup_grad_evals=int(setup.grad_evals(plan.warmup_steps)),
+            warmup_grad_evals=int(setup.grad_evals(plan.warmup_steps, "warmup")),
             warmup_run_seconds=warm_attrs["run_seconds"],
             warmup_compile_seconds=warm_attrs["compile_seconds"],
             **extra,

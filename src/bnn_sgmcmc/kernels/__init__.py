@@ -94,6 +94,9 @@ class Kernel(NamedTuple):
     #: what a kernel takes from all the data before it samples, such as control variates' centre and the
     #: full-data gradient there. Counted as one full-data gradient. None: nothing.
     start_sampling: Callable[[Any, Any], Any] | None = None
+    #: Gradient evaluations a warmup step spends, where they differ from a sampling step's (a kernel whose
+    #: ``warmup_step`` does other work, such as optimise); None: ``grad_evals_per_step``.
+    warmup_grad_evals_per_step: int | None = None
 
 
 def names() -> tuple[str, ...]:
