@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import norm
 
-from bnn_sgmcmc import config, h5io, sampling, steps
+from bnn_sgmcmc import h5io, sampling, schema, steps
 from bnn_sgmcmc.experiment import SamplerJob
 
 # --------------------------------------------------------------------------- a known posterior
@@ -37,11 +37,11 @@ def linear_regression(n: int = 200, noise: float = 0.5):
 
 def make_spec(name: str, **entry) -> sampling.SamplerSpec:
     """A sampler as the config would give it: the schema's defaults filled in."""
-    return sampling.SamplerSpec(name, config.sampler_settings(entry))
+    return sampling.SamplerSpec(name, schema.sampler_settings(entry))
 
 
 def settings_of(entry: dict) -> dict:
-    return config.sampler_settings(dict(entry))
+    return schema.sampler_settings(dict(entry))
 
 
 CHAINS = list(range(2048))
@@ -118,7 +118,7 @@ def stationary_run(kernel: str, step_size: float, alpha: float, steps: int, kern
     standard error of sqrt(2 / dims) of itself; their average, of correlated steps, no more."""
     from bnn_sgmcmc import kernels
 
-    settings = config.sampler_settings({"kernel": kernel, "step_size": step_size, "alpha": alpha,
+    settings = schema.sampler_settings({"kernel": kernel, "step_size": step_size, "alpha": alpha,
                                         "num_integration_steps": steps})
     kernel = kernels.build(kernel, lambda position, batch: -0.5 * jnp.sum(position["x"] ** 2), settings)
     start, init, run = jax.random.split(jax.random.key(0), 3)
@@ -172,7 +172,7 @@ def job_spec(kind: str, data_h5: str, tmp_path, name: str = "sgld", chains=(0, 1
     """The :class:`SamplerJob` that :func:`job` runs: sampler ``name`` of :data:`SAMPLERS`, or ``sampler_config``."""
     out = Path(tmp_path) / tag / f"{kind}.h5"
     return SamplerJob(
-        data=data_h5, sampler=name, sampler_config=config.sampler_settings(overrides.pop("sampler_config", None) or SAMPLERS[name]),
+        data=data_h5, sampler=name, sampler_config=schema.sampler_settings(overrides.pop("sampler_config", None) or SAMPLERS[name]),
         model_config=overrides.pop("model_config", {"hidden": [16], "prior_scale": 1.0, "init": "flax"}),
         sampling_config=SAMPLING | overrides.pop("sampling", {}), seed=overrides.pop("seed", 0),
         chains=list(chains), shard=0, shards=1, checkpoint=str(Path(tmp_path) / tag / f"ckpt-{kind}.h5"), out=str(out),

@@ -1,31 +1,26 @@
-"""The config's checks of the samplers (bnn_sgmcmc.config): a key foreign to the kernel or the schedule, and
-bad samplers stopping the workflow before any job. (The checks of one kernel are in tests/kernels/.)"""
+"""The config's checks that JSON Schema cannot express (bnn_sgmcmc.config): the training set's size known before
+any job, bad samplers stopping the workflow before any job, and config.yaml repeating the schema's defaults. (A key
+foreign to the kernel is tests/test_schema.py's; the checks of one kernel are in tests/kernels/.)"""
 
 from __future__ import annotations
 
-import pytest
 import yaml
 from conftest import REPO, snakemake
 
-from bnn_sgmcmc import config, kernels
-from bnn_sgmcmc.errors import ConfigError
+from bnn_sgmcmc import kernels, schema
 
 #: The end of the message for an unknown kernel: the registered ones.
 UNKNOWN = f"unknown kernel 'nuts'; choose one of {', '.join(kernels.names())}"
 
 
-@pytest.mark.parametrize("entry, match", [
-    ({"kernel": "sgld", "step_size": 1e-3, "alpha": 2.0},
-     r"samplers.sampler: 'alpha' is not a setting of kernel sgld.*\(sghmc, sghmc_persistent, sgnht have it\)"),
-    ({"kernel": "psgld", "step_size": 1e-3, "num_integration_steps": 3},
-     r"'num_integration_steps' is not a setting of kernel psgld.*\(hmc, sghmc, sghmc_persistent have it\)"),
-    ({"kernel": "nuts", "step_size": 1e-3}, UNKNOWN),
-    ({"kernel": "sgld", "step_size": 1e-3, "schedule": {"kind": "constant", "gamma": 0.6}},
-     r"'gamma' is not a setting of kind constant.*\(polynomial has it\)"),
-])
-def test_a_key_foreign_to_the_kernel_or_schedule_is_named(entry, match):
-    with pytest.raises(ConfigError, match=match):
-        config.sampler_settings(entry)
+def test_the_training_set_size_is_known_before_any_job_for_idx_and_synthetic(idx_gz_folder, base_config):
+    from bnn_sgmcmc.config import known_train_size
+
+    data = base_config["data"] | {"source": str(idx_gz_folder)}
+    assert known_train_size(data) == (30, f"the IDX files in '{idx_gz_folder}'")  # from the header alone
+    assert known_train_size(base_config["data"] | {"source": "synthetic"}) == (
+        base_config["data"]["synthetic"]["n_train"], "data.synthetic.n_train")
+    assert known_train_size(base_config["data"] | {"source": "ylecun/mnist"}) is None  # known once downloaded
 
 
 def test_bad_samplers_stop_the_workflow_before_any_job(tmp_path, base_config):
@@ -59,7 +54,7 @@ def test_config_yaml_repeats_the_defaults_and_says_where_it_does_not():
     (with the reason): a deliberate override."""
     text = (REPO / "config.yaml").read_text()
     overridden = {line.split(":")[0].strip() for line in text.splitlines() if "# not the default" in line}
-    defaults = config.with_defaults({})
+    defaults = schema.with_defaults({})
     differ = []
     for path, value in _leaves(yaml.safe_load(text)):
         default = defaults

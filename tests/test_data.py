@@ -1,4 +1,4 @@
-"""Data sources, validation and synthetic data (bnn_sgmcmc.data, bnn_sgmcmc.config)."""
+"""Loading every data source, validation, subsets and synthetic data (bnn_sgmcmc.data)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IDX_NAMES, REPO, idx_bytes, write_idx_folder
+from conftest import IDX_NAMES, idx_bytes, write_idx_folder
 
-from bnn_sgmcmc.config import resolve_source
 from bnn_sgmcmc.errors import ConfigError, DataError
 from bnn_sgmcmc.data import (
     ImageData,
@@ -101,32 +100,7 @@ def test_parquet_without_the_image_column_is_refused(base_config, parquet_folder
         load(base_config, parquet_folder)
 
 
-def test_source_forms_are_resolved(idx_gz_folder, parquet_folder):
-    assert resolve_source("synthetic").form == "synthetic"
-    assert resolve_source(str(idx_gz_folder)).form == "idx"
-    assert resolve_source(str(parquet_folder)).form == "parquet"
-    assert resolve_source("mnist").form == "hub"
-    assert resolve_source("ylecun/mnist").form == "hub"
-
-
-def test_a_missing_local_folder_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"data.source: the folder '.*nowhere' does not exist"):
-        resolve_source(str(tmp_path / "nowhere"))
-
-
-def test_a_folder_without_data_is_a_config_error(tmp_path):
-    (tmp_path / "notes.txt").write_text("nothing here")
-    with pytest.raises(ConfigError, match="neither MNIST IDX files nor parquet files"):
-        resolve_source(str(tmp_path))
-
-
 # --------------------------------------------------------------------------- bad IDX input
-
-
-def test_a_missing_idx_file_is_named(idx_gz_folder):
-    (idx_gz_folder / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(ConfigError, match=r"lacks t10k-labels-idx1-ubyte\[\.gz\]"):
-        resolve_source(str(idx_gz_folder))
 
 
 def test_a_wrong_magic_number_is_named(tmp_path, base_config, images):
@@ -190,16 +164,6 @@ def test_rgb_images_of_the_right_size_are_told_to_be_grey_not_resized(images):
         "(or convert the images to grey)."
     )
     assert "set data.image_shape" not in str(info.value)
-
-
-def test_the_training_set_size_is_known_before_any_job_for_idx_and_synthetic(idx_gz_folder, base_config):
-    from bnn_sgmcmc.config import known_train_size
-
-    data = base_config["data"] | {"source": str(idx_gz_folder)}
-    assert known_train_size(data) == (30, f"the IDX files in '{idx_gz_folder}'")  # from the header alone
-    assert known_train_size(base_config["data"] | {"source": "synthetic"}) == (
-        base_config["data"]["synthetic"]["n_train"], "data.synthetic.n_train")
-    assert known_train_size(base_config["data"] | {"source": "ylecun/mnist"}) is None  # known once downloaded
 
 
 def test_validate_accepts_good_data(images):
@@ -313,42 +277,3 @@ def test_synthetic_is_learnable_but_not_trivial():
         b -= 0.5 * p.mean(0)
     accuracy = ((xt @ w + b).argmax(1) == yt).mean()
     assert 0.8 < accuracy < 0.99
-
-
-def test_the_schema_is_read_once_and_each_caller_gets_its_own_copy():
-    """load_schema parses with libyaml where PyYAML has it: the same objects as yaml.safe_load; and since
-    validation fills defaults into a config by reference, a change to one copy reaches no other."""
-    import yaml
-
-    from bnn_sgmcmc import config
-
-    path = REPO / "workflow/schemas/config.schema.yaml"
-    expected = config.with_kernels(yaml.safe_load(path.read_text()))  # the file's, with the kernel modules' part
-    assert config.load_schema() == expected == config.load_schema(str(path))
-    first = config.with_defaults({"samplers": {"s": {"kernel": "sgld", "step_size": 1e-4}}})
-    first["shift"]["rotations"].append(45)
-    first["sampling"]["batch_size"] = 7
-    second = config.with_defaults({"samplers": {"s": {"kernel": "sgld", "step_size": 1e-4}}})
-    assert 45 not in second["shift"]["rotations"] and second["sampling"]["batch_size"] != 7
-    assert config.load_schema() == expected
-
-
-def test_nested_config_strings_get_the_schemas_types():
-    """`--config sampling='{chains: 8}'` reaches the Snakefile as '8': coerce types it, and only where the schema asks."""
-    from bnn_sgmcmc.config import coerce, load_schema
-
-    schema = load_schema()  # as the Snakefile: the file's, with the kernels' own keys
-    config = {
-        "seed": "3",
-        "data": {"source": "123", "image_shape": ["28", "28"]},
-        "sampling": {"chains": "8", "compilation_cache": "null", "eval_every": "ten"},
-        "samplers": {"mine": {"kernel": "sgld", "step_size": "4.5e-5"},
-                     "hot": {"kernel": "sghmc", "step_size": "1e-3", "num_integration_steps": "5"}},
-    }
-    coerce(config, schema)
-    assert config["seed"] == 3 and config["data"]["source"] == "123"  # a string stays a string
-    assert config["data"]["image_shape"] == [28, 28]
-    assert config["sampling"]["chains"] == 8 and config["sampling"]["compilation_cache"] is None
-    assert config["sampling"]["eval_every"] == "ten"  # left for the schema to reject by name
-    assert config["samplers"]["mine"]["step_size"] == pytest.approx(4.5e-5)
-    assert config["samplers"]["hot"]["num_integration_steps"] == 5  # a kernel's own key, typed too

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import REPO, snakemake
 
-from bnn_sgmcmc import config, kernels
+from bnn_sgmcmc import kernels, schema
 from bnn_sgmcmc.kernels import __main__ as registry_cli
 
 NAMES = kernels.names()
@@ -22,7 +22,7 @@ NAMES = kernels.names()
 def test_the_registry_is_the_kernel_modules_and_the_schema_takes_its_names():
     found = sorted(p.stem for p in (REPO / "src/bnn_sgmcmc/kernels").glob("*.py") if not p.stem.startswith("_"))
     assert list(NAMES) == found and {"sgld", "sghmc", "sghmc_persistent", "sgnht", "psgld", "hmc"} <= set(NAMES)
-    entry = config.load_schema()["properties"]["samplers"]["additionalProperties"]
+    entry = schema.load_schema()["properties"]["samplers"]["additionalProperties"]
     assert entry["properties"]["kernel"]["enum"] == list(NAMES)
     assert [block["if"]["properties"]["kernel"]["const"] for block in entry["allOf"]] == list(NAMES)
     with pytest.raises(ValueError, match=f"unknown kernel 'nuts'; the registered kernels are {', '.join(NAMES)}"):
@@ -40,14 +40,14 @@ def test_every_kernel_declares_its_settings_cost_and_place_in_the_zoo(name):
         assert key not in registry_cli.COMMON_KEYS
         assert prop["description"].strip() and "default" in prop, key
         jsonschema.Draft202012Validator(prop).validate(prop["default"])
-    settings = config.sampler_settings({"kernel": name, "step_size": 1e-3})
+    settings = schema.sampler_settings({"kernel": name, "step_size": 1e-3})
     assert set(settings) == {"kernel", "step_size", "temperature", "schedule", *module.SETTINGS}
     assert kernels.grad_evals_per_step(name, settings) >= 1
     example = getattr(module, "EXAMPLE", None)
     if name not in registry_cli.default_kernels() and not kernels.full_batch(name):
         assert example is not None, f"{name}: the sampler zoo needs its EXAMPLE settings"
     if example is not None:
-        config.sampler_settings({"kernel": name, **example})  # valid settings
+        schema.sampler_settings({"kernel": name, **example})  # valid settings
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -62,9 +62,9 @@ def test_the_declarations_are_read_without_jax_as_the_snakefile_reads_them():
     every kernel module, loading the schema and checking a config imports neither JAX nor BlackJAX."""
     code = (
         "import sys\n"
-        "from bnn_sgmcmc import config, kernels\n"
+        "from bnn_sgmcmc import config, invocation, kernels, plan, schema, sources\n"
         "for name in kernels.names(): kernels.module(name)\n"
-        "cfg = config.with_defaults({'data': {'source': 'synthetic'}, "
+        "cfg = schema.with_defaults({'data': {'source': 'synthetic'}, "
         "'samplers': {n: {'kernel': n, 'step_size': 1e-3} for n in kernels.names()}})\n"
         "config.check(cfg)\n"
         "print(sorted(m for m in ('jax', 'blackjax', 'flax') if m in sys.modules))\n"
@@ -91,7 +91,7 @@ def test_the_sampler_zoo_names_every_kernel_and_schedule_and_plans_one_job_each(
     merged = (yaml.safe_load((REPO / "config.yaml").read_text())["samplers"] | yaml.safe_load(zoo.read_text())["samplers"]
               | yaml.safe_load(generated)["samplers"])
     assert jobs["warmup"] == jobs["sample"] == str(len(merged))
-    settings = [config.sampler_settings(entry) for entry in merged.values()]
+    settings = [schema.sampler_settings(entry) for entry in merged.values()]
     # Every SG-MCMC kernel; a full-batch kernel (hmc) is the reference posterior's.
     assert {s["kernel"] for s in settings} == {n for n in NAMES if not kernels.full_batch(n)}
     assert {s["schedule"]["kind"] for s in settings} == {"constant", "polynomial", "cyclical"}

@@ -11,24 +11,24 @@ import yaml
 from conftest import REPO, snakemake
 from harness import SAMPLERS, assert_same_results, job
 
-from bnn_sgmcmc import config, experiment, h5io, kernels, sampling, states
+from bnn_sgmcmc import config, experiment, h5io, kernels, plan, sampling, schema, states
 from bnn_sgmcmc.errors import ConfigError
 
 
 def test_the_reference_block_becomes_an_hmc_sampler_with_its_own_steps_and_chains():
-    cfg = config.with_defaults({"samplers": {"sgld": {"kernel": "sgld", "step_size": 1e-4}},
+    cfg = schema.with_defaults({"samplers": {"sgld": {"kernel": "sgld", "step_size": 1e-4}},
                                 "reference": {"num_integration_steps": 20, "chains": 4, "sampling_steps": 200}})
-    entry = config.reference_sampler(cfg)
+    entry = plan.reference_sampler(cfg)
     assert entry["kernel"] == "hmc" and entry["num_integration_steps"] == 20 and entry["target_acceptance"] == 0.8
     assert entry["matmul_precision"] == "float32"
     cfg["reference"]["matmul_precision"] = "BF16_BF16_F32_X3"
-    assert config.reference_sampler(cfg)["matmul_precision"] == "BF16_BF16_F32_X3"
-    run = config.reference_sampling(cfg)
+    assert plan.reference_sampler(cfg)["matmul_precision"] == "BF16_BF16_F32_X3"
+    run = plan.reference_sampling(cfg)
     assert run["chains"] == 4 and run["sampling_steps"] == 200 and run["warmup_steps"] == 100
     assert run["batch_size"] == cfg["sampling"]["batch_size"] and run["save_weights_every"] == 0
-    assert config.reference_init(cfg) == "sgld"
+    assert plan.reference_init(cfg) == "sgld"
     cfg["reference"]["init"] = "prior"
-    assert config.reference_init(cfg) is None
+    assert plan.reference_init(cfg) is None
 
 
 @pytest.mark.parametrize("change, message", [
@@ -49,7 +49,7 @@ def test_reference_chains_start_where_the_warmups_chains_ended_in_global_order(d
     """Two warmup shards of sgld (chains [0] and [1]): reference chains 0..2 start from chains 0, 1, 0."""
     shards = [job("warmup", data_h5, tmp_path, "sgld", chains=(c,), tag=f"w{c}") for c in (1, 0)]
     spec = experiment.SamplerJob(
-        data=data_h5, sampler="reference", sampler_config=config.sampler_settings({"kernel": "hmc", "step_size": 1e-3}),
+        data=data_h5, sampler="reference", sampler_config=schema.sampler_settings({"kernel": "hmc", "step_size": 1e-3}),
         model_config={"hidden": [16], "prior_scale": 1.0, "init": "flax"},
         sampling_config={"batch_size": 32, "batching": "replacement", "warmup_steps": 2, "eval_every": 1},
         seed=0, chains=[0, 1, 2], shard=0, shards=1, checkpoint=str(tmp_path / "c.h5"), out=str(tmp_path / "o.h5"),
@@ -66,14 +66,14 @@ def test_reference_chains_start_where_the_warmups_chains_ended_in_global_order(d
 
 def test_the_reference_needs_two_chains_for_its_noise_floor():
     with pytest.raises(Exception, match="chains"):
-        config.with_defaults({"reference": {"chains": 1}})
+        schema.with_defaults({"reference": {"chains": 1}})
     with pytest.raises(ConfigError, match="reference.init"):
-        cfg = config.with_defaults({"samplers": {"a": {"kernel": "sgld", "step_size": 1e-4}}, "reference": {"init": "b"}})
+        cfg = schema.with_defaults({"samplers": {"a": {"kernel": "sgld", "step_size": 1e-4}}, "reference": {"init": "b"}})
         config.check_reference(cfg)
 
 
 def test_hmc_takes_no_step_size_schedule():
-    cfg = config.with_defaults({"samplers": {"h": {"kernel": "hmc", "step_size": 1e-3,
+    cfg = schema.with_defaults({"samplers": {"h": {"kernel": "hmc", "step_size": 1e-3,
                                                    "schedule": {"kind": "cyclical"}}}})
     with pytest.raises(ConfigError, match="samplers.h: kernel hmc adapts its own step size"):
         config.check(cfg)
@@ -86,10 +86,10 @@ def test_hmc_compiles_its_matrix_products_in_float32_unless_told_otherwise_and_a
     ``matmul_precision`` says otherwise, and the SG-MCMC kernels' keep JAX's default. A CPU computes every
     one of them in float32 (the bfloat16 algorithms as float32): the same arrays, whatever the setting."""
     def hmc(**settings):
-        return kernels.build("hmc", lambda p, b: 0.0, config.sampler_settings(SAMPLERS["hmc"] | settings))
+        return kernels.build("hmc", lambda p, b: 0.0, schema.sampler_settings(SAMPLERS["hmc"] | settings))
 
     assert hmc().matmul_precision == "float32" and hmc(matmul_precision="default").matmul_precision is None
-    assert kernels.build("sgld", lambda p, b: 0.0, config.sampler_settings(SAMPLERS["sgld"])).matmul_precision is None
+    assert kernels.build("sgld", lambda p, b: 0.0, schema.sampler_settings(SAMPLERS["sgld"])).matmul_precision is None
     operands = sampling.Operands(sampling.Data(jnp.ones((4, 3)), jnp.zeros(4)), jnp.zeros(()), {})
 
     def product(precision):
@@ -99,10 +99,10 @@ def test_hmc_compiles_its_matrix_products_in_float32_unless_told_otherwise_and_a
     assert "operand_precision={highest,highest}" in product(hmc().matmul_precision)
     assert "operand_precision" not in product(None) and "algorithm=dot_bf16_bf16_f32_x3" in product("BF16_BF16_F32_X3")
     # XLA's CPU compiler cannot emit the bfloat16 algorithms in every product of the programs; a CPU takes float32.
-    x3 = config.sampler_settings(SAMPLERS["hmc"] | {"matmul_precision": "BF16_BF16_F32_X3"})
+    x3 = schema.sampler_settings(SAMPLERS["hmc"] | {"matmul_precision": "BF16_BF16_F32_X3"})
     assert kernels.module("hmc").precision(x3, "cpu") == "float32"
     assert kernels.module("hmc").precision(x3, "gpu") == "BF16_BF16_F32_X3"
-    tf32x3 = config.sampler_settings(SAMPLERS["hmc"] | {"matmul_precision": "TF32_TF32_F32_X3"})
+    tf32x3 = schema.sampler_settings(SAMPLERS["hmc"] | {"matmul_precision": "TF32_TF32_F32_X3"})
     assert kernels.module("hmc").precision(tf32x3, "cpu") == "float32"
     runs = {precision: job("warmup", data_h5, tmp_path, "hmc", tag=precision, sampling={"warmup_steps": 20},
                            sampler_config=SAMPLERS["hmc"] | {"matmul_precision": precision})

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnn_sgmcmc import config, h5io, report
+from bnn_sgmcmc import h5io, report, schema
 from bnn_sgmcmc.data import ImageData, Split
 from bnn_sgmcmc.errors import DataError
 
@@ -40,7 +40,7 @@ def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel=
                            "test": {"true_class_log_prob": np.log(rng.beta(5, 2, (draws, chains, n))).astype(np.float16)}}
     if kernel_trace:
         arrays["kernel_trace"] = {"step": steps, **kernel_trace}
-    settings = config.sampler_settings({"kernel": kernel, "step_size": 1e-3})
+    settings = schema.sampler_settings({"kernel": kernel, "step_size": 1e-3})
     attrs = {"sampler": {"name": kernel, **settings}, "chains": chains, "num_samples": samples,
              "schedule": {"warmup_steps": 20, "sampling_steps": samples, "thinning": 1},
              "device": {"device_kind": "cpu"}, "schema_version": h5io.PREDICTIVE_SCHEMA_VERSION}

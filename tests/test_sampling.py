@@ -22,7 +22,7 @@ import pytest
 from harness import SAMPLERS, arrays, assert_same_results, job, job_spec, make_spec
 from jax.scipy.stats import norm
 
-from bnn_sgmcmc import config, h5io, kernels, model, predictive, provenance, sampling, steps
+from bnn_sgmcmc import h5io, kernels, model, predictive, provenance, sampling, steps
 from bnn_sgmcmc.errors import ConfigError, DataError, DivergenceError
 
 # --------------------------------------------------------------------------- the estimator

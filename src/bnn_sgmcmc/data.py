@@ -16,8 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from bnn_sgmcmc.config import SOURCE_FORMS_HELP, Source, find_idx_files, resolve_source
 from bnn_sgmcmc.errors import DataError
+from bnn_sgmcmc.sources import (
+    GZIP_MAGIC,
+    SOURCE_FORMS_HELP,
+    IdxHeaderError,
+    Source,
+    find_idx_files,
+    read_idx_header,
+    resolve_source,
+)
 
 SPLITS = ("train", "test")
 #: MD5 sums of LeCun's published gzipped MNIST files, to recognise an untouched copy.
@@ -70,15 +78,21 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"IDX file {path} does not exist. Check data.source.")
     raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":  # gzip, whatever the file is called
+    if raw[:2] == GZIP_MAGIC:  # gzip, whatever the file is called
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as err:
             raise DataError(
                 f"{path} is a damaged gzip file ({err}). Download it again."
             ) from err
+    stream = io.BytesIO(raw)
     expected = IDX_MAGIC[kind]
-    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    try:
+        magic, dims = read_idx_header(stream)
+    except IdxHeaderError as err:
+        if err.magic == expected:  # the right magic number, then the file ends within the dimensions
+            raise DataError(f"{path}: {err}. The file is truncated or damaged: download it again.") from None
+        magic, dims = err.magic, ()
     if magic != expected:
         found = "a file shorter than 4 bytes" if magic is None else f"0x{magic:08x}"
         raise DataError(
@@ -86,10 +100,7 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
             f"0x{expected:08x}. The file is not an MNIST {kind} IDX file (or is damaged): "
             "check which file sits under this name, or download it again."
         )
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    body = raw[header:]
+    body = stream.read()
     if len(body) != int(np.prod(dims)):
         raise DataError(
             f"{path}: the header announces shape {dims} ({int(np.prod(dims))} bytes) "

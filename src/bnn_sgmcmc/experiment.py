@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bnn_sgmcmc import h5io, kernels, model, predictive, sampling, schedules
-from bnn_sgmcmc.config import warmup_sampler
+from bnn_sgmcmc.plan import warmup_sampler
 from bnn_sgmcmc.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -484,7 +484,7 @@ def agreement(
     row compares its two halves of chains, the noise floor below which differences are not real, and
     gives its convergence (``verdicts[reference]``), acceptance rate, divergences and adapted step size.
     A warning (logged, and in the figure's title) says when the reference has not converged."""
-    from bnn_sgmcmc.config import REFERENCE
+    from bnn_sgmcmc.plan import REFERENCE
 
     ref_arrays, ref_attrs = h5io.read_predictive(reference)
     chains = ref_arrays["test"]["log_probs"].shape[0]

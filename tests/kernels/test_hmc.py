@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from harness import assert_recovers_gaussian, make_spec, run_on_gaussian
 
-from bnn_sgmcmc import config, kernels
+from bnn_sgmcmc import config, kernels, schema
 from bnn_sgmcmc.errors import ConfigError
 
 
@@ -42,7 +42,7 @@ def test_hmc_adapts_its_step_size_to_the_target_acceptance_and_traces_its_statis
 
 
 def test_a_step_size_schedule_is_refused():
-    cfg = config.with_defaults({"samplers": {"h": {"kernel": "hmc", "step_size": 1e-3,
+    cfg = schema.with_defaults({"samplers": {"h": {"kernel": "hmc", "step_size": 1e-3,
                                                    "schedule": {"kind": "polynomial"}}}})
     with pytest.raises(ConfigError, match=r"^samplers.h: kernel hmc adapts its own step size during warmup .* a "
                                           r"polynomial schedule does not apply to it"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from harness import SE, assert_recovers_gaussian, exact_variance, make_spec, stationary_run
 
-from bnn_sgmcmc import config
+from bnn_sgmcmc import config, schema
 from bnn_sgmcmc.errors import ConfigError
 
 
@@ -39,11 +39,11 @@ def test_blackjax_sghmc_is_wide_by_k_over_k_minus_1_and_the_persistent_kernel_is
 
 def test_one_integration_step_is_refused_since_no_gradient_reaches_the_weights():
     """K = 1 is the K/(K-1) table's divergent row: the weights random-walk. The persistent kernel takes it."""
-    cfg = config.with_defaults({"samplers": {"s": {"kernel": "sghmc", "step_size": 1e-3, "num_integration_steps": 1}}})
+    cfg = schema.with_defaults({"samplers": {"s": {"kernel": "sghmc", "step_size": 1e-3, "num_integration_steps": 1}}})
     with pytest.raises(ConfigError, match=r"^samplers.s: kernel sghmc with num_integration_steps 1 never moves the "
                                           r"weights by a gradient.*or kernel sghmc_persistent"):
         config.check(cfg)
-    config.check(config.with_defaults({"samplers": {"s": {"kernel": "sghmc_persistent", "step_size": 1e-3,
+    config.check(schema.with_defaults({"samplers": {"s": {"kernel": "sghmc_persistent", "step_size": 1e-3,
                                                           "num_integration_steps": 1}}}))
 
 
@@ -52,6 +52,6 @@ def test_one_integration_step_is_refused_since_no_gradient_reaches_the_weights()
     ({"beta": 1e5}, r"^samplers.s: beta is too large for alpha \(negative noise variance\); lower beta"),
 ])
 def test_a_friction_that_cannot_work_is_refused(entry, match):
-    cfg = config.with_defaults({"samplers": {"s": {"kernel": "sghmc", "step_size": 2e-3} | entry}})
+    cfg = schema.with_defaults({"samplers": {"s": {"kernel": "sghmc", "step_size": 2e-3} | entry}})
     with pytest.raises(ConfigError, match=match):
         config.check(cfg)

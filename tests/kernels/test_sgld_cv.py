@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from harness import assert_recovers_gaussian, job, linear_regression, make_spec, run_on_gaussian
 
-from bnn_sgmcmc import config, h5io, kernels, sampling
+from bnn_sgmcmc import config, h5io, kernels, sampling, schema
 from bnn_sgmcmc.errors import ConfigError
 
 #: Minibatches of 20 of the regression's 200 points, drawn with replacement, at a step where they bias SGLD.
@@ -50,8 +50,8 @@ def test_the_estimate_is_exact_at_the_centre_and_its_noise_grows_with_the_distan
     x, y, log_prior, log_likelihood, mean, cov = linear_regression()
     x, y = jnp.asarray(x), jnp.asarray(y)
     logdensity = sampling.log_density_estimator(log_prior, log_likelihood, len(y))
-    cv = kernels.build("sgld_cv", logdensity, config.sampler_settings({"kernel": "sgld_cv", "step_size": STEP}))
-    plain = kernels.build("sgld", logdensity, config.sampler_settings({"kernel": "sgld", "step_size": STEP}))
+    cv = kernels.build("sgld_cv", logdensity, schema.sampler_settings({"kernel": "sgld_cv", "step_size": STEP}))
+    plain = kernels.build("sgld", logdensity, schema.sampler_settings({"kernel": "sgld", "step_size": STEP}))
     centre = {"w": jnp.asarray(mean, jnp.float32)}
     state = cv.start_sampling(cv.init(centre, None), (x, y))
     full = np.asarray(jax.grad(logdensity)(centre, (x, y))["w"])
@@ -89,7 +89,7 @@ def test_warmup_finds_the_mode_and_sampling_centres_on_it():
 
 
 def test_no_warmup_is_refused_since_the_centre_would_be_the_initial_weights():
-    cfg = config.with_defaults({"data": {"source": "synthetic"}, "sampling": {"warmup_steps": 0},
+    cfg = schema.with_defaults({"data": {"source": "synthetic"}, "sampling": {"warmup_steps": 0},
                                 "samplers": {"cv": {"kernel": "sgld_cv", "step_size": 1e-4}}})
     with pytest.raises(ConfigError, match=r"^samplers.cv: kernel sgld_cv finds its centre, the posterior mode, "
                                           r"during warmup, and sampling.warmup_steps is 0"):

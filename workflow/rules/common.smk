@@ -6,24 +6,21 @@ from pathlib import Path
 # the workflow's base folder is the host's.
 sys.path.insert(0, str(Path(workflow.current_basedir).parents[1] / "src"))
 
-from bnn_sgmcmc.config import (
+from bnn_sgmcmc.config import check as check_config
+from bnn_sgmcmc.errors import ConfigError
+from bnn_sgmcmc.invocation import report_destination
+from bnn_sgmcmc.logs import cannot_write
+from bnn_sgmcmc.plan import (
     REFERENCE,
-    check as check_config,
-    check_sampler_keys,
-    check_schema,
-    coerce,
     kernel_settings,
-    load_schema,
     reference_init,
     reference_sampler,
     reference_sampling,
-    report_destination,
     sampler_sampling,
     shard_chains,
     warmup_sampler,
 )
-from bnn_sgmcmc.errors import ConfigError
-from bnn_sgmcmc.logs import cannot_write
+from bnn_sgmcmc.schema import check_sampler_keys, check_schema, coerce, load_schema
 
 # The schema file, with each kernel's keys and defaults from its module (bnn_sgmcmc.kernels).
 SCHEMA = load_schema(workflow.source_path("../schemas/config.schema.yaml"))

@@ -62,10 +62,10 @@ def default_samplers() -> dict[str, dict[str, Any]]:
     the record asks for them after every measurement). Read-only."""
     import yaml
 
-    from bnn_sgmcmc import config
+    from bnn_sgmcmc import schema
 
-    entries = yaml.safe_load((config.schema_path().parents[2] / "config.yaml").read_text())["samplers"]
-    return {name: config.sampler_settings(entry) for name, entry in entries.items()}
+    entries = yaml.safe_load((schema.schema_path().parents[2] / "config.yaml").read_text())["samplers"]
+    return {name: schema.sampler_settings(entry) for name, entry in entries.items()}
 
 
 def grads_per_step(sampler: str) -> int:

@@ -9,7 +9,7 @@ declares everything about itself:
     ``temperature``, ``schedule``, ``shards``), as JSON Schema properties:
     type, bounds, ``default`` and ``description``. :func:`schema_blocks` turns
     them into the config schema's ``kernel`` enum and ``if``/``then`` blocks
-    (:func:`bnn_sgmcmc.config.load_schema`), so that a key of another kernel is
+    (:func:`bnn_sgmcmc.schema.load_schema`), so that a key of another kernel is
     refused, and the defaults live here only.
 ``EXAMPLE`` (where the default config runs no sampler of it)
     The settings the sampler zoo runs it with on the notebook's MNIST protocol
@@ -140,7 +140,7 @@ def settings_schema(name: str) -> dict[str, Any]:
 
 def schema_blocks() -> tuple[list[str], list[dict[str, Any]]]:
     """The config schema's part that the kernels declare: the ``kernel`` enum, and one ``if``/``then`` block per
-    kernel giving its keys (see :func:`bnn_sgmcmc.config.load_schema`)."""
+    kernel giving its keys (see :func:`bnn_sgmcmc.schema.load_schema`)."""
     blocks = [
         {"if": {"properties": {"kernel": {"const": name}}, "required": ["kernel"]},
          "then": {"properties": settings_schema(name)}}

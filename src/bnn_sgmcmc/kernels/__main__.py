@@ -52,9 +52,9 @@ def state_fields(name: str) -> list[str]:
     import jax
     import jax.numpy as jnp
 
-    from bnn_sgmcmc import config
+    from bnn_sgmcmc import schema
 
-    settings = config.sampler_settings({"kernel": name, "step_size": 1e-3})
+    settings = schema.sampler_settings({"kernel": name, "step_size": 1e-3})
     kernel = kernels.build(name, lambda position, batch: -0.5 * jnp.sum(position["w"] ** 2), settings)
     state = jax.eval_shape(kernel.init, {"w": jnp.zeros(2)}, jax.random.key(0))
     if not hasattr(state, "_fields"):
@@ -104,9 +104,9 @@ def docs() -> str:
 
 def default_kernels() -> set[str]:
     """The kernels that the default config's samplers (the schema's default, config.yaml's) run."""
-    from bnn_sgmcmc import config
+    from bnn_sgmcmc import schema
 
-    return {entry["kernel"] for entry in config.load_schema()["properties"]["samplers"]["default"].values()}
+    return {entry["kernel"] for entry in schema.load_schema()["properties"]["samplers"]["default"].values()}
 
 
 def zoo_samplers() -> dict[str, dict[str, Any]]:
