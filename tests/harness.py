@@ -3,6 +3,7 @@ tiny warmup and sampling jobs on synthetic data (the ``data_h5`` fixture of conf
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -66,7 +67,7 @@ def run_on_gaussian(spec: sampling.SamplerSpec, steps: int, batch: int | None = 
     run_on_gaussian.last = warm  # for the kernel statistics
     if not sampling_steps:
         return warm.state, dyn, mean, cov
-    sample_plan = sampling.StepPlan(**{**plan.__dict__, "eval_every": min(sampling_steps, 500)})
+    sample_plan = dataclasses.replace(plan, eval_every=min(sampling_steps, 500))
     state = sampling.start_sampling(dyn, data, warm.state)
     begun = sampling.new_sampling_state(state, {}, 1)
     done, _ = sampling.run_sampling(spec, dyn, data, sample_plan, keys, begun, {}, lambda p, x: x, chains)

@@ -141,7 +141,7 @@ def _known_size(data_config: dict[str, Any], split: str) -> tuple[int, str] | No
     """The ``split`` images the run uses, where known before any job: ``data.subset``'s count where it sets one
     (refused with ConfigError where it exceeds the source's known size), else the source's."""
     known = _source_size(data_config, split)
-    subset = (data_config.get("subset") or {}).get(split)
+    subset = data_config["subset"][split]
     if subset is None:
         return known
     if known is not None and subset > known[0]:

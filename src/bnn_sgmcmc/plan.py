@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bnn_sgmcmc import kernels
 from bnn_sgmcmc.schema import sampler_settings
 
 
@@ -35,7 +36,7 @@ def reference_sampler(config: dict[str, Any]) -> dict[str, Any]:
     """The reference posterior as a sampler entry: the ``hmc`` kernel with the reference block's settings,
     and the kernel's own defaults (the schema's samplers block) for those it leaves out."""
     ref = config["reference"]
-    keys = ("step_size", "num_integration_steps", "target_acceptance", "divergence_threshold", "matmul_precision")
+    keys = ("step_size", *kernels.module("hmc").SETTINGS)  # the block's hmc keys (bnn_sgmcmc.schema.with_kernels)
     return sampler_settings({"kernel": "hmc", **{k: ref[k] for k in keys if k in ref}})
 
 

@@ -99,13 +99,9 @@ class Kernel(NamedTuple):
     warmup_grad_evals_per_step: int | None = None
 
 
+@functools.cache
 def names() -> tuple[str, ...]:
     """The registered kernels, in alphabetical order: the modules of this package."""
-    return _names()
-
-
-@functools.cache
-def _names() -> tuple[str, ...]:
     return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
 
 

@@ -21,10 +21,6 @@ from typing import Any
 
 from bnn_sgmcmc import kernels
 
-#: The keys every sampler takes, whatever its kernel (the config schema's samplers entry).
-COMMON_KEYS = ("kernel", "step_size", "temperature", "schedule", "shards")
-
-
 def _markdown(text: str) -> str:
     """A docstring's reStructuredText literals and roles as Markdown code."""
     text = re.sub(r":(?:func|class|data|mod|attr):`~?([^`]+)`", r"`\1`", text)
