@@ -18,6 +18,9 @@ declares everything about itself:
     settings; a full-batch kernel has no place there.
 ``FULL_BATCH`` (optional, False)
     Every step takes the whole training set.
+``MARKOV_CHAIN`` (optional, True)
+    Its chains are Markov chains, whose draws R-hat and ESS diagnose. False for
+    the baselines, whose chains are independently trained members.
 ``grad_evals_per_step(settings) -> int``
     Gradient evaluations one step spends; its docstring says how.
 ``check(settings, sampling, where)`` (optional)
@@ -125,6 +128,12 @@ def grad_evals_per_step(name: str, settings: Mapping[str, Any]) -> int:
 def full_batch(name: str) -> bool:
     """Whether every step of kernel ``name`` takes the whole training set."""
     return bool(getattr(module(name), "FULL_BATCH", False))
+
+
+def markov_chain(name: str) -> bool:
+    """Whether kernel ``name``'s draws form Markov chains, so that R-hat and ESS apply to them: False for the
+    baselines (a MAP optimiser's one draw per member, a Laplace approximation's independent draws per member)."""
+    return bool(getattr(module(name), "MARKOV_CHAIN", True))
 
 
 def settings_schema(name: str) -> dict[str, Any]:
