@@ -36,6 +36,17 @@ def linear_regression(n: int = 200, noise: float = 0.5):
     return x, y, log_prior, log_likelihood, mean, cov
 
 
+def regression_network(noise: float = 0.5):
+    """The linear regression's weights as a one-layer "network" (its features the inputs, no bias, one output),
+    for a kernel that needs the last layer (``laplace``): its Gaussian likelihood's Hessian is 1 / noise^2."""
+    from bnn_sgmcmc import kernels
+
+    return kernels.Network(features=lambda params, x: x, last=lambda params: params["w"][:, None],
+                           with_last=lambda params, matrix: {**params, "w": matrix[:, 0]},
+                           output_hessian=lambda out: jnp.full((out.shape[0], 1, 1), 1 / noise**2),
+                           prior_precision=1.0)
+
+
 def make_spec(name: str, **entry) -> sampling.SamplerSpec:
     """A sampler as the config would give it: the schema's defaults filled in."""
     return sampling.SamplerSpec(name, schema.sampler_settings(entry))
@@ -49,16 +60,17 @@ CHAINS = list(range(2048))
 
 
 def run_on_gaussian(spec: sampling.SamplerSpec, steps: int, batch: int | None = None, start: np.ndarray | None = None,
-                    chains: list[int] = CHAINS, sampling_steps: int = 0):
+                    chains: list[int] = CHAINS, sampling_steps: int = 0, network=None):
     """``chains`` (2,048) chains of ``spec`` on the linear-regression posterior, ``steps`` warmup steps from 0 (or
     ``start``) with full batches (or minibatches of ``batch``, drawn with replacement); their final states and
     dynamics. With ``sampling_steps``, a sampling phase after warmup (a kernel's ``start_sampling`` first),
-    whose final states are returned. ``run_on_gaussian.last`` is the last phase's state, with its statistics."""
+    whose final states are returned. ``network``: the last layer, for a kernel that needs it
+    (:func:`regression_network`). ``run_on_gaussian.last`` is the last phase's state, with its statistics."""
     x, y, log_prior, log_likelihood, mean, cov = linear_regression()
     plan = sampling.StepPlan(batch_size=batch or len(y), batching="replacement" if batch else "epochs",
                              warmup_steps=steps, sampling_steps=sampling_steps,
                              eval_every=min(steps, 500) or 1, thinning=1)
-    dyn = sampling.dynamics(spec, sampling.log_density_estimator(log_prior, log_likelihood, len(y)), plan)
+    dyn = sampling.dynamics(spec, sampling.log_density_estimator(log_prior, log_likelihood, len(y)), plan, network)
     keys = sampling.chain_keys(0, spec.name, chains)
     w0 = jnp.zeros((len(chains), 2)) if start is None else jnp.broadcast_to(jnp.asarray(start, jnp.float32), (len(chains), 2))
     initial = jax.vmap(dyn.kernel.init)({"w": w0}, keys)
@@ -158,6 +170,9 @@ SAMPLERS = {
     "sgnht": {"kernel": "sgnht", "step_size": 2e-2, "alpha": 2.0},
     "psgld": {"kernel": "psgld", "step_size": 1e-3},
     "hmc": {"kernel": "hmc", "step_size": 1e-3, "num_integration_steps": 3},
+    # The baselines: two epochs of training (2 x 512 // 32 = 32 steps), 30 Gaussian draws per member.
+    "map": {"kernel": "map", "epochs": 2},
+    "laplace": {"kernel": "laplace", "epochs": 2, "samples": 30},
 }
 
 

@@ -43,19 +43,29 @@ def test_every_kernel_declares_its_settings_cost_and_place_in_the_zoo(name):
         jsonschema.Draft202012Validator(prop).validate(prop["default"])
     settings = schema.sampler_settings({"kernel": name, "step_size": 1e-3})
     assert set(settings) == {"kernel", "step_size", "temperature", "schedule", *module.SETTINGS}
-    assert kernels.grad_evals_per_step(name, settings) >= 1
+    # A baseline's sampling steps may cost nothing (a trained member kept, a Gaussian draw).
+    assert kernels.grad_evals_per_step(name, settings) >= int(kernels.markov_chain(name))
     example = getattr(module, "EXAMPLE", None)
-    if name not in registry_cli.default_kernels() and not kernels.full_batch(name):
+    if name not in registry_cli.default_kernels() and not kernels.full_batch(name) and kernels.markov_chain(name):
         assert example is not None, f"{name}: the sampler zoo needs its EXAMPLE settings"
     if example is not None:
         schema.sampler_settings({"kernel": name, **example})  # valid settings
 
 
+def keeps_only_a_mode(name: str) -> bool:
+    """An optimiser: one draw per chain, its trained weights (the ``map`` kernel)."""
+    return not kernels.markov_chain(name) and kernels.phase_steps(name, schema.sampler_settings(
+        {"kernel": name, "step_size": 1e-3}), {}).get("sampling_steps") == 1
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_kernel_has_its_own_tests_with_a_known_gaussian_posterior(name):
+    """A sampler's (or a Gaussian approximation's) tests recover a known Gaussian posterior; an optimiser's find
+    a known posterior's mode."""
     own = REPO / "tests/kernels" / f"test_{name}.py"
     assert own.is_file(), f"kernel {name} has no tests of its own ({own.relative_to(REPO)})"
-    assert re.search(r"^def test_recovers_a_gaussian_posterior\(", own.read_text(), re.M), own
+    wanted = "test_finds_a_known_posterior_mode" if keeps_only_a_mode(name) else "test_recovers_a_gaussian_posterior"
+    assert re.search(rf"^def {wanted}\(", own.read_text(), re.M), (own, wanted)
 
 
 def test_the_declarations_are_read_without_jax_as_the_snakefile_reads_them():
@@ -93,6 +103,7 @@ def test_the_sampler_zoo_names_every_kernel_and_schedule_and_plans_one_job_each(
               | yaml.safe_load(generated)["samplers"])
     assert jobs["warmup"] == jobs["sample"] == str(len(merged))
     settings = [schema.sampler_settings(entry) for entry in merged.values()]
-    # Every SG-MCMC kernel; a full-batch kernel (hmc) is the reference posterior's.
-    assert {s["kernel"] for s in settings} == {n for n in NAMES if not kernels.full_batch(n)}
-    assert {s["schedule"]["kind"] for s in settings} == {"constant", "polynomial", "cyclical"}
+    # Every SG-MCMC kernel, and config.yaml's baseline; a full-batch kernel (hmc) is the reference posterior's.
+    sg_mcmc = {n for n in NAMES if not kernels.full_batch(n) and kernels.markov_chain(n)}
+    assert {s["kernel"] for s in settings} == sg_mcmc | registry_cli.default_kernels()
+    assert {"constant", "polynomial", "cyclical"} <= {s["schedule"]["kind"] for s in settings}

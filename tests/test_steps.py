@@ -17,9 +17,9 @@ import time
 import h5py
 import numpy as np
 import pytest
-from harness import SAMPLERS, arrays, assert_same_results, job, job_spec
+from harness import SAMPLERS, SAMPLING, arrays, assert_same_results, job, job_spec
 
-from bnn_sgmcmc import h5io, kernels, provenance, steps
+from bnn_sgmcmc import h5io, kernels, provenance, schema, steps
 from bnn_sgmcmc.errors import ConfigError, DataError, DivergenceError
 
 
@@ -71,8 +71,12 @@ def test_a_killed_job_resumes_from_its_checkpoint_with_identical_results(data_h5
     """Every registered kernel, whatever its state carries (a momentum and thermostat, a preconditioner, HMC's
     step-size adaptation in warmup and its adapted step and traced statistics in sampling): a job killed after
     its second checkpoint and rerun gives the arrays of an uninterrupted one. A kernel without an entry in
-    SAMPLERS runs at its defaults, with a small step."""
+    SAMPLERS runs at its defaults, with a small step. A MAP member's sampling job is one step, with nothing
+    to resume."""
     entry = SAMPLERS.get(name, {"kernel": name, "step_size": 1e-4})
+    if kind == "sample" and kernels.phase_steps(name, schema.sampler_settings(entry), SAMPLING).get(
+            "sampling_steps", SAMPLING["sampling_steps"]) <= SAMPLING["eval_every"]:
+        pytest.skip(f"a {name} sampling job runs one chunk: no checkpoint comes before its end")
     warm = str(job("warmup", data_h5, tmp_path, name, tag="w", sampler_config=entry)) if kind == "sample" else None
     extra = {"warmup": warm, "sampler_config": entry} if warm else {"sampler_config": entry}
     clean = job(kind, data_h5, tmp_path, name, tag="clean", **copy.deepcopy(extra))

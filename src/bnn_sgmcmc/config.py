@@ -64,10 +64,12 @@ def check(config: dict[str, Any]) -> None:
         )
     check_reference(config)
     for name, entry in config["samplers"].items():
-        if "shards" in entry:
-            _check_shards(sampler_sampling(sampling, entry), f"samplers.{name}", chains="sampling.chains")
-        kernels.check(entry["kernel"], entry, sampler_sampling(sampling, entry), f"samplers.{name}")
-        check_schedule(name, entry["schedule"], sampling)
+        own = sampler_sampling(sampling, entry)
+        if "shards" in entry or "chains" in entry:
+            where = f"samplers.{name}"
+            _check_shards(own, where, chains=f"{where}.chains" if "chains" in entry else "sampling.chains")
+        kernels.check(entry["kernel"], entry, own, f"samplers.{name}")
+        check_schedule(name, entry["schedule"], own)
 
 
 def check_reference(config: dict[str, Any]) -> None:

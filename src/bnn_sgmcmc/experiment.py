@@ -218,10 +218,12 @@ def setup(job: SamplerJob) -> Setup:
     image_shape = tuple(int(v) for v in attrs["image_shape"])
     input_dim = int(np.prod(image_shape))
     scale = float(attrs["pixel_scale"])
-    plan = plan_from_config(job.sampling_config)
     n_train = len(images.train.labels)
-    check_batch_size(plan, n_train, job.data)
     spec = sampling.SamplerSpec(job.sampler, dict(job.sampler_config))
+    # A baseline counts its training in epochs of this training set, and fixes its draws per member.
+    plan = plan_from_config(dict(job.sampling_config)
+                            | kernels.phase_steps(spec.kernel, spec.settings, job.sampling_config, n_train))
+    check_batch_size(plan, n_train, job.data)
     mlp = model.build(job.model_config["hidden"], num_classes)
     train = sampling.Data(
         x=jnp.asarray(images.train.images.reshape(n_train, input_dim)),
@@ -247,7 +249,8 @@ def setup(job: SamplerJob) -> Setup:
         input_dim=input_dim,
         chains=[int(c) for c in job.chains],
         keys=sampling.chain_keys(job.seed, job.sampler, job.chains),
-        dynamics=sampling.dynamics(spec, log_density, plan),
+        dynamics=sampling.dynamics(spec, log_density, plan,
+                                   model.last_layer(mlp, float(job.model_config["prior_scale"]))),
         predict=model.predict_fn(mlp),
         model_config=dict(job.model_config),
         fingerprint=fingerprint,

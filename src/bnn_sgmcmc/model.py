@@ -99,6 +99,48 @@ def log_likelihood_fn(model: MLP) -> Callable[[Params, jax.Array, jax.Array], ja
     return log_likelihood
 
 
+def last_layer_name(model: MLP) -> str:
+    """The parameter group of the output layer (Flax names the dense layers in order)."""
+    return f"Dense_{len(model.hidden)}"
+
+
+def features_fn(model: MLP) -> Callable[[Params, jax.Array], jax.Array]:
+    """``(params, x [B, D]) -> [B, H + 1]``: the output layer's inputs (the last hidden layer's activations, or
+    the images themselves without hidden layers) and a column of ones for its bias, so that the outputs before
+    the softmax are ``features @ last_layer_matrix``."""
+
+    def features(params: Params, x: jax.Array) -> jax.Array:
+        for i in range(len(model.hidden)):
+            layer = params[f"Dense_{i}"]
+            x = nn.relu(x @ layer["kernel"] + layer["bias"])
+        return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+
+    return features
+
+
+def softmax_hessian(logits: jax.Array) -> jax.Array:
+    """``[B, K] -> [B, K, K]``: the Hessian of each example's negative log softmax likelihood with respect to its
+    logits, ``diag(p) - p p^T`` (the same for every label)."""
+    p = jax.nn.softmax(logits, axis=-1)
+    return jax.vmap(jnp.diag)(p) - p[:, :, None] * p[:, None, :]
+
+
+def last_layer(model: MLP, prior_scale: float) -> Any:
+    """The output layer as a :class:`bnn_sgmcmc.kernels.Network`: its weights and bias as one matrix, the
+    features that multiply it, the softmax likelihood's Hessian and the prior's precision."""
+    from bnn_sgmcmc.kernels import Network
+
+    name = last_layer_name(model)
+
+    def last(params: Params) -> jax.Array:
+        return jnp.concatenate([params[name]["kernel"], params[name]["bias"][None, :]], axis=0)
+
+    def with_last(params: Params, matrix: jax.Array) -> Params:
+        return {**params, name: {"kernel": matrix[:-1], "bias": matrix[-1]}}
+
+    return Network(features_fn(model), last, with_last, softmax_hessian, 1.0 / prior_scale**2)
+
+
 def predict_fn(model: MLP) -> Callable[[Params, jax.Array], jax.Array]:
     """``(params, x [n, D]) -> log-probabilities [n, K]``, jitted.
 

@@ -49,13 +49,18 @@ def reference_sampling(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def sampler_sampling(sampling: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """A sampler's ``sampling`` block: the config's, with the sampler's own ``shards`` where it sets one."""
-    return dict(sampling) | ({"shards": entry["shards"]} if "shards" in entry else {})
+    """A sampler's ``sampling`` block: the config's, with the sampler's own ``chains`` and ``shards`` where it sets
+    them, and the
+    draws its kernel fixes itself (a baseline's: ``kernels.phase_steps``; its warmup, counted in epochs, is
+    set by the job, which knows the training set's size)."""
+    own = kernels.phase_steps(entry["kernel"], entry, sampling)
+    return dict(sampling) | own | {key: entry[key] for key in ("chains", "shards") if key in entry}
 
 
 def kernel_settings(entry: dict[str, Any]) -> dict[str, Any]:
-    """A sampler's entry without what only places its jobs (``shards``): what its kernel and results depend on."""
-    return {k: v for k, v in entry.items() if k != "shards"}
+    """A sampler's entry without what only places its jobs (``shards``) or counts them (``chains``, which the
+    ``sampling`` block carries): what its kernel and a chain's results depend on."""
+    return {k: v for k, v in entry.items() if k not in ("chains", "shards")}
 
 
 def warmup_sampler(entry: dict[str, Any]) -> dict[str, Any]:

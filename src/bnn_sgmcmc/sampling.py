@@ -126,14 +126,15 @@ class Dynamics(NamedTuple):
     logdensity: Callable[[Any, Any], Any]
 
 
-def dynamics(spec: SamplerSpec, logdensity_fn: Callable, plan: StepPlan) -> Dynamics:
+def dynamics(spec: SamplerSpec, logdensity_fn: Callable, plan: StepPlan,
+             network: kernels.Network | None = None) -> Dynamics:
     """The kernel of ``spec`` on ``logdensity_fn`` (see :func:`log_density_estimator`) with the step sizes of its
-    schedule over ``plan``'s phases."""
+    schedule over ``plan``'s phases; ``network``, the model's last layer, for a kernel that needs it."""
     step_sizes = {
         phase: schedules.build(spec.schedule, spec.step_size, plan.lengths, phase) for phase in ("warmup", "sampling")
     }
-    return Dynamics(kernels.build(spec.kernel, logdensity_fn, spec.settings), spec.temperature, **step_sizes,
-                    logdensity=logdensity_fn)
+    return Dynamics(kernels.build(spec.kernel, logdensity_fn, spec.settings, network), spec.temperature,
+                    **step_sizes, logdensity=logdensity_fn)
 
 
 # --------------------------------------------------------------------------- posterior

@@ -1,4 +1,4 @@
-"""Step-size schedules, independent of the kernel: constant, polynomial and cyclical.
+"""Step-size schedules, independent of the kernel: constant, polynomial, cyclical and cosine.
 
 A schedule spans the phases its config names (``phases``, by default the
 sampling phase alone) as one sequence of steps ``t = 0, 1, ...`` (warmup steps
@@ -17,6 +17,10 @@ kept samples may come from), with its cycle:
   The first ``exploration`` share of each cycle explores (large steps, the
   temperature set to 0: plain optimisation, as in the paper's Algorithm 1) and
   keeps no samples; the rest samples.
+* ``cosine`` (Loshchilov and Hutter, "SGDR", ICLR 2017, with one cycle and no
+  restart): ``step_size / 2 (cos(pi t / T) + 1)`` over the ``T`` spanned steps,
+  from ``step_size`` to near 0; an optimiser's learning rate (the ``map`` and
+  ``laplace`` kernels train their members with it over warmup).
 
 The constant schedule returns Python numbers, so a program compiled with it is
 the one compiled before schedules existed (bit for bit).
@@ -28,7 +32,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-KINDS = ("constant", "polynomial", "cyclical")
+KINDS = ("constant", "polynomial", "cyclical", "cosine")
 PHASES = ("warmup", "sampling")
 
 
@@ -108,6 +112,13 @@ def build(
             )
 
         return cyclical
+    if kind == "cosine":
+
+        def cosine(t):
+            xp = _array_module(t)
+            return Step(step_size / 2 * (xp.cos(xp.pi * (offset + t) / total) + 1), 1.0, True, 0)
+
+        return cosine
     raise ValueError(f"unknown step-size schedule {kind!r}; use one of {', '.join(KINDS)}")
 
 

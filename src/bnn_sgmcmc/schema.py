@@ -54,6 +54,10 @@ def with_kernels(schema: dict[str, Any]) -> dict[str, Any]:
 
     entry = schema["properties"]["samplers"]["additionalProperties"]
     entry["properties"]["kernel"]["enum"], entry["allOf"] = kernels.schema_blocks()
+    # A kernel's own defaults of the common keys (kernels.entry_defaults) come in before the schema's, and
+    # before ``required`` looks: the validator takes an object's keywords in order.
+    entry[KERNEL_DEFAULTS] = True
+    entry["required"] = entry.pop("required")
     reference = next(b for b in schema["properties"]["reference"]["anyOf"] if b.get("type") == "object")
     for key, prop in kernels.settings_schema("hmc").items():
         default = prop.pop("default")
@@ -62,14 +66,25 @@ def with_kernels(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+#: The mark of the schema of a sampler's entry (an annotation, which JSON Schema ignores): where the validator
+#: fills in the entry's kernel's own defaults (bnn_sgmcmc.kernels.entry_defaults) before the schema's.
+KERNEL_DEFAULTS = "x-kernel-defaults"
+
+
 def _validator(schema: dict[str, Any]) -> Any:
-    """A JSON Schema validator that fills each mapping's defaults in place as it goes, as Snakemake's does."""
+    """A JSON Schema validator that fills each mapping's defaults in place as it goes, as Snakemake's does; in a
+    sampler's entry, its kernel's own defaults first."""
     import jsonschema
+
+    from bnn_sgmcmc import kernels
 
     base = jsonschema.Draft202012Validator
     check_properties = base.VALIDATORS["properties"]
 
     def properties(validator, props, value, subschema):
+        if isinstance(value, dict) and subschema.get(KERNEL_DEFAULTS) and isinstance(value.get("kernel"), str):
+            for key, default in kernels.entry_defaults(value["kernel"]).items():
+                value.setdefault(key, default)
         if isinstance(value, dict):
             for key, sub in props.items():
                 if "default" in sub:

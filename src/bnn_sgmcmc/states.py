@@ -26,6 +26,7 @@ class RunSetup(Protocol):
     plan: sampling.StepPlan
     eval_sets: dict[str, predictive.EvalSet]
     num_classes: int
+    train: sampling.Data
 
     @property
     def kernel(self) -> kernels.Kernel: ...
@@ -72,10 +73,15 @@ def state_from_tree(template: Any, tree: Any, where: str = "state") -> Any:
     return jnp.asarray(array)
 
 
-def state_template(setup: RunSetup) -> Any:
-    """The shapes and structure of the chains' kernel state, computed without running anything."""
+def state_template(setup: RunSetup, phase: str = "warmup") -> Any:
+    """The shapes and structure of the chains' kernel state in ``phase``, computed without running anything: in
+    sampling, as the kernel's ``start_sampling`` leaves it, which may add to it (the Laplace kernel's covariance
+    factor) or drop what only warmup needs (an optimiser's moments)."""
     import jax
 
+    hook = setup.kernel.start_sampling
+    if phase == "sampling" and hook is not None:
+        return jax.eval_shape(lambda: jax.vmap(hook, in_axes=(0, None))(setup.initial_state(), setup.train.whole()))
     return jax.eval_shape(setup.initial_state)
 
 
@@ -269,7 +275,7 @@ def sampling_state_from_arrays(
             if name != "step":
                 draws[name] = list(h5io.lookup(saved, name)[h5io.FUNCTION_SPACE.rsplit("/", 1)[1]])
     state = sampling.SamplingState(
-        state=state_from_tree(state_template(setup), arrays["state"]),
+        state=state_from_tree(state_template(setup, "sampling"), arrays["state"]),
         acc=acc,
         count=int(attrs["num_samples"]),
         step=int(attrs["step"]),

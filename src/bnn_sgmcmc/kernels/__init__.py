@@ -30,6 +30,19 @@ declares everything about itself:
 ``hot_momentum_advice(settings) -> (friction, advice)`` (optional)
     For kernels that carry a momentum: what cools it, for the warning of
     :func:`bnn_sgmcmc.experiment.check_momentum_temperature`.
+``ENTRY_DEFAULTS`` (optional)
+    Defaults of keys every sampler takes, where this kernel's differ from the
+    schema's: an optimiser's learning-rate ``schedule``. The schema's
+    validation fills them in before its own (:func:`entry_defaults`).
+``sampling_steps(settings) -> int`` (optional)
+    The sampling phase's steps, whatever ``sampling.sampling_steps`` says,
+    each one kept (``thinning`` 1): the baselines' draws per member.
+``warmup_steps(settings, n_train, batch_size) -> int`` (optional)
+    The warmup phase's steps, whatever ``sampling.warmup_steps`` says, from
+    the training set's size: an optimiser's epochs.
+``NETWORK`` (optional, False)
+    ``build`` takes a third argument, the :class:`Network`: the model's last
+    layer as a linear map of features (a last-layer Laplace approximation).
 ``build(logdensity_fn, settings) -> Kernel``
     The kernel on ``logdensity_fn(position, minibatch)``, the minibatch
     estimate of the log posterior (the SG-MCMC kernels take its gradient;
@@ -102,6 +115,26 @@ class Kernel(NamedTuple):
     warmup_grad_evals_per_step: int | None = None
 
 
+class Network(NamedTuple):
+    """The model's last layer as a linear map, for kernels that need more than the log density (``NETWORK``).
+
+    The outputs are ``features(params, x) @ last(params)``: features [B, D] (a
+    column of ones where the layer has a bias) and the layer's weights as one
+    matrix [D, K] (the bias its last row). ``output_hessian(outputs) -> [B, K,
+    K]`` is the Hessian of the negative log-likelihood of each example with
+    respect to its outputs (for a softmax likelihood ``diag(p) - p p^T``), and
+    ``prior_precision`` the prior's precision on each weight of the layer. The
+    generalised Gauss-Newton matrix of the layer's weights is then exact: the
+    outputs are linear in them.
+    """
+
+    features: Callable[[Any, Any], Any]
+    last: Callable[[Any], Any]
+    with_last: Callable[[Any, Any], Any]
+    output_hessian: Callable[[Any], Any]
+    prior_precision: float
+
+
 @functools.cache
 def names() -> tuple[str, ...]:
     """The registered kernels, in alphabetical order: the modules of this package."""
@@ -115,9 +148,38 @@ def module(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def build(name: str, logdensity_fn: Callable[[Any, Any], Any], settings: Mapping[str, Any]) -> Kernel:
-    """The kernel ``name`` for the log-posterior estimate ``logdensity_fn`` and the sampler's ``settings``."""
-    return module(name).build(logdensity_fn, settings)
+def build(name: str, logdensity_fn: Callable[[Any, Any], Any], settings: Mapping[str, Any],
+          network: Network | None = None) -> Kernel:
+    """The kernel ``name`` for the log-posterior estimate ``logdensity_fn`` and the sampler's ``settings``; a
+    kernel that declares ``NETWORK`` also gets ``network`` (a ValueError where there is none)."""
+    mod = module(name)
+    if not getattr(mod, "NETWORK", False):
+        return mod.build(logdensity_fn, settings)
+    if network is None:
+        raise ValueError(f"kernel {name} needs the model's last layer (a kernels.Network), and none was given")
+    return mod.build(logdensity_fn, settings, network)
+
+
+def entry_defaults(name: str) -> dict[str, Any]:
+    """Kernel ``name``'s own defaults of keys every sampler takes (a copy; empty for an unknown name)."""
+    import copy
+
+    if name not in names():
+        return {}
+    return copy.deepcopy(getattr(module(name), "ENTRY_DEFAULTS", {}))
+
+
+def phase_steps(name: str, settings: Mapping[str, Any], sampling: Mapping[str, Any],
+                n_train: int | None = None) -> dict[str, int]:
+    """The ``sampling`` block's keys that kernel ``name`` sets itself under ``settings``: ``sampling_steps``
+    and ``thinning`` where it fixes its draws, and, given the training set's size ``n_train``,
+    ``warmup_steps`` where it counts warmup in epochs. Empty for the SG-MCMC kernels."""
+    mod, out = module(name), {}
+    if hasattr(mod, "sampling_steps"):
+        out |= {"sampling_steps": int(mod.sampling_steps(settings)), "thinning": 1}
+    if n_train is not None and hasattr(mod, "warmup_steps"):
+        out["warmup_steps"] = int(mod.warmup_steps(settings, n_train, int(sampling["batch_size"])))
+    return out
 
 
 def grad_evals_per_step(name: str, settings: Mapping[str, Any]) -> int:

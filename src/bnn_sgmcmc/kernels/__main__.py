@@ -51,8 +51,20 @@ def state_fields(name: str) -> list[str]:
     from bnn_sgmcmc import schema
 
     settings = schema.sampler_settings({"kernel": name, "step_size": 1e-3})
-    kernel = kernels.build(name, lambda position, batch: -0.5 * jnp.sum(position["w"] ** 2), settings)
+    # A one-layer linear "network" on two weights, for a kernel that needs the last layer.
+    network = kernels.Network(lambda params, x: x, lambda params: params["w"][:, None],
+                              lambda params, m: {"w": m[:, 0]}, lambda out: jnp.ones((out.shape[0], 1, 1)), 1.0)
+    kernel = kernels.build(name, lambda position, batch: -0.5 * jnp.sum(position["w"] ** 2), settings, network)
     state = jax.eval_shape(kernel.init, {"w": jnp.zeros(2)}, jax.random.key(0))
+    fields = _field_names(state)
+    if kernel.start_sampling is not None:
+        sampling = _field_names(jax.eval_shape(kernel.start_sampling, state, (jnp.zeros((3, 2)), jnp.zeros(3))))
+        if sampling != fields:
+            return [*fields[:-1], f"{fields[-1]} (warmup); {sampling[0]}", *sampling[1:], "(sampling)"]
+    return fields
+
+
+def _field_names(state: Any) -> list[str]:
     if not hasattr(state, "_fields"):
         return ["weights"]
     return ["weights" if field == "position" else f"`{field}`" for field in state._fields]
@@ -78,9 +90,14 @@ def docs() -> str:
     for name in kernels.names():
         module = kernels.module(name)
         own = ", ".join(f"`{key}` ({prop['default']})" for key, prop in module.SETTINGS.items()) or "none"
+        defaults = kernels.entry_defaults(name)
+        if defaults:
+            own += "; its own defaults of " + ", ".join(f"`{key}` ({value})" for key, value in defaults.items())
         cost = _markdown(" ".join(module.grad_evals_per_step.__doc__.split()))
         if kernels.full_batch(name):
             cost += " Every step takes the whole training set."
+        if not kernels.markov_chain(name):
+            cost += " A baseline: its chains are independently trained members, not Markov chains."
         lines.append(f"| `{name}` | {_summary(name)} | {own} | {cost} | {', '.join(state_fields(name))} |")
     for name in kernels.names():
         module = kernels.module(name)
@@ -106,11 +123,12 @@ def default_kernels() -> set[str]:
 
 
 def zoo_samplers() -> dict[str, dict[str, Any]]:
-    """Every SG-MCMC kernel that the default samplers do not run, under its name, at its module's ``EXAMPLE``."""
+    """Every SG-MCMC kernel that the default samplers do not run, under its name, at its module's ``EXAMPLE``
+    (not the reference's full-batch kernel, nor the baselines: examples/baselines.yaml runs those)."""
     running = default_kernels()
     samplers = {}
     for name in kernels.names():
-        if name in running or kernels.full_batch(name):
+        if name in running or kernels.full_batch(name) or not kernels.markov_chain(name):
             continue
         example = getattr(kernels.module(name), "EXAMPLE", None)
         if example is None:
