@@ -89,7 +89,7 @@ def test_sampling_keeps_the_trained_weights_at_no_cost():
 def test_defaults_train_with_adam_under_a_cosine_decay_for_epochs_of_the_training_set():
     settings = schema.sampler_settings({"kernel": "map"})
     assert settings["schedule"] == {"kind": "cosine", "phases": ["warmup"]} and settings["optimiser"] == "adam"
-    assert settings["step_size"] == 1e-3 and settings["epochs"] == 20
+    assert settings["step_size"] == 3e-3 and settings["epochs"] == 20
     # An entry's own schedule and step size win over the kernel's defaults; other kernels keep the schema's.
     own = schema.sampler_settings({"kernel": "map", "step_size": 0.1, "schedule": {"kind": "constant"}})
     assert own["step_size"] == 0.1 and own["schedule"]["kind"] == "constant"
