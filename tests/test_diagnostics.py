@@ -8,9 +8,19 @@ import sys
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 from scipy.stats.mstats import mquantiles
-from test_report import fake_predictive
+from test_report import (
+    MEMBER_CLASSES,
+    MEMBER_DISAGREEMENT,
+    MEMBER_LABELS,
+    MEMBER_SPREAD,
+    fake_predictive,
+    map_diagnostics,
+    member_log_probs,
+)
 
 from bnn_sgmcmc import diagnostics, h5io
 
@@ -383,3 +393,72 @@ def test_the_verdict_names_the_worst_quantity_and_the_samples_still_needed(tmp_p
     assert found["fs_share_rhat_ok"] is None  # no function-space row without draws
     assert found["criterion"].endswith("(no function-space draws recorded)")
     assert "sgld: NOT converged" in caplog.text
+
+
+# --------------------------------------------------------------------------- members that are not Markov chains
+
+
+def test_members_diversity_on_hand_made_predictions():
+    """Three members sure of their classes: disagreement is the share of examples where two predict differently,
+    total variation 0.7 on each of those, the spread 0.7 where members give the true class 0.8 and 0.1."""
+    found = diagnostics.member_diversity(member_log_probs(MEMBER_CLASSES, repeat=3), np.tile(MEMBER_LABELS, 3))
+    np.testing.assert_allclose(found.disagreement, MEMBER_DISAGREEMENT)
+    np.testing.assert_allclose(found.total_variation, 0.7 * MEMBER_DISAGREEMENT, rtol=1e-6)
+    np.testing.assert_allclose(found.spread, np.tile(MEMBER_SPREAD, 3), atol=1e-6)
+    assert found.mean_disagreement == pytest.approx((2 + 3 + 2) / 12)
+    assert found.mean_total_variation == pytest.approx(0.7 * 7 / 12, rel=1e-6)
+    # The widest spreads first, in test order where tied; examples every member agrees on never.
+    assert diagnostics.least_agreeing(found.spread, 3).tolist() == [2, 3, 6]
+    assert diagnostics.least_agreeing(found.spread, 100).tolist() == [2, 3, 6, 7, 10, 11]
+    one = diagnostics.member_diversity(member_log_probs(MEMBER_CLASSES[:1]), MEMBER_LABELS)
+    assert np.isnan(one.mean_disagreement) and np.isnan(one.mean_total_variation) and not one.spread.any()
+
+
+def test_a_baseline_run_gets_no_rhat_or_ess_but_its_members_diversity(tmp_path, monkeypatch, caplog):
+    """A run whose chains are not Markov chains: nothing is diagnosed (BlackJAX is never asked), every R-hat
+    and ESS cell says so, and the verdict, figures and least table show how much the members disagree."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("R-hat or ESS computed for members that are not Markov chains")
+
+    monkeypatch.setattr(diagnostics, "diagnose", refuse)
+    monkeypatch.setattr(diagnostics, "function_space_rhat", refuse)
+    with caplog.at_level("INFO"):
+        _, out = map_diagnostics(tmp_path, monkeypatch)
+    table = pd.read_csv(out["table"], sep="\t")
+    assert list(table.columns) == list(diagnostics.DIAGNOSTICS_COLUMNS)
+    assert table[["set", "quantity"]].values.tolist() == [
+        ["test", "mean log-likelihood"], ["test", "accuracy"], ["test", diagnostics.FUNCTION_SPACE]]
+    assert (table[list(diagnostics.NOT_MARKOV_DIAGNOSTICS)] == diagnostics.NOT_A_MARKOV_CHAIN).all(axis=None)
+    verdict = pd.read_csv(out["verdict_table"], sep="\t").iloc[0]
+    assert all(verdict[column] == diagnostics.NOT_A_MARKOV_CHAIN for column in diagnostics.NOT_MARKOV_VERDICT)
+    assert verdict["member_disagreement"] == pytest.approx(7 / 12, rel=1e-5)
+    assert verdict["member_total_variation"] == pytest.approx(0.7 * 7 / 12, rel=1e-5)
+    assert verdict["chains"] == 3 and verdict["samples_per_chain"] == 1 and pd.isna(verdict["failures"])
+    assert "independently trained members (kernel map, 1 kept draw each)" in verdict["note"]
+    assert "mean pairwise disagreement 0.5833" in caplog.text
+    least = pd.read_csv(out["least_table"], sep="\t")
+    assert least["test_index"].tolist() == [2, 3, 6, 7, 10, 11]
+    assert (least["rhat"] == diagnostics.NOT_A_MARKOV_CHAIN).all()
+    np.testing.assert_allclose(least["member_spread"], 0.7, rtol=1e-5)
+    np.testing.assert_allclose(least["chain_mean_max"] - least["chain_mean_min"], least["member_spread"], atol=1e-6)
+    for key in ("figure", "histogram", "least_figure"):  # drawn, not the one-line "unavailable" figure
+        with Image.open(out[key]) as image:
+            assert image.size[1] > 150, key
+
+
+def test_a_single_member_is_said_rather_than_failing(tmp_path, monkeypatch):
+    _, out = map_diagnostics(tmp_path, monkeypatch, chains=1)
+    verdict = pd.read_csv(out["verdict_table"], sep="\t").iloc[0]
+    assert verdict["rhat"] == diagnostics.NOT_A_MARKOV_CHAIN and verdict["note"].startswith("one member")
+    assert pd.isna(verdict["member_disagreement"]) and pd.isna(verdict["member_total_variation"])
+    assert pd.read_csv(out["least_table"], sep="\t").empty
+    for key in ("figure", "histogram", "least_figure"):  # plots.unavailable's one line, 6 x 1.6 inches
+        with Image.open(out[key]) as image:
+            assert image.size == (360, 96), key
+
+
+def test_the_summary_verdict_of_a_baseline():
+    assert diagnostics.verdict_text(diagnostics.NOT_A_MARKOV_CHAIN, "") == diagnostics.NOT_A_MARKOV_CHAIN
+    assert diagnostics.verdict_text(False, "R-hat 1.2 > 1.01") == "not converged: R-hat 1.2 > 1.01"
+    assert diagnostics.verdict_text(True, "") == "converged"

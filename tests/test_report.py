@@ -6,16 +6,18 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
-from bnn_sgmcmc import h5io, report, schema
+from bnn_sgmcmc import diagnostics, h5io, kernels, report, schema
 from bnn_sgmcmc.data import ImageData, Split
 from bnn_sgmcmc.errors import DataError
 
 
 def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel="sgld", grads=1, draws=0,
-                    kernel_trace=None):
+                    kernel_trace=None, warmup_grad_evals=None):
     """A predictive file with the workflow's layout and probabilities we control (and ``draws``
-    function-space draws per chain of independent true-class probabilities)."""
+    function-space draws per chain of independent true-class probabilities; the per-chain gradient
+    evaluations of warmup in its attributes where ``warmup_grad_evals`` is given, as the sampling jobs record)."""
     rng = np.random.default_rng(seed)
     labels = (np.arange(n) % classes).astype(np.uint8)
     probs = rng.dirichlet(np.ones(classes) * 0.2, size=(chains, n)).astype(np.float32)
@@ -44,8 +46,63 @@ def fake_predictive(path, chains=2, n=40, classes=10, samples=5, seed=0, kernel=
     attrs = {"sampler": {"name": kernel, **settings}, "chains": chains, "num_samples": samples,
              "schedule": {"warmup_steps": 20, "sampling_steps": samples, "thinning": 1},
              "device": {"device_kind": "cpu"}, "schema_version": h5io.PREDICTIVE_SCHEMA_VERSION}
+    if warmup_grad_evals is not None:
+        attrs["warmup_grad_evals"] = warmup_grad_evals
     h5io.write_arrays(path, arrays, attrs)
     return path
+
+
+#: Kernels whose chains are not Markov chains, in these tests.
+BASELINES = ("map", "laplace")
+
+
+def baselines_are_not_markov_chains(monkeypatch):
+    """``kernels.markov_chain`` answers False for the :data:`BASELINES`, whether or not their modules exist."""
+    real = kernels.markov_chain
+    monkeypatch.setattr(kernels, "markov_chain", lambda name: name not in BASELINES and real(name))
+
+
+#: Three members' predicted classes on four test examples of labels ``MEMBER_LABELS``, each member giving its
+#: class 0.8 and the two others 0.1 (:func:`member_log_probs`): members 0 and 1 predict different classes on
+#: 2 of the 4 examples, 0 and 2 on 3, 1 and 2 on 2; two predictions that differ are 0.7 apart in total variation.
+MEMBER_CLASSES = np.array([[0, 0, 0, 0], [0, 0, 1, 1], [0, 2, 2, 1]])
+MEMBER_LABELS = np.array([0, 1, 2, 1], np.uint8)
+MEMBER_DISAGREEMENT = np.array([[0, 2, 3], [2, 0, 2], [3, 2, 0]]) / 4
+#: Per example, the largest minus the smallest member's true-class probability: examples 0 and 1 (all 0.8,
+#: all 0.1) have none, 2 and 3 0.7.
+MEMBER_SPREAD = np.array([0, 0, 0.7, 0.7])
+
+
+def member_log_probs(classes, repeat=1):
+    """Log-probabilities [C, 4 repeat, 3]: each member's predicted class 0.8, the others 0.1, ``repeat`` times."""
+    probs = np.full((*classes.shape, 3), 0.1)
+    np.put_along_axis(probs, classes[..., None], 0.8, axis=2)
+    return np.log(np.tile(probs, (1, repeat, 1))).astype(np.float32)
+
+
+def baseline_predictive(path, log_probs=None, labels=None, chains=3, kernel="map", warmup_grad_evals=600, draws=0):
+    """A predictive file of a baseline's members (kernel ``kernel``): test ``log_probs`` [C, n, K] and ``labels``
+    (or :func:`fake_predictive`'s, of ``chains`` members), one kept draw per member whose sampling spent no
+    gradient (map's), and ``warmup_grad_evals`` per chain in training."""
+    chains, n = (chains, 40) if log_probs is None else log_probs.shape[:2]
+    fake_predictive(path, chains=chains, n=n, samples=1, grads=0, draws=draws, warmup_grad_evals=warmup_grad_evals)
+    arrays, attrs = h5io.read_arrays(path)
+    if log_probs is not None:
+        arrays["test"] = {"log_probs": log_probs, "last_log_probs": log_probs, "labels": np.asarray(labels, np.uint8),
+                          "mean_entropy": np.zeros((chains, n), np.float32)}
+    attrs["sampler"]["kernel"] = kernel
+    h5io.write_arrays(path, arrays, attrs)
+    return str(path)
+
+
+def write_test_images(path, labels):
+    """A data file whose test split has the given ``labels`` (and random images), as the report rules read it."""
+    rng = np.random.default_rng(0)
+    labels = np.asarray(labels, np.uint8)
+    data = ImageData(train=Split(rng.integers(0, 256, (8, 28, 28), dtype=np.uint8), np.zeros(8, np.uint8)),
+                     test=Split(rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8), labels))
+    h5io.write_data_h5(path, data, num_classes=10, attrs={})
+    return str(path)
 
 
 @pytest.fixture
@@ -245,3 +302,89 @@ def test_a_reference_sampled_at_tf32_on_a_gpu_is_warned_about(tmp_path, files, c
         report.agreement(predictive=files, reference=str(reference), verdicts=verdicts, samplers=list(files),
                          table=str(tmp_path / "a.tsv"), figure=str(tmp_path / "a.png"), bins=15, dpi=40)
     assert ("rounds every product's operands to TF32" in caplog.text) == warned, caplog.text
+
+
+# --------------------------------------------------------------------------- baselines: not Markov chains
+
+
+def map_diagnostics(tmp_path, monkeypatch, chains=3):
+    """Rule diagnostics on a ``map`` run of the hand-made members (the first ``chains`` of
+    :data:`MEMBER_CLASSES`, their four examples 10 times): its outputs' paths."""
+    baselines_are_not_markov_chains(monkeypatch)
+    labels = np.tile(MEMBER_LABELS, 10)
+    predictive = baseline_predictive(tmp_path / "map.h5", member_log_probs(MEMBER_CLASSES[:chains], 10), labels,
+                                     draws=1)
+    out = {key: str(tmp_path / f"{key}.{'tsv' if 'table' in key else 'png'}")
+           for key in ("table", "verdict_table", "least_table", "figure", "histogram", "least_figure")}
+    report.chain_diagnostics(predictive=predictive, data=write_test_images(tmp_path / "data.h5", labels),
+                             sampler="map", samplers=["sgld", "map"], threshold=1.01, ess_per_chain=100,
+                             function_space_share=0.99, least=6, dpi=60, **out)
+    return predictive, out
+
+
+def test_comparison_ranks_a_baseline_on_what_applies_and_after_every_sampler_on_rhat_and_ess(
+        tmp_path, files, monkeypatch):
+    """A baseline's R-hat and ESS cells say it is not a Markov chain: missing to the ranks, which rank the
+    samplers among themselves, and the baseline last; its one kept draw per chain and no sampling gradient
+    draw in the figure."""
+    files["map"], out = map_diagnostics(tmp_path, monkeypatch)
+    verdicts = {"map": out["verdict_table"]}
+    for name, (rhat, per_second) in {"sgld": (1.3, 0.5), "sghmc": (1.1, 2.0)}.items():
+        verdicts[name] = str(tmp_path / f"{name}_verdict.tsv")
+        pd.DataFrame([{"sampler": name, "converged": False, "rhat": rhat, "ess_bulk": 5.0,
+                       "ess_bulk_per_second": per_second, "ess_bulk_per_1k_grad_evals": 10 / per_second}]).to_csv(
+            verdicts[name], sep="\t", index=False)
+    fig, tab, ranking = tmp_path / "c.png", tmp_path / "c.tsv", tmp_path / "r.png"
+    report.comparison(predictive=files, samplers=list(files), figure=str(fig), table=str(tab), dpi=60,
+                      verdicts=verdicts, ranking_figure=str(ranking))
+    table = read(tab)
+    assert table["sampler"].tolist() == ["sghmc", "sgld", "map"]
+    ranks = table.set_index("sampler")
+    for column in ("converged", "rhat", "ess_bulk", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals"):
+        assert ranks.loc["map", column] == diagnostics.NOT_A_MARKOV_CHAIN, column
+    assert ranks["rank_rhat"].tolist()[:2] == [1, 2] and ranks["rank_ess_bulk_per_second"].tolist()[:2] == [1, 2]
+    assert ranks.loc[["map"], ["rank_rhat", "rank_ess_bulk_per_second", "rank_ess_bulk_per_1k_grad_evals"]].isna().all(
+        axis=None)
+    assert ranks.loc["map", "rank_ensemble_accuracy"] >= 1  # accuracy and NLL apply to an ensemble too
+    assert ranks.loc["map", "samples_per_chain"] == 1 and ranks.loc["map", "grad_evals"] == 0
+    assert fig.stat().st_size > 1000 and ranking.stat().st_size > 1000
+
+
+def test_the_summary_says_a_baseline_is_not_a_markov_chain_and_gives_its_members_diversity(
+        tmp_path, files, monkeypatch):
+    files["map"], out = map_diagnostics(tmp_path, monkeypatch)
+    tab = tmp_path / "s.tsv"
+    report.summary(predictive=files, threshold=0.5, bins=15, table=str(tab), diagnostics={"map": out["verdict_table"]})
+    table = read(tab).set_index("sampler")
+    assert list(table.reset_index().columns) == list(report.SUMMARY_COLUMNS)
+    row = table.loc["map"]
+    assert row["verdict"] == row["rhat"] == row["ess_bulk"] == row["converged"] == diagnostics.NOT_A_MARKOV_CHAIN
+    pairs = MEMBER_DISAGREEMENT[np.triu_indices(3, 1)]
+    assert row["member_disagreement"] == pytest.approx(pairs.mean(), rel=1e-5)
+    assert row["member_total_variation"] == pytest.approx(0.7 * pairs.mean(), rel=1e-5)
+    assert table.loc[["sgld", "sghmc"], ["member_disagreement", "member_total_variation"]].isna().all(axis=None)
+
+
+def test_agreement_costs_a_run_its_warmup_and_says_a_baseline_is_not_a_markov_chain(tmp_path, files, monkeypatch):
+    """total_grad_evals: chains x (warmup's + sampling's gradient evaluations per chain), from the files'
+    attributes; empty for a file from before warmup_grad_evals was recorded (sgld's and sghmc's here)."""
+    baselines_are_not_markov_chains(monkeypatch)
+    reference = str(fake_predictive(tmp_path / "reference.h5", chains=4, seed=7, kernel="hmc", grads=3,
+                                    warmup_grad_evals=100))
+    files["map"] = baseline_predictive(tmp_path / "map.h5", chains=3, warmup_grad_evals=700)
+    verdicts = {name: _verdict(tmp_path / f"{name}.tsv", name, False, 1.5) for name in ("sgld", "sghmc")}
+    verdicts["map"] = _verdict(tmp_path / "map.tsv", "map", *[diagnostics.NOT_A_MARKOV_CHAIN] * 2)
+    verdicts["reference"] = _verdict(tmp_path / "ref.tsv", "reference", True, 1.005)
+    table_path, figure = tmp_path / "agreement.tsv", tmp_path / "agreement.png"
+    report.agreement(predictive=files, reference=reference, verdicts=verdicts, samplers=list(files),
+                     table=str(table_path), figure=str(figure), bins=15, dpi=60)
+    table = read(table_path).set_index("sampler")
+    columns = list(report.AGREEMENT_COLUMNS)
+    assert columns[columns.index("grad_evals") + 1] == "total_grad_evals"
+    assert table.loc["reference", "total_grad_evals"] == 4 * (100 + 3 * 5)
+    assert table.loc["map", "total_grad_evals"] == 3 * (700 + 0) and table.loc["map", "grad_evals"] == 0
+    assert table.loc[["sgld", "sghmc"], "total_grad_evals"].isna().all()
+    assert table.loc["map", "rhat"] == table.loc["map", "converged"] == diagnostics.NOT_A_MARKOV_CHAIN
+    assert float(table.loc["reference", "rhat"]) == 1.005 and float(table.loc["sgld", "rhat"]) == 1.5
+    with Image.open(figure) as image:  # two rows of panels: against device seconds and gradient evaluations
+        assert image.size == (552, 468)

@@ -27,6 +27,11 @@ A value whose draws are all equal has nothing to diagnose (0/0): it gets NaN.
 From these, the diagnostics report's rows of one run (:func:`diagnostics_rows`),
 its verdict (:func:`run_verdict`), its least converged test examples, and the
 reference's HMC statistics, with the labels and columns of their tables.
+
+A baseline's chains (a deep ensemble's MAP members, a Laplace approximation's
+members) are not Markov chains: R-hat and ESS do not apply, and its tables say
+:data:`NOT_A_MARKOV_CHAIN` in their place. What does apply is how much the
+members disagree on the test set (:func:`member_diversity`).
 """
 
 from __future__ import annotations
@@ -373,8 +378,11 @@ def verdict(
     return Verdict(not failures, criterion, tuple(failures), target, more, seconds, note)
 
 
-def verdict_text(converged: bool, failures: str) -> str:
-    """A verdict in the summary table's words: ``converged``, or ``not converged:`` and its ``failures``."""
+def verdict_text(converged: bool | str, failures: str) -> str:
+    """A verdict in the summary table's words: ``converged``, or ``not converged:`` and its ``failures``, or
+    :data:`NOT_A_MARKOV_CHAIN` where the verdict table says so."""
+    if not_a_markov_chain(converged):
+        return NOT_A_MARKOV_CHAIN
     return "converged" if converged else f"not converged: {failures}"
 
 
@@ -394,7 +402,8 @@ DIAGNOSTICS_COLUMNS = (
 VERDICT_COLUMNS = (
     "sampler", "converged", "chains", "samples_per_chain", "rhat", "ess_bulk", "ess_tail", "ess_target",
     "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals", "fs_examples", "fs_share_rhat_ok", "fs_share_rhat_1.1",
-    "more_samples_per_chain", "suggested_sampling_steps", "more_seconds", "failures", "criterion", "note",
+    "member_disagreement", "member_total_variation", "more_samples_per_chain", "suggested_sampling_steps",
+    "more_seconds", "failures", "criterion", "note",
 )
 
 
@@ -535,3 +544,133 @@ def hmc_statistics(kernel_trace: Mapping[str, Any]) -> dict[str, float]:
         "e_bfmi": float(np.min(e_bfmi(np.asarray(kernel_trace["energy"]).T)))
         if "energy" in kernel_trace and len(kernel_trace["energy"]) > 1 else float("nan"),
     }
+
+
+# --------------------------------------------------------------------------- members that are not Markov chains
+
+#: What the diagnostics tables say in place of every R-hat and ESS statistic for a run whose chains are not
+#: Markov chains (a baseline's independently trained members, :func:`bnn_sgmcmc.runs.markov_chain`).
+NOT_A_MARKOV_CHAIN = "not a Markov chain"
+#: The diagnostics table's columns that say :data:`NOT_A_MARKOV_CHAIN` for such a run.
+NOT_MARKOV_DIAGNOSTICS = (
+    "values", "rhat", "ess_bulk", "ess_tail", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals", "share_rhat_ok",
+    "share_rhat_1.1", "converged",
+)
+#: The verdict table's columns that say :data:`NOT_A_MARKOV_CHAIN` for such a run.
+NOT_MARKOV_VERDICT = (
+    "converged", "rhat", "ess_bulk", "ess_tail", "ess_target", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals",
+    "fs_examples", "fs_share_rhat_ok", "fs_share_rhat_1.1", "more_samples_per_chain", "suggested_sampling_steps",
+    "more_seconds",
+)
+
+
+def not_a_markov_chain(value: Any) -> bool:
+    """Whether a table's cell (a verdict read back from its table) says :data:`NOT_A_MARKOV_CHAIN`."""
+    return isinstance(value, str) and value == NOT_A_MARKOV_CHAIN
+
+
+@dataclass(frozen=True)
+class MemberDiversity:
+    """How much the C members of a run (its chains, each with its own predictive) disagree on the test set.
+
+    ``disagreement`` [C, C]: the share of test examples on which members i and j predict different classes
+    (1 - :func:`bnn_sgmcmc.analysis.agreement`); ``total_variation`` [C, C]: the mean total variation between
+    their predictive distributions (:func:`bnn_sgmcmc.analysis.total_variation`); ``spread`` [n]: per test
+    example, the largest minus the smallest of the members' probabilities of the true class. Function-space
+    diversity, the quantity an ensemble's members are judged by (Fort, Hu and Lakshminarayanan, "Deep
+    ensembles: a loss landscape perspective", 2019).
+    """
+
+    disagreement: np.ndarray
+    total_variation: np.ndarray
+    spread: np.ndarray
+
+    @property
+    def mean_disagreement(self) -> float:
+        """The mean over pairs of members of their disagreement; NaN with one member (no pair)."""
+        return _mean_over_pairs(self.disagreement)
+
+    @property
+    def mean_total_variation(self) -> float:
+        """The mean over pairs of members of their total variation; NaN with one member (no pair)."""
+        return _mean_over_pairs(self.total_variation)
+
+
+def _mean_over_pairs(matrix: np.ndarray) -> float:
+    upper = matrix[np.triu_indices(len(matrix), k=1)]
+    return float(upper.mean()) if len(upper) else float("nan")
+
+
+def member_diversity(log_probs: np.ndarray, labels: np.ndarray) -> MemberDiversity:
+    """The :class:`MemberDiversity` of per-member test log-probabilities [C, n, K] with ``labels`` [n]."""
+    lp = np.asarray(log_probs, dtype=np.float64)
+    if lp.ndim != 3 or lp.shape[0] == 0:
+        raise ValueError(f"log_probs must be [members, n, K] with at least one member, got shape {lp.shape}")
+    probs, members = np.exp(lp), lp.shape[0]
+    disagreement, total_variation = np.zeros((members, members)), np.zeros((members, members))
+    for i in range(members):
+        for j in range(i + 1, members):
+            disagreement[i, j] = disagreement[j, i] = 1.0 - analysis.agreement(probs[i], probs[j])
+            total_variation[i, j] = total_variation[j, i] = analysis.total_variation(probs[i], probs[j])
+    true_class = probs[:, np.arange(lp.shape[1]), np.asarray(labels).astype(np.int64)]  # [C, n]
+    return MemberDiversity(disagreement, total_variation, true_class.max(axis=0) - true_class.min(axis=0))
+
+
+def member_rows(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The diagnostics table's rows of a run whose chains are not Markov chains: the rows a Markov chain's run
+    has (every traced quantity of every labelled set, and the function space where draws were recorded), with
+    :data:`NOT_A_MARKOV_CHAIN` for every statistic, none of which is computed."""
+    chains = int(attrs["chains"])
+    traced = sorted(_traced_draws(arrays["trace"]).items(), key=lambda kv: _set_order(kv[0][0]))
+    quantities = [(set_name, quantity, draws.shape[1]) for (set_name, quantity), draws in traced]
+    if "draws" in arrays:
+        quantities.append((TEST_SET, FUNCTION_SPACE, int(arrays["draws"]["step"].shape[0])))
+    text = dict.fromkeys(NOT_MARKOV_DIAGNOSTICS, NOT_A_MARKOV_CHAIN)
+    return [{"sampler": name, "set": set_name, "quantity": quantity, "chains": chains, "samples_per_chain": samples}
+            | text for set_name, quantity, samples in quantities]
+
+
+def member_note(attrs: Mapping[str, Any], diversity: MemberDiversity) -> str:
+    """The verdict's note on a run whose chains are not Markov chains: what its members are, and their diversity."""
+    chains, samples, kernel = int(attrs["chains"]), int(attrs["num_samples"]), attrs["sampler"]["kernel"]
+    draws = f"{samples} kept draw{'s' if samples != 1 else ''} each"
+    if chains == 1:
+        return (f"one member (kernel {kernel}, {draws}), not a Markov chain: R-hat and ESS do not apply, and "
+                "with no second member there is no disagreement between members to show")
+    return (f"the {chains} chains are independently trained members (kernel {kernel}, {draws}), not Markov "
+            "chains: R-hat and ESS do not apply. Their diversity on the test set is shown instead: mean pairwise "
+            f"disagreement {diversity.mean_disagreement:.4f} (share of test examples on which two members predict "
+            f"different classes), mean pairwise total variation {diversity.mean_total_variation:.4f}")
+
+
+def member_verdict(name: str, attrs: Mapping[str, Any], diversity: MemberDiversity) -> dict[str, Any]:
+    """The one-row verdict (:data:`VERDICT_COLUMNS`) of a run whose chains are not Markov chains: no R-hat or
+    ESS (:data:`NOT_A_MARKOV_CHAIN`), the members' mean pairwise disagreement and total variation instead."""
+    note = member_note(attrs, diversity)
+    log.info("%s: %s", name, note)
+    return (
+        {"sampler": name, "chains": int(attrs["chains"]), "samples_per_chain": int(attrs["num_samples"])}
+        | dict.fromkeys(NOT_MARKOV_VERDICT, NOT_A_MARKOV_CHAIN)
+        | {"member_disagreement": diversity.mean_disagreement,
+           "member_total_variation": diversity.mean_total_variation, "failures": "",
+           "criterion": "none: R-hat and ESS judge Markov chains, and these members are independent", "note": note}
+    )
+
+
+def least_agreeing(spread: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` test examples whose members' true-class probabilities spread the most, largest
+    first; examples on which every member gives the same probability never."""
+    order = np.argsort(-spread, kind="stable")
+    return order[: min(k, int(np.sum(spread > 0)))]
+
+
+def least_agreeing_table(
+    log_probs: np.ndarray, labels: np.ndarray, diversity: MemberDiversity, idx: np.ndarray
+) -> dict[str, Any]:
+    """The columns of :func:`least_converged_table` for the test examples ``idx`` of a run whose chains are not
+    Markov chains, its R-hat :data:`NOT_A_MARKOV_CHAIN`, with the members' spread of the true-class
+    probability (``member_spread``, by which they are chosen) after it; the per-chain means are the members'."""
+    columns = least_converged_table(log_probs, labels, np.full(len(labels), np.nan), idx)
+    head = {key: columns.pop(key) for key in ("test_index", "label")}
+    del columns["rhat"]
+    return head | {"rhat": NOT_A_MARKOV_CHAIN, "member_spread": diversity.spread[idx]} | columns

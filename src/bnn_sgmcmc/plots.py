@@ -72,7 +72,10 @@ def _chain_lines(ax, x: np.ndarray, y: np.ndarray, color: str, label: str) -> No
         x = x.mean(axis=1)
     elif y.shape[1] > 1:
         ax.plot(x, y, color=color, lw=0.8, alpha=0.35)
-    ax.plot(x, y.mean(axis=1), color=color, lw=1.8, label=label if y.shape[1] == 1 else f"{label} (mean of {y.shape[1]} chains)")
+    # One kept sample (a baseline's one draw per chain) is a point: a line through it alone draws nothing.
+    marker = {"marker": "o", "ms": 5} if len(x) == 1 else {}
+    mean_label = label if y.shape[1] == 1 else f"{label} (mean of {y.shape[1]} chains)"
+    ax.plot(x, y.mean(axis=1), color=color, lw=1.8, label=mean_label, **marker)
 
 
 def warmup(
@@ -138,17 +141,23 @@ def ranking(
     Dots rather than bars: the samplers' accuracies differ in the third decimal, which an axis from
     zero would hide, and a bar that does not start at zero misleads.
     """
+    import pandas as pd
+
     with figure(path, ncols=len(criteria), width=3.4, height=0.45 * len(table) + 1.6, dpi=dpi) as (fig, axes):
         for ax, (column, rank) in zip(axes, criteria.items()):
             ordered = table.sort_values(rank, na_position="last")
-            values = ordered[column].astype(float).to_numpy()
+            # A cell in words (a baseline's "not a Markov chain" R-hat) has no value: the words stand in its row.
+            values = pd.to_numeric(ordered[column], errors="coerce").to_numpy(dtype=float)
             names = ordered["sampler"].tolist()
             rows = np.arange(len(names))
             ax.scatter(values, rows, s=40, color=[colors[n] for n in names], zorder=3)
-            for value, row in zip(values, rows):
+            for value, cell, row in zip(values, ordered[column], rows):
                 if np.isfinite(value):
                     ax.annotate(f"{value:.4g}", (value, row), xytext=(0, 6), textcoords="offset points",
                                 ha="center", fontsize=7)
+                elif isinstance(cell, str):
+                    ax.annotate(cell, (0.5, row), xycoords=ax.get_yaxis_transform(), ha="center", va="center",
+                                fontsize=7, color="0.4")
             ax.set_yticks(rows, names)  # each panel in its own order
             ax.set_ylim(len(names) - 0.5, -0.7)  # best at the top, room for the top label
             ax.margins(x=0.15)
@@ -311,23 +320,14 @@ def rhat_histogram(
         ax.legend(loc="upper right")
 
 
-def least_converged(
-    images: np.ndarray,
-    labels: np.ndarray,
-    rhat: np.ndarray,
-    steps: np.ndarray,
-    probs: np.ndarray,
-    sampler: str,
-    color: str,
-    path: str | Path,
-    dpi: int = 150,
+def _image_panels(
+    images: np.ndarray, draw: Any, suptitle: str, path: str | Path, dpi: int = 150,
 ) -> None:
-    """The least converged test examples: each image beside the trace of its true-class probability
-    (``probs`` [D, C, k] over the draws' ``steps``), one line per chain."""
+    """Test examples, four a row: each image beside an axes of probabilities in [0, 1] that ``draw(ax, i)``
+    fills for example ``i``, returning the axes' title."""
     k = len(images)
     cols = min(4, max(k, 1))
     rows = max(1, int(np.ceil(k / cols)))
-    styles = ["-", "--", ":", "-."]
     with plt.rc_context(STYLE):
         height = 1.9 * rows + 0.4
         fig = plt.figure(figsize=(4.4 * cols, height))
@@ -345,24 +345,113 @@ def least_converged(
                 image = OffsetImage(images[i], cmap="gray_r", norm=Normalize(0, 255), zoom=side)
                 ax.add_artist(AnnotationBbox(image, (-0.1 if i % cols else -0.3, 0.5), xycoords="axes fraction",
                                              box_alignment=(1, 0.5), frameon=False))
-                for c in range(probs.shape[1]):
-                    ax.plot(steps, probs[:, c, i], color=color, lw=0.7, ls=styles[c % len(styles)],
-                            alpha=0.9 if probs.shape[1] == 1 else 0.7)
+                title = draw(ax, i)
                 ax.set_ylim(-0.03, 1.03)
                 # Few ticks: every tick is an artist to lay out and draw, 20 axes' worth (a third of the figure's time).
                 ax.set_yticks([0, 0.5, 1])
                 ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4, integer=True))
-                ax.set_title(f"#{i + 1}: label {labels[i]}, R-hat {rhat[i]:.2f}", fontsize=8)
+                ax.set_title(title, fontsize=8)
                 ax.tick_params(labelsize=7)
                 if i % cols:
                     ax.set_yticklabels([])
-            fig.suptitle(f"{sampler}: the {k} least converged test examples "
-                         "(true-class probability against sampling step, one line per chain)", fontsize=10,
-                         y=1 - 0.15 / height)
+            fig.suptitle(suptitle, fontsize=10, y=1 - 0.15 / height)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=dpi)
         finally:
             plt.close(fig)
+
+
+def least_converged(
+    images: np.ndarray,
+    labels: np.ndarray,
+    rhat: np.ndarray,
+    steps: np.ndarray,
+    probs: np.ndarray,
+    sampler: str,
+    color: str,
+    path: str | Path,
+    dpi: int = 150,
+) -> None:
+    """The least converged test examples: each image beside the trace of its true-class probability
+    (``probs`` [D, C, k] over the draws' ``steps``), one line per chain."""
+    styles = ["-", "--", ":", "-."]
+
+    def draw(ax: Any, i: int) -> str:
+        for c in range(probs.shape[1]):
+            ax.plot(steps, probs[:, c, i], color=color, lw=0.7, ls=styles[c % len(styles)],
+                    alpha=0.9 if probs.shape[1] == 1 else 0.7)
+        return f"#{i + 1}: label {labels[i]}, R-hat {rhat[i]:.2f}"
+
+    _image_panels(images, draw, f"{sampler}: the {len(images)} least converged test examples "
+                  "(true-class probability against sampling step, one line per chain)", path, dpi=dpi)
+
+
+def least_agreeing(
+    images: np.ndarray,
+    labels: np.ndarray,
+    spread: np.ndarray,
+    probs: np.ndarray,
+    ensemble: np.ndarray,
+    sampler: str,
+    color: str,
+    path: str | Path,
+    dpi: int = 150,
+) -> None:
+    """The test examples on which a baseline's members disagree most, as :func:`least_converged` draws the
+    least converged: each image beside its true-class probability under every member (``probs`` [C, k], a dot
+    per member) and under the ensemble (``ensemble`` [k], dashed), titled with the members' ``spread``."""
+
+    def draw(ax: Any, i: int) -> str:
+        ax.scatter(np.arange(probs.shape[0]), probs[:, i], s=14, color=color, zorder=3)
+        ax.set_xlim(-0.5, probs.shape[0] - 0.5)  # the first and last member off the axes' edges
+        ax.axhline(ensemble[i], color="0.3", ls="--", lw=0.8)
+        return f"#{i + 1}: label {labels[i]}, spread {spread[i]:.2f}"
+
+    _image_panels(images, draw, f"{sampler}: the {len(images)} test examples its members disagree on most "
+                  "(true-class probability against member, dashed: the ensemble's)", path, dpi=dpi)
+
+
+def member_disagreement(diversity: Any, sampler: str, path: str | Path, dpi: int = 150) -> None:
+    """Heatmaps of a baseline's members' pairwise disagreement (share of test examples on which two members
+    predict different classes) and total variation, from a :class:`bnn_sgmcmc.diagnostics.MemberDiversity`,
+    each titled with its mean over pairs of members; the diagonal, a member against itself, is 0."""
+    members = len(diversity.disagreement)
+    side = min(2.6 + 0.3 * members, 7.0)
+    panels = (("disagreement", diversity.disagreement, diversity.mean_disagreement),
+              ("total variation", diversity.total_variation, diversity.mean_total_variation))
+    with figure(path, ncols=2, width=side + 1.0, height=side + 0.6, dpi=dpi) as (fig, axes):
+        for ax, (label, matrix, mean) in zip(axes, panels):
+            shown = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=max(float(matrix.max()), 1e-12))
+            # An inset rather than stolen room: the figure's tight layout then places it with its axes.
+            fig.colorbar(shown, cax=ax.inset_axes([1.04, 0.0, 0.05, 1.0]))
+            ax.grid(False)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(10, integer=True))
+            ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(10, integer=True))
+            if members <= 10:  # the numbers fit in their cells
+                for (i, j), value in np.ndenumerate(matrix):
+                    ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7,
+                            color="white" if value < 0.6 * matrix.max() else "black")
+            ax.set_xlabel("member (chain)")
+            ax.set_ylabel("member (chain)")
+            ax.set_title(f"pairwise {label}\n(mean over pairs {mean:.4f})")
+        fig.suptitle(f"{sampler}: how much its {members} members disagree on the test set", fontsize=11)
+
+
+def member_spread_histogram(spread: np.ndarray, sampler: str, color: str, members: int, path: str | Path,
+                            dpi: int = 150) -> None:
+    """Histogram over test examples of the spread of a baseline's members' true-class probabilities (the
+    largest minus the smallest), on a log count scale: most examples sit at 0, where every member is sure."""
+    with figure(path, dpi=dpi, width=6.5, height=3.6) as (_, (ax,)):
+        ax.hist(spread, bins=np.linspace(0, 1, 51), histtype="stepfilled", color=color, alpha=0.8, log=True)
+        mean, wide = float(np.mean(spread)), float(np.mean(spread > 0.5))
+        ax.axvline(mean, color="black", ls="--", lw=1, label=f"mean spread {mean:.3f}")
+        ax.axvline(0.5, color="black", ls=":", lw=1, label=f"spread > 0.5: {100 * wide:.1f}% of examples")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("spread of the members' true-class probabilities (largest - smallest)")
+        ax.set_ylabel("test examples")
+        ax.set_title(f"{sampler}: how far its {members} members' true-class probabilities spread\n"
+                     f"over {len(spread):,} test examples")
+        ax.legend(loc="upper right")
 
 
 def shift_curves(
@@ -449,37 +538,55 @@ def decision_costs(
         ax.legend(loc="best")
 
 
+#: The costs the agreement figure draws its runs against, one row of panels each: column, axis label.
+AGREEMENT_COSTS = {
+    "device_seconds": "device seconds (warmup and sampling)",
+    "total_grad_evals": "gradient evaluations (warmup and sampling, all chains;\nin minibatch gradients)",
+}
+
+
+def _against_cost(
+    ax: Any, table: Any, colors: Mapping[str, str], floor: float, column: str, cost: str,
+) -> None:
+    """One panel of :func:`agreement`: ``column`` of every sampler's row against its ``cost``, the noise
+    ``floor`` dashed, the reference (the rows not in ``colors``) a star on it at its own cost."""
+    samplers = table[table["sampler"].isin(list(colors))]
+    reference = table[~table["sampler"].isin(list(colors))]
+    for _, row in samplers.iterrows():
+        if not np.isfinite(row[cost]):  # a file from before the cost was recorded
+            continue
+        ax.scatter(row[cost], row[column], s=40, color=colors[row["sampler"]], zorder=3, label=row["sampler"])
+        ax.annotate(row["sampler"], (row[cost], row[column]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    ax.axhline(floor, color="0.3", linestyle="--", linewidth=1,
+               label="noise floor: the reference's two halves of chains")
+    for _, row in reference.iterrows():
+        if np.isfinite(row[cost]):
+            ax.scatter(row[cost], floor, s=90, marker="*", color="black", zorder=3,
+                       label=f"{row['sampler']} (its cost)")
+    known = table[cost][np.isfinite(table[cost].astype(float))]
+    if len(known) and (known > 0).all():  # costs span orders of magnitude
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
+
+
 def agreement(
     table: Any, floor: Mapping[str, float], colors: Mapping[str, str], path: str | Path, dpi: int = 150,
     warning: str | None = None,
 ) -> None:
-    """Agreement with the reference posterior and total variation from it, against each sampler's device
-    seconds; the reference's noise floor (its two halves against each other) as a dashed line, and the
-    reference itself as a star at its own cost on it."""
+    """Agreement with the reference posterior and total variation from it (the columns), against each run's
+    cost (the rows): device seconds, and gradient evaluations of warmup and sampling over all chains (a
+    baseline's cost is its training); the reference's noise floor (its two halves against each other) as a
+    dashed line, and the reference itself as a star at its own cost on it."""
     import textwrap
 
-    samplers = table[table["sampler"].isin(list(colors))]
-    reference = table[~table["sampler"].isin(list(colors))]
-    with figure(path, ncols=2, width=4.6, height=3.9, dpi=dpi) as (fig, (left, right)):
-        for ax, column, label in zip(
-            (left, right), REFERENCE_MEASURES, ("agreement with the reference", "total variation from the reference")
-        ):
-            for _, row in samplers.iterrows():
-                ax.scatter(row["device_seconds"], row[column], s=40, color=colors[row["sampler"]], zorder=3,
-                           label=row["sampler"])
-                ax.annotate(row["sampler"], (row["device_seconds"], row[column]), xytext=(4, 4),
-                            textcoords="offset points", fontsize=7)
-            ax.axhline(floor[column], color="0.3", linestyle="--", linewidth=1,
-                       label="noise floor: the reference's two halves of chains")
-            for _, row in reference.iterrows():
-                ax.scatter(row["device_seconds"], floor[column], s=90, marker="*", color="black", zorder=3,
-                           label=f"{row['sampler']} (its cost)")
-            if (table["device_seconds"] > 0).all():  # costs span orders of magnitude
-                ax.set_xscale("log")
-                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
-            ax.set_xlabel("device seconds (warmup and sampling)")
-            ax.set_ylabel(label)
-        left.legend(fontsize=7, loc="best")
+    labels = ("agreement with the reference", "total variation from the reference")
+    with grid(path, len(AGREEMENT_COSTS), 2, width=4.6, height=3.9, dpi=dpi) as (fig, axes):
+        for row, (cost, xlabel) in zip(axes, AGREEMENT_COSTS.items()):
+            for ax, column, label in zip(row, REFERENCE_MEASURES, labels):
+                _against_cost(ax, table, colors, floor[column], column, cost)
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel(label)
+        axes[0, 0].legend(fontsize=7, loc="best")
         title = "Samplers against the reference posterior (full-batch HMC)"
         if warning:
             title += "\n" + textwrap.fill(f"WARNING: {warning}", 110)

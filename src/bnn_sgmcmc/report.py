@@ -4,8 +4,10 @@ One function per report rule. Each reads the gathered predictive files (never
 the sampler state), so changing a plotting or analysis setting reruns these
 jobs only. What a rule computes lives in ``analysis`` (predictive metrics,
 calibration, shift, OOD, decisions, agreement), ``diagnostics`` (R-hat, ESS,
-verdicts) and ``runs`` (a run's settings and compute); here are the reads, the
-writes and the tables' layouts. Tables are tab-separated, written with pandas.
+verdicts, and for a baseline, whose chains are not Markov chains, its members'
+diversity instead) and ``runs`` (a run's settings and compute); here are the
+reads, the writes and the tables' layouts. Tables are tab-separated, written
+with pandas.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ def comparison(
     """Figure: running-ensemble accuracy per step, gradient evaluation and second. Table: per sampler its
     accuracies, NLL and, from the diagnostics' ``verdicts``, convergence and ESS per second and per 1,000
     gradient evaluations, with its rank on each (1 = best), ordered by ESS per second: the sampler that
-    comes closest to convergence per second of compute comes first. ``ranking_figure`` draws the ranks' numbers."""
+    comes closest to convergence per second of compute comes first. A baseline, whose chains are not Markov
+    chains, has no R-hat or ESS (its cells say so) and no rank on them. ``ranking_figure`` draws the ranks'
+    numbers."""
     loaded = _load(predictive)
     traces, rows = {}, []
     for name, (arrays, attrs) in loaded.items():
@@ -99,7 +103,9 @@ def comparison(
     frame = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     ranks = {column: f"rank_{column}" for column in RANKED}
     for column, larger in RANKED.items():
-        frame[ranks[column]] = frame[column].rank(ascending=not larger, method="min").astype("Int64")
+        # A baseline's R-hat and ESS cells say "not a Markov chain": missing here, ranked after every number.
+        values = pd.to_numeric(frame[column], errors="coerce")
+        frame[ranks[column]] = values.rank(ascending=not larger, method="min").astype("Int64")
     frame = frame.sort_values([ranks["ess_bulk_per_second"], "sampler"], na_position="last", kind="stable")
     _write_table(frame, table)
     if ranking_figure:
@@ -195,23 +201,26 @@ SUMMARY_COLUMNS = (
     "sampler", "kernel", "schedule", "ensemble_accuracy", "pointwise_accuracy", "nll", "ece", "brier", "certain_share",
     "aurc", "converged", "rhat", "ess_bulk", "ess_tail", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals",
     "fs_share_rhat_ok", "fs_share_rhat_1.1", "more_samples_per_chain", "more_seconds", "verdict",
-    "ood_auroc_entropy", "ood_auroc_mi", "decision_cost", "agreement", "total_variation", "chains",
-    "samples_per_chain", "grad_evals", "sampling_seconds", "device",
+    "member_disagreement", "member_total_variation", "ood_auroc_entropy", "ood_auroc_mi", "decision_cost", "agreement",
+    "total_variation", "chains", "samples_per_chain", "grad_evals", "sampling_seconds", "device",
 )
 #: What the summary takes from each sampler's diagnostics verdict table.
 VERDICT_IN_SUMMARY = (
     "converged", "rhat", "ess_bulk", "ess_tail", "ess_bulk_per_second", "ess_bulk_per_1k_grad_evals",
-    "fs_share_rhat_ok", "fs_share_rhat_1.1", "more_samples_per_chain", "more_seconds",
+    "fs_share_rhat_ok", "fs_share_rhat_1.1", "more_samples_per_chain", "more_seconds", "member_disagreement",
+    "member_total_variation",
 )
 #: The summary's columns of the ensemble's OOD AUROCs, by score.
 OOD_IN_SUMMARY = {analysis.PREDICTIVE_ENTROPY: "ood_auroc_entropy", analysis.MUTUAL_INFORMATION: "ood_auroc_mi"}
 
 
 def _verdict_in_summary(path: str) -> dict[str, Any]:
-    """A sampler's verdict table's headline numbers, and the verdict in words."""
+    """A sampler's verdict table's headline numbers, and the verdict in words (empty for a column that a table
+    from before it lacks)."""
     row = _read_row(path, keep_default_na=False, na_values=[""])
     failures = row["failures"] if isinstance(row["failures"], str) else ""
-    return {k: row[k] for k in VERDICT_IN_SUMMARY} | {"verdict": diagnostics.verdict_text(row["converged"], failures)}
+    verdict = diagnostics.verdict_text(row["converged"], failures)
+    return {k: row.get(k) for k in VERDICT_IN_SUMMARY} | {"verdict": verdict}
 
 
 def _ood_in_summary(path: str) -> dict[str, dict[str, Any]]:
@@ -247,9 +256,11 @@ def summary(
     ``decisions_table`` and ``agreement_table`` are the other report rules'
     tables; their headline numbers join the row (the convergence verdict with
     the worst R-hat and smallest ESS over the traced quantities and the
-    function-space shares, the ensemble's AUROCs, the realised cost of the
-    posterior's Bayes decisions, agreement with and total variation from the
-    reference posterior, when the config has one).
+    function-space shares, or, for a baseline whose chains are not Markov
+    chains, its members' mean pairwise disagreement and total variation; the
+    ensemble's AUROCs, the realised cost of the posterior's Bayes decisions,
+    agreement with and total variation from the reference posterior, when the
+    config has one).
     """
     extra: dict[str, dict[str, Any]] = {name: _verdict_in_summary(path) for name, path in (diagnostics or {}).items()}
     for path, read in ((ood_table, _ood_in_summary), (decisions_table, _decisions_in_summary),
@@ -282,8 +293,15 @@ def chain_diagnostics(
     histogram: str, least_figure: str, dpi: int, threads: int = 1,
 ) -> None:
     """Rule diagnostics: per-quantity and function-space convergence, the verdict, and their figures; the
-    function-space R-hat ranks its blocks of test examples on ``threads`` threads."""
+    function-space R-hat ranks its blocks of test examples on ``threads`` threads. A run whose chains are not
+    Markov chains (a baseline's members) is shown by :func:`_member_diagnostics` instead."""
     arrays, attrs = h5io.read_predictive(predictive, draws=True)
+    color = plots.sampler_colors(samplers)[sampler]
+    if not runs.markov_chain(attrs):
+        _member_diagnostics(predictive=predictive, data=data, arrays=arrays, attrs=attrs, sampler=sampler, color=color,
+                            least=least, table=table, verdict_table=verdict_table, least_table=least_table,
+                            figure=figure, histogram=histogram, least_figure=least_figure, dpi=dpi)
+        return
     test = arrays["test"]
     draws = h5io.lookup(arrays, h5io.FUNCTION_SPACE) if "draws" in arrays else None  # [D, C, n] float16
     function_space = diagnostics.function_space_rhat(draws, threads=threads) if draws is not None else None
@@ -294,7 +312,6 @@ def chain_diagnostics(
                                     ess_per_chain)
     _write_table(pd.DataFrame([found], columns=list(diagnostics.VERDICT_COLUMNS)), verdict_table)
 
-    color = plots.sampler_colors(samplers)[sampler]
     idx = diagnostics.least_converged(function_space, least) if function_space is not None else np.zeros(0, np.int64)
     loglik = "mean test log-likelihood"
     series = {loglik: (loglik, arrays["trace"]["sample_step"], arrays["trace"]["test"]["mean_log_likelihood"])}
@@ -325,6 +342,46 @@ def chain_diagnostics(
     plots.least_converged(
         images[idx], test["labels"][idx], function_space[idx], arrays["draws"]["step"],
         np.exp(draws[:, :, idx].astype(np.float64)), sampler, color, least_figure, dpi=dpi,
+    )
+
+
+def _member_diagnostics(
+    *, predictive: str, data: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], sampler: str, color: str,
+    least: int, table: str, verdict_table: str, least_table: str, figure: str, histogram: str, least_figure: str,
+    dpi: int,
+) -> None:
+    """Rule diagnostics for a run whose chains are not Markov chains (a baseline's independently trained
+    members): no R-hat or ESS, whose cells say so, but the members' diversity on the test set. The verdict
+    gives their mean pairwise disagreement and total variation; the figure their heatmaps, the histogram the
+    spread of the members' true-class probabilities over test examples, the least figure and table the
+    examples of widest spread. One member has nothing to compare: its figures say so."""
+    test = arrays["test"]
+    rows = diagnostics.member_rows(sampler, arrays, attrs)
+    _write_table(pd.DataFrame(rows, columns=list(diagnostics.DIAGNOSTICS_COLUMNS)), table)
+    diversity = diagnostics.member_diversity(test["log_probs"], test["labels"])
+    found = diagnostics.member_verdict(sampler, attrs, diversity)
+    _write_table(pd.DataFrame([found], columns=list(diagnostics.VERDICT_COLUMNS)), verdict_table)
+    idx = diagnostics.least_agreeing(diversity.spread, least)
+    _write_table(pd.DataFrame(diagnostics.least_agreeing_table(test["log_probs"], test["labels"], diversity, idx)),
+                 least_table)
+
+    members = int(test["log_probs"].shape[0])
+    if members == 1:
+        message = ("One member (chains: 1): no second member to disagree with. It is not a Markov chain either, "
+                   "so there is no R-hat or ESS to show.")
+        _unavailable(message, figure, histogram, least_figure, dpi=dpi)
+        return
+    plots.member_disagreement(diversity, sampler, figure, dpi=dpi)
+    plots.member_spread_histogram(diversity.spread, sampler, color, members, histogram, dpi=dpi)
+    if not len(idx):
+        why = "diagnostics.least_converged is 0" if least == 0 else "the members agree on every example"
+        _unavailable(f"No test examples on which the members disagree to show: {why}.", least_figure, dpi=dpi)
+        return
+    labels = test["labels"].astype(np.int64)[idx]
+    plots.least_agreeing(
+        _test_images(predictive, data, test["labels"])[idx], labels, diversity.spread[idx],
+        np.exp(test["log_probs"][:, idx, labels].astype(np.float64)),
+        analysis.ensemble_probs(test["log_probs"])[idx, labels], sampler, color, least_figure, dpi=dpi,
     )
 
 
@@ -431,7 +488,8 @@ def decisions(
 #: against each other) and its own convergence.
 AGREEMENT_COLUMNS = (
     "sampler", "kernel", "chains", "agreement", "total_variation", "within_noise_floor", "accuracy",
-    "accuracy_diff", "nll", "nll_diff", "ece", "ece_diff", "device_seconds", "grad_evals", "converged", "rhat",
+    "accuracy_diff", "nll", "nll_diff", "ece", "ece_diff", "device_seconds", "grad_evals", "total_grad_evals",
+    "converged", "rhat",
     "acceptance_rate", "divergent_share", "step_size", "e_bfmi",
 )
 
@@ -440,16 +498,19 @@ def _agreement_facts(
     name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any], verdict: str, labels: np.ndarray, bins: int,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The columns every row of the agreement table has, from a run's predictive file and its ``verdict``
-    table, and the run's pooled test predictive."""
+    table, and the run's pooled test predictive. A baseline's convergence and R-hat say, as its verdict
+    does, that its chains are not Markov chains."""
     log_pooled = analysis.pool_log_chains(arrays["test"]["log_probs"])
     scores = analysis.summary(log_pooled, labels, bins=bins)
     found = _read_row(verdict)
+    markov = not diagnostics.not_a_markov_chain(found["converged"])
     return {
         "sampler": name, "kernel": attrs["sampler"]["kernel"], "chains": int(arrays["test"]["log_probs"].shape[0]),
         "accuracy": scores["accuracy"], "nll": scores["nll"], "ece": scores["ece"],
         "device_seconds": runs.shard_seconds(attrs, "run_seconds", "warmup_run_seconds"),
-        "grad_evals": int(arrays["trace"]["grad_evals"][-1]),
-        "converged": bool(found["converged"]), "rhat": float(found["rhat"]),
+        "grad_evals": int(arrays["trace"]["grad_evals"][-1]), "total_grad_evals": runs.total_grad_evals(arrays, attrs),
+        "converged": bool(found["converged"]) if markov else diagnostics.NOT_A_MARKOV_CHAIN,
+        "rhat": float(found["rhat"]) if markov else diagnostics.NOT_A_MARKOV_CHAIN,
     }, np.exp(log_pooled)
 
 
@@ -483,7 +544,8 @@ def agreement(
     (same predicted class), total variation, and the differences in accuracy, NLL and ECE. The reference's
     row compares its two halves of chains, the noise floor below which differences are not real, and
     gives its convergence (``verdicts[reference]``), acceptance rate, divergences and adapted step size.
-    A warning (logged, and in the figure's title) says when the reference has not converged."""
+    Every run's cost is its device seconds and its gradient evaluations of warmup and sampling over all
+    chains (``total_grad_evals``: a baseline spends its gradients training, in warmup). A warning (logged, and in the figure's title) says when the reference has not converged."""
     from bnn_sgmcmc.plan import REFERENCE
 
     ref_arrays, ref_attrs = h5io.read_predictive(reference)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn_sgmcmc import analysis, schedules
+from bnn_sgmcmc import analysis, kernels, schedules
 
 
 def shard_runs(attrs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -35,6 +35,23 @@ def sampling_seconds(attrs: Mapping[str, Any]) -> float:
 def ran_on_gpu(attrs: Mapping[str, Any]) -> bool:
     """Whether any shard of the run sampled on a GPU."""
     return any((run.get("device") or {}).get("backend") == "gpu" for run in shard_runs(attrs))
+
+
+def markov_chain(attrs: Mapping[str, Any]) -> bool:
+    """Whether the run's chains are Markov chains, whose draws R-hat and ESS diagnose: False for a baseline's
+    independently trained members (its kernel declares it, :func:`bnn_sgmcmc.kernels.markov_chain`)."""
+    return kernels.markov_chain(attrs["sampler"]["kernel"])
+
+
+def total_grad_evals(arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> float:
+    """Gradient evaluations of warmup and sampling over all chains, in minibatch gradients: a baseline's whole
+    cost is its training (warmup). Every shard records the per-chain ``warmup_grad_evals`` of the same plan, so
+    a gathered file's (its first shard's) holds for all; NaN for a file from before the attribute."""
+    warmup = attrs.get("warmup_grad_evals")
+    if warmup is None:
+        return float("nan")
+    sampling = arrays["trace"]["grad_evals"]
+    return int(attrs["chains"]) * (int(warmup) + (int(sampling[-1]) if len(sampling) else 0))
 
 
 def facts(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
