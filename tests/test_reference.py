@@ -143,9 +143,17 @@ def test_the_cpu_example_plans_a_reference_and_the_samplers_on_a_subset(tmp_path
     out = snakemake(tmp_path, "-n", config=cfg, configfiles=examples)
     assert out.returncode == 0, out.stdout + out.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
-    assert jobs["warmup"] == jobs["sample"] == "5" and jobs["agreement"] == "1"
+    # config.yaml's 3 samplers and ensemble, sgld_scaled, the 3 other baselines, and the reference.
+    assert jobs["warmup"] == jobs["sample"] == "9" and jobs["agreement"] == "1"
     small = yaml.safe_load(examples[1].read_text())
     assert small["data"]["subset"]["train"] == 2000 and small["model"]["hidden"] == [20]
     assert small["sampling"]["chains"] == 8
+    # The deep ensemble has a member per sgld chain; ensemble_budget's members each train for an sgld chain's
+    # gradients, warmup and sampling (3 steps an epoch of 2,000 images in minibatches of 512).
+    baselines = small["samplers"]
+    assert baselines["ensemble"]["chains"] == 8 and baselines["map"]["chains"] == 1
+    steps_per_epoch = 2000 // base_config["sampling"]["batch_size"]
+    budget = base_config["sampling"]["warmup_steps"] + base_config["sampling"]["sampling_steps"]
+    assert abs(baselines["ensemble_budget"]["epochs"] * steps_per_epoch - budget) < steps_per_epoch
     # The scaled step keeps the notebook's step size over the curvature of 60,000 images.
     assert small["samplers"]["sgld_scaled"]["step_size"] == pytest.approx(4.5e-5 * 60_000 / 2_000)
