@@ -49,3 +49,18 @@ def test_schedule_step_sizes_by_formula():
     host = schedules.build(cyc["schedule"], 2.0, lengths, "sampling")(30)
     assert float(traced.step_size) == pytest.approx(float(host.step_size)) and bool(traced.sampling) == bool(host.sampling)
     assert int(traced.cycle) == 1 and float(traced.temperature) == 0.0  # step 30: cycle 1, exploring (5 < 7)
+
+
+def test_cosine_decays_from_the_step_size_to_zero_over_the_spanned_phase():
+    """The baselines' learning rate: step_size / 2 (cos(pi t / T) + 1) over warmup's T steps, every step sampling
+    at temperature 1 (an optimiser ignores both), and the phase it does not span at step_size."""
+    lengths = {"warmup": 40, "sampling": 7}
+    cos = settings_of({"kernel": "map", "step_size": 3.0})
+    assert cos["schedule"] == {"kind": "cosine", "phases": ["warmup"]}
+    sizes = schedules.step_sizes(cos["schedule"], 3.0, lengths)
+    t = np.arange(40)
+    np.testing.assert_allclose(sizes["warmup"], 1.5 * (np.cos(np.pi * t / 40) + 1))
+    assert sizes["warmup"][0] == 3.0 and sizes["warmup"][20] == pytest.approx(1.5) and sizes["warmup"][-1] < 0.01
+    np.testing.assert_array_equal(sizes["sampling"], 3.0)
+    step = jax.jit(schedules.build(cos["schedule"], 3.0, lengths, "warmup"))(jnp.int32(10))
+    assert float(step.step_size) == pytest.approx(1.5 * (np.cos(np.pi / 4) + 1)) and float(step.temperature) == 1.0

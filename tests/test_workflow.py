@@ -589,8 +589,12 @@ def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, synthetic_c
     ({"samplers": {"sgld": {"kernel": "sgld", "step_size": 1e-4, "shards": 3}}},
      "samplers.sgld.shards = 3 exceeds sampling.chains = 2: each shard needs at least one chain. Lower shards or "
      "raise chains."),
+    # ... and its own chains where it has them (a deep ensemble's members).
+    ({"samplers": {"ens": {"kernel": "map", "chains": 3, "shards": 4}}},
+     "samplers.ens.shards = 4 exceeds samplers.ens.chains = 3: each shard needs at least one chain. Lower shards or "
+     "raise chains."),
 ], ids=["seed-beyond-int64", "nan-reject", "inf-prior", "nan-step-size", "long-sampler-name", "steps-beyond-int32",
-       "batch-beyond-data", "subset-beyond-data", "sampler-shards-beyond-chains"])
+       "batch-beyond-data", "subset-beyond-data", "sampler-shards-beyond-chains", "ensemble-shards-beyond-members"])
 def test_values_the_code_cannot_take_stop_before_any_job(tmp_path, synthetic_config, change, first_line):
     """Non-finite floats (which JSON Schema's bounds let through), seeds beyond what JAX and HDF5 take and
     sampler names too long for file names stop at parse time, the key named in the first line (#16)."""

@@ -65,13 +65,13 @@ def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     return 0
 
 
-sampling_steps = lambda settings: int(settings["samples"])  # noqa: E731
-sampling_steps.__doc__ = "``samples`` independent draws per member."
+def sampling_steps(settings: Mapping[str, Any]) -> int:
+    """``samples`` independent draws per member."""
+    return int(settings["samples"])
+
+
+#: Training as map's (a temperature is no reason to refuse here: it scales the covariance).
 warmup_steps = map_kernel.warmup_steps
-
-
-def check(settings: Mapping[str, Any], sampling: Mapping[str, Any], where: str) -> None:
-    return None  # a temperature scales the covariance
 
 
 def precision(network: Network, params: Any, x: Any, chunk_values: int = CHUNK_VALUES) -> Any:
