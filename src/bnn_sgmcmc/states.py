@@ -79,8 +79,8 @@ def state_template(setup: RunSetup, phase: str = "warmup") -> Any:
     factor) or drop what only warmup needs (an optimiser's moments)."""
     import jax
 
-    hook = setup.kernel.start_sampling
-    if phase == "sampling" and hook is not None:
+    hook = setup.kernel.start_sampling if phase == "sampling" else None
+    if hook is not None:
         return jax.eval_shape(lambda: jax.vmap(hook, in_axes=(0, None))(setup.initial_state(), setup.train.whole()))
     return jax.eval_shape(setup.initial_state)
 
