@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -440,6 +441,47 @@ def test_the_baselines_run_through_every_report(finished_run):
     assert table.loc["ensemble", "rhat"] == diagnostics.NOT_A_MARKOV_CHAIN
     comparison = pd.read_csv(workdir / "results/tables/comparison.tsv", sep="\t").set_index("sampler")
     assert comparison.loc[BASELINES, "rank_rhat"].isna().all() and comparison.loc[MARKOV, "rank_rhat"].notna().all()
+
+
+def damage(path, name: str | None = None) -> str:
+    """Overwrite with zeros up to 4 KB in the middle of the dataset ``name`` of an HDF5 file (None: its largest
+    contiguous one), as a disk or copy error would; return the dataset's name."""
+    with h5py.File(path, "r") as f:
+        found = []
+        f.visititems(lambda key, item: found.append((item.nbytes, key, item.id.get_offset()))
+                     if isinstance(item, h5py.Dataset) and item.id.get_offset() is not None and item.nbytes
+                     and name in (None, key) else None)
+    nbytes, name, offset = max(found)
+    size = min(4096, nbytes)
+    with open(path, "r+b") as raw:
+        raw.seek(offset + (nbytes - size) // 2)
+        raw.write(bytes(size))
+    return name
+
+
+@pytest.mark.parametrize("damaged, dataset", [("results/predictive/sgld.h5", "test/log_probs"),
+                                              ("results/data/mnist.h5", None),
+                                              ("results/sampling/sghmc/shard0/warmup.h5", None)])
+def test_a_damaged_file_stops_the_job_that_reads_it_and_nothing_downstream_is_written(finished_run, tmp_path, damaged,
+                                                                                      dataset):
+    """A finished run's predictive, data or warmup file, 4 KB of a dataset zeroed (one every reader of the file
+    reads): Snakemake reruns what reads it (the file is newer), and the first job that does stops with one line
+    naming the file, the dataset and how to remake it; no output is written after the damage."""
+    workdir, config = finished_run
+    copy_dir = tmp_path / "run"
+    shutil.copytree(workdir, copy_dir, symlinks=True, ignore=shutil.ignore_patterns("import-audit"))
+    name = damage(copy_dir / damaged, dataset)
+    since = time.time()
+    out = snakemake(copy_dir, "--cores", "2", config=config)
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.startswith("ERROR:")]
+    assert lines and set(lines) == {
+        f"ERROR: {damaged} is damaged: the contents of its dataset '{name}' no longer match the SHA-256 digest "
+        "written with them, so the file changed after it was written (a disk or copy error, or an edit). Remove it "
+        f"and run snakemake again, which remakes it and what depends on it: rm {damaged}"}, out.stderr[-3000:]
+    written = [p for p in (copy_dir / "results").rglob("*") if p.is_file() and p.stat().st_mtime > since
+               and "logs" not in p.relative_to(copy_dir).parts]
+    assert written == [], written
 
 
 def test_what_reruns_after_a_config_change(finished_run):

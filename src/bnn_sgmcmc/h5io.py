@@ -3,6 +3,14 @@
 Every writer goes through :func:`atomic_path`: it writes a temporary file beside
 the target and renames it into place only when complete, so that a failed or
 killed job never leaves a half-written output that looks finished.
+
+Every HDF5 file the workflow writes (data, warmup, predictive, gathered,
+checkpoints) carries the SHA-256 of each dataset's contents in the dataset's
+``sha256`` attribute and of the root's other attributes in ``attrs_sha256``;
+every reader checks what it reads against them, so that a file changed after
+it was written (a disk or copy error, an edit) stops the job that reads it,
+naming the file, instead of flowing into the reports (:class:`DamagedFileError`).
+Files written before the digests existed have none, and are read as before.
 """
 
 from __future__ import annotations
@@ -52,6 +60,68 @@ def write_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+# --------------------------------------------------------------------------- integrity
+
+#: The attribute of every dataset written here that holds the SHA-256 of its dtype, shape and bytes.
+DATASET_DIGEST = "sha256"
+#: The root attribute that holds the SHA-256 of the root's other attributes (as :func:`read_attrs` reads them).
+ATTRS_DIGEST = "attrs_sha256"
+
+
+class DamagedFileError(DataError):
+    """A file whose contents no longer match the digests written with them."""
+
+    def __init__(self, path: str | os.PathLike, what: str) -> None:
+        super().__init__(
+            f"{path} is damaged: {what} no longer match the SHA-256 digest written with them, so the file changed "
+            f"after it was written (a disk or copy error, or an edit). Remove it and run snakemake again, which "
+            f"remakes it and what depends on it: rm {path}"
+        )
+
+
+def array_digest(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes (C order)."""
+    import hashlib
+
+    array = np.ascontiguousarray(array)
+    h = hashlib.sha256(f"{array.dtype.str}|{array.shape}|".encode())
+    h.update(array.reshape(-1).view(np.uint8) if array.size else b"")
+    return h.hexdigest()
+
+
+def attrs_digest(attrs: dict[str, Any]) -> str:
+    """SHA-256 of attributes as :func:`read_attrs` reads them (JSON, keys sorted)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(attrs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _create_dataset(group: h5py.Group, name: str, array: np.ndarray, **options: Any) -> None:
+    """A dataset with its digest (:data:`DATASET_DIGEST`)."""
+    group.create_dataset(name, data=array, **options).attrs[DATASET_DIGEST] = array_digest(array)
+
+
+def _seal_attrs(h5: h5py.File) -> None:
+    """Write the root attributes' digest (:data:`ATTRS_DIGEST`), once every other root attribute is written."""
+    h5.attrs[ATTRS_DIGEST] = attrs_digest(read_attrs(h5))
+
+
+def _read_dataset(dataset: h5py.Dataset, path: str | os.PathLike) -> np.ndarray:
+    """A dataset's contents, checked against its digest where it has one."""
+    value = dataset[...]
+    expected = dataset.attrs.get(DATASET_DIGEST)
+    if expected is not None and array_digest(value) != (expected.decode() if isinstance(expected, bytes) else expected):
+        raise DamagedFileError(path, f"the contents of its dataset '{dataset.name.lstrip('/')}'")
+    return value
+
+
+def _check_attrs(h5: h5py.File, attrs: dict[str, Any], path: str | os.PathLike) -> None:
+    """Check the root attributes ``attrs`` (as read) against their digest, where the file has one."""
+    expected = h5.attrs.get(ATTRS_DIGEST)
+    if expected is not None and attrs_digest(attrs) != expected:
+        raise DamagedFileError(path, "its attributes")
 
 
 # --------------------------------------------------------------------------- raw arrays
@@ -118,18 +188,13 @@ def write_data_h5(
             for name, split in data.splits().items():
                 group = h5.create_group(name)
                 n = len(split.labels)
-                group.create_dataset(
-                    "images",
-                    data=split.images,
-                    chunks=(min(n, 1024), *image_shape),
-                    compression="gzip",
-                    compression_opts=4,
-                    shuffle=True,
-                )
-                group.create_dataset("labels", data=split.labels)
+                _create_dataset(group, "images", split.images, chunks=(min(n, 1024), *image_shape),
+                                compression="gzip", compression_opts=4, shuffle=True)
+                _create_dataset(group, "labels", split.labels)
                 group.attrs["rows"] = n
                 for key, value in (split_attrs or {}).get(name, {}).items():
                     group.attrs[key] = _attr(value)
+            _seal_attrs(h5)
 
 
 def read_data_h5(path: str | os.PathLike, splits: Sequence[str] = SPLITS) -> tuple[ImageData, dict[str, Any]]:
@@ -151,11 +216,12 @@ def read_data_h5(path: str | os.PathLike, splits: Sequence[str] = SPLITS) -> tup
                 "preprocess rule. Delete it and rerun."
             )
         data = ImageData(**{
-            s: Split(h5[s]["images"][...], h5[s]["labels"][...]) if s in splits
+            s: Split(_read_dataset(h5[s]["images"], path), _read_dataset(h5[s]["labels"], path)) if s in splits
             else Split(np.zeros((0, *h5[s]["images"].shape[1:]), np.uint8), np.zeros(0, np.uint8))
             for s in SPLITS
         })
-        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in h5.attrs.items()}
+        _check_attrs(h5, read_attrs(h5), path)
+        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in h5.attrs.items() if k != ATTRS_DIGEST}
         attrs["splits"] = {s: read_attrs(h5[s]) for s in SPLITS}
     return data, attrs
 
@@ -206,10 +272,12 @@ def lookup(tree: dict[str, Any], path: str) -> Any:
     return tree
 
 
-def read_tree(group: h5py.Group, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Read HDF5 groups back into a nested dict of numpy arrays, leaving out the top-level names in ``skip``."""
+def read_tree(group: h5py.Group, skip: tuple[str, ...] = (), path: str | os.PathLike = "") -> dict[str, Any]:
+    """Read HDF5 groups back into a nested dict of numpy arrays, leaving out the top-level names in ``skip``;
+    each dataset checked against its digest (a :class:`DamagedFileError` naming the file ``path``)."""
+    path = path or group.file.filename
     return {
-        key: read_tree(item) if isinstance(item, h5py.Group) else item[...]
+        key: read_tree(item, path=path) if isinstance(item, h5py.Group) else _read_dataset(item, path)
         for key, item in group.items() if key not in skip
     }
 
@@ -220,9 +288,11 @@ def write_attrs(obj: h5py.HLObject, attrs: dict[str, Any]) -> None:
 
 
 def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
-    """Attributes, with JSON strings decoded back into records."""
+    """Attributes, with JSON strings decoded back into records (but the digests of :func:`read_tree`'s checks)."""
     out: dict[str, Any] = {}
     for key, value in obj.attrs.items():
+        if key in (ATTRS_DIGEST, DATASET_DIGEST):
+            continue
         if isinstance(value, np.ndarray):
             value = value.tolist()
         elif isinstance(value, np.generic):
@@ -248,8 +318,9 @@ def write_arrays(path: str | os.PathLike, arrays: dict[str, Any], attrs: dict[st
                 options: dict[str, Any] = {}
                 if array.size > 65536:
                     options = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "chunks": True}
-                h5.create_dataset(name, data=array, **options)
+                _create_dataset(h5, name, array, **options)
             write_attrs(h5, attrs)
+            _seal_attrs(h5)
 
 
 def read_arrays(
@@ -270,7 +341,9 @@ def read_arrays(
                     f"{path} lacks the datasets {', '.join(missing)}; it is incomplete or was not "
                     "written by this workflow. Delete it and rerun the rule that makes it."
                 )
-            return read_tree(h5, skip), read_attrs(h5)
+            attrs = read_attrs(h5)
+            _check_attrs(h5, attrs, path)
+            return read_tree(h5, skip, path), attrs
     except OSError as err:
         raise DataError(f"{path} is not a readable HDF5 file ({err}). Delete it and rerun.") from err
 
