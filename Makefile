@@ -17,7 +17,7 @@ PIP_INSTALL = $(BIN)/python -m pip install --disable-pip-version-check -q --no-c
 # PYTHONDONTWRITEBYTECODE is set), and leaves out the libraries' own test suites, which nothing imports.
 BYTE_COMPILE = $(BIN)/python -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib src
 
-.PHONY: run test install install-test lint dry-run docs lock clean
+.PHONY: run test install install-test lint dry-run check-config docs lock clean
 
 run: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) $(ARGS)
@@ -32,6 +32,12 @@ install-test: $(VENV)/.installed-test
 
 dry-run: $(VENV)/.installed
 	$(BIN)/snakemake -n $(ARGS)
+
+# Config files checked as the Snakefile checks them, a YAML error named by file and line (Snakemake's own
+# message names neither): make check-config FILES="config.yaml examples/reference.yaml"
+FILES ?= config.yaml
+check-config: $(VENV)/.installed
+	$(BIN)/python -m bnn_sgmcmc.configfiles $(FILES)
 
 # Pages generated from the code: docs/kernels.md from the kernel modules (a test fails when it is stale).
 docs: $(VENV)/.installed

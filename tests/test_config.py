@@ -4,10 +4,12 @@ foreign to the kernel is tests/test_schema.py's; the checks of one kernel are in
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from conftest import REPO, snakemake
 
 from bnn_sgmcmc import kernels, schema
+from bnn_sgmcmc.errors import ConfigError
 
 #: The end of the message for an unknown kernel: the registered ones.
 UNKNOWN = f"unknown kernel 'nuts'; choose one of {', '.join(kernels.names())}"
@@ -65,3 +67,30 @@ def test_config_yaml_repeats_the_defaults_and_says_where_it_does_not():
     assert not differ, differ
     # Every sampler the defaults run is in config.yaml, with nothing else.
     assert set(yaml.safe_load(text)["samplers"]) == set(defaults["samplers"])
+
+
+def test_a_config_file_that_is_not_yaml_is_named_with_its_line(tmp_path):
+    """Snakemake's own message for a tab in a config file names neither the file nor the line; `make check-config`
+    (python -m bnn_sgmcmc.configfiles) names both, and says what to do; valid files merge as Snakemake merges them
+    and are checked as the Snakefile checks them."""
+    import subprocess
+    import sys
+
+    from bnn_sgmcmc import configfiles
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampling:\n  chains: 2\n\tshards: 2\n")
+    out = subprocess.run([sys.executable, "-m", "bnn_sgmcmc.configfiles", str(REPO / "config.yaml"), str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[0] == (
+        f"ERROR: {bad}, line 3, column 1: found character '\\t' that cannot start any token; YAML indents with "
+        "spaces only: replace the tab with spaces.")
+    assert configfiles.merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"b": 3}, "d": [2]}) == {"a": {"b": 3, "c": 2},
+                                                                                              "d": [2]}
+    small = tmp_path / "small.yaml"
+    small.write_text("data: {source: synthetic}\nsampling: {chains: 2, shards: 3}\n")
+    with pytest.raises(ConfigError, match="sampling.shards = 3 exceeds sampling.chains = 2"):
+        configfiles.check([str(REPO / "config.yaml"), str(small)])
+    small.write_text("data: {source: synthetic}\nsampling: {chains: 4}\n")
+    assert configfiles.check([str(REPO / "config.yaml"), str(small)])["sampling"]["chains"] == 4

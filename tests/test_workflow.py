@@ -616,7 +616,9 @@ def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path, synthetic_c
     ({"model": {"prior_scale": float("inf")}}, "model.prior_scale: inf is not a finite number; give a finite value."),
     ({"samplers": {"sgld": {"kernel": "sgld", "step_size": float("nan")}}},
      "samplers.sgld.step_size: nan is not a finite number; give a finite value."),
-    ({"samplers": {"s" * 65: {"kernel": "sgld", "step_size": 1e-4}}}, f"samplers: '{'s' * 65}' is too long."),
+    ({"samplers": {"s" * 65: {"kernel": "sgld", "step_size": 1e-4}}},
+     f"samplers: the sampler name '{'s' * 65}' is 65 characters long, more than the 64 allowed (it becomes part of "
+     "file names); shorten it."),
     ({"sampling": {"warmup_steps": 2**31}},
      "sampling.warmup_steps: 2147483648 is beyond 2147483647, the largest count the programs' 32-bit integers "
      "hold; lower it."),

@@ -145,6 +145,11 @@ def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
         unknown = sorted(k for k in error.instance if k not in allowed)
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(f"{key}: unknown key (allowed: {', '.join(allowed)}).")
+    if error.validator == "maxLength" and isinstance(error.instance, str):
+        what = "the sampler name" if where == "samplers" else "the value"
+        why = " (it becomes part of file names)" if where == "samplers" else ""
+        raise ConfigError(f"{where or 'config'}: {what} '{error.instance}' is {len(error.instance)} characters long, "
+                          f"more than the {error.validator_value} allowed{why}; shorten it.")
     raise ConfigError(f"{where or 'config'}: {error.message}.")
 
 
