@@ -484,6 +484,45 @@ def test_a_damaged_file_stops_the_job_that_reads_it_and_nothing_downstream_is_wr
     assert written == [], written
 
 
+#: A sitecustomize for a job's Python: SIGKILL itself just before it renames its finished temporary file to the
+#: output named in $BNN_KILL_BEFORE_RENAMING, as a kill between writing and renaming would.
+KILL_BEFORE_RENAMING = """
+import os, signal
+_replace = os.replace
+def replace(src, dst, *args, **kwargs):
+    if str(dst).endswith(os.environ["BNN_KILL_BEFORE_RENAMING"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _replace(src, dst, *args, **kwargs)
+os.replace = replace
+"""
+
+
+@pytest.mark.parametrize("output", ["results/tables/summary.tsv", "results/figures/comparison.png"])
+def test_a_report_job_killed_while_writing_leaves_nothing_and_its_rerun_redoes_it(finished_run, tmp_path, output):
+    """SIGKILL in a report job once its table or figure is written but not yet in place: the run fails, nothing is
+    left under the output's name, and the rerun writes it (the same table as before) and removes the killed job's
+    temporary file."""
+    workdir, config = finished_run
+    copy_dir = tmp_path / "run"
+    shutil.copytree(workdir, copy_dir, symlinks=True, ignore=shutil.ignore_patterns("import-audit"))
+    before = (copy_dir / output).read_bytes()
+    (copy_dir / output).unlink()
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_BEFORE_RENAMING)
+    killed = snakemake(copy_dir, "--cores", "1", output, config=config,
+                       extra_env={"PYTHONPATH": str(hook), "BNN_KILL_BEFORE_RENAMING": output})
+    assert killed.returncode != 0
+    assert not (copy_dir / output).exists()
+    assert list((copy_dir / output).parent.glob(f".{(copy_dir / output).name}.tmp-*"))  # what the kill left
+    again = snakemake(copy_dir, "--cores", "1", output, config=config)
+    assert again.returncode == 0, again.stderr[-3000:]
+    if output.endswith(".tsv"):
+        assert (copy_dir / output).read_bytes() == before
+    assert (copy_dir / output).stat().st_size > 5000 or output.endswith(".tsv")
+    assert not list((copy_dir / output).parent.glob(f".{(copy_dir / output).name}.tmp-*"))
+
+
 def test_what_reruns_after_a_config_change(finished_run):
     workdir, config = finished_run
 

@@ -45,6 +45,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         except FileNotFoundError:
             if attempt == 2:
                 raise
+    # A writer killed before its rename (SIGKILL, a lost node) left its temporary file: only this job writes
+    # this target, so any other temporary file of it is such a leftover.
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         yield tmp

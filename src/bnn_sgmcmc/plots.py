@@ -188,8 +188,7 @@ def uncertain_images(
                 ax.set_title(f"true {y}, pred {p}\np = {c:.2f}", fontsize=9, color="black" if y == p else "crimson")
             fig.suptitle(f"{sampler}: the {n} least confident test predictions", fontsize=11)
             fig.tight_layout()
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=dpi)
+            save(fig, path, dpi)
         finally:
             plt.close(fig)
 
@@ -254,6 +253,15 @@ def reliability(
         ax.legend(loc="upper left")
 
 
+def save(fig: Any, path: str | Path, dpi: int) -> None:
+    """Save ``fig`` to ``path`` atomically (its format from the suffix): a report job killed while it draws
+    leaves no half-written figure under the name (bnn_sgmcmc.h5io.atomic_path)."""
+    from bnn_sgmcmc.h5io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or None)
+
+
 @contextlib.contextmanager
 def grid(path: str | Path, nrows: int, ncols: int, width: float = 4.2, height: float = 3.2, dpi: int = 150) -> Iterator:
     """A styled figure with ``nrows`` x ``ncols`` panels (a 2-D array of axes), saved to ``path`` when the block ends."""
@@ -262,8 +270,7 @@ def grid(path: str | Path, nrows: int, ncols: int, width: float = 4.2, height: f
         try:
             yield fig, axes
             fig.tight_layout()
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=dpi)
+            save(fig, path, dpi)
         finally:
             plt.close(fig)
 
@@ -355,8 +362,7 @@ def _image_panels(
                 if i % cols:
                     ax.set_yticklabels([])
             fig.suptitle(suptitle, fontsize=10, y=1 - 0.15 / height)
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=dpi)
+            save(fig, path, dpi)
         finally:
             plt.close(fig)
 
