@@ -24,6 +24,7 @@ from conftest import (
     snakemake,
     write_idx_folder,
 )
+from harness import assert_same_results
 
 from bnn_sgmcmc import diagnostics, h5io, report
 
@@ -222,6 +223,48 @@ def test_ctrl_c_stops_every_job_with_one_line_and_the_rerun_resumes_from_their_c
 
     # The rerun needs no --unlock, resumes each job where it stopped, and goes on from there.
     ctrl_c_once(lambda: all(resumed(s, log) and step(c) > s for s, log, c in zip(stopped, logs, checkpoints)))
+
+
+def test_a_full_disk_stops_the_job_with_one_line_and_freed_space_resumes_it_to_the_same_arrays(tmp_path,
+                                                                                               synthetic_config):
+    """results/ on a small tmpfs with room for one checkpoint of sgld's warmup but not for the next beside it: the
+    job stops with one line naming the file, the space it needed and what to do, leaving its first checkpoint and
+    no partial file; with the space freed, the same command resumes from that checkpoint to the arrays of an
+    uninterrupted run."""
+    synthetic_config["data"]["synthetic"] |= {"n_train": 256, "n_test": 64}
+    synthetic_config["sampling"] |= {"checkpoint_every": 0, "eval_every": 50}  # a checkpoint every chunk
+    target = "results/sampling/sgld/shard0/warmup.h5"
+    (tmp_path / "clean").mkdir()
+    clean = snakemake(tmp_path / "clean", "--cores", "1", target, config=synthetic_config)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    size = (tmp_path / "clean" / target).stat().st_size
+    results = tmp_path / "full" / "results"
+    results.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(results)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        data = snakemake(tmp_path / "full", "--cores", "1", "results/data/mnist.h5", config=synthetic_config)
+        assert data.returncode == 0, data.stderr[-3000:]
+        free = shutil.disk_usage(results).free
+        filler = results / "filler"
+        filler.write_bytes(bytes(free - int(1.5 * size) - 64 * 1024))  # one checkpoint, and the logs, fit
+        full = snakemake(tmp_path / "full", "--cores", "1", target, config=synthetic_config)
+        assert full.returncode != 0
+        lines = [line for line in full.stderr.splitlines() if line.startswith("ERROR:")]
+        checkpoint = "results/checkpoints/sgld/shard0/warmup.h5"
+        assert len(lines) == 1 and re.fullmatch(
+            rf"ERROR: cannot write {checkpoint}: No space left on device \(the file needs up to [\d.]+ MB, "
+            rf"[\d.]+ MB are free\); the disk is full: free space on it \(df -h {results}/checkpoints/sgld/shard0\), "
+            "then rerun.", lines[0]), full.stderr[-3000:]
+        assert (tmp_path / "full" / checkpoint).is_file() and not (tmp_path / "full" / target).exists()
+        assert not [p for p in results.rglob(".*.tmp-*")]
+        filler.unlink()
+        resumed = snakemake(tmp_path / "full", "--cores", "1", target, config=synthetic_config)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert "resuming from checkpoint" in (results / "logs/warmup/sgld/shard0.log").read_text()
+        assert_same_results(tmp_path / "clean" / target, tmp_path / "full" / target)
+    finally:
+        subprocess.run(["umount", str(results)], check=True)
 
 
 def test_an_unknown_key_is_refused_with_the_keys_allowed_there(tmp_path, synthetic_config):

@@ -310,15 +310,44 @@ def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     return out
 
 
+def _errno(err: OSError) -> int | None:
+    """An OSError's errno; h5py's carry the C library's in their text."""
+    if err.errno is not None:
+        return err.errno
+    import re
+
+    found = re.search(r"errno = (\d+)", str(err))
+    return int(found.group(1)) if found else None
+
+
+@contextlib.contextmanager
+def space_named(path: str | os.PathLike, needed: int) -> Iterator[None]:
+    """Turn a full disk while writing ``path`` into an OSError (ENOSPC, with ``path``) that says how much the write
+    needed (``needed`` bytes, at most) and how much is free once its temporary file is gone."""
+    import errno
+    import shutil
+
+    try:
+        yield
+    except OSError as err:
+        if _errno(err) not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        free = shutil.disk_usage(Path(path).parent).free
+        raise OSError(_errno(err), f"No space left on device (the file needs up to {needed / 1e6:.1f} MB, "
+                                   f"{free / 1e6:.1f} MB are free)", str(path)) from err
+
+
 def write_arrays(path: str | os.PathLike, arrays: dict[str, Any], attrs: dict[str, Any]) -> None:
     """Write nested arrays and root attributes to ``path`` atomically.
 
     Large float arrays (predictive probabilities, weights) are chunked and
-    gzip-compressed; small ones are stored plainly.
+    gzip-compressed; small ones are stored plainly. A full disk is an OSError
+    that names the file and the space it needed (:func:`space_named`).
     """
-    with atomic_path(path) as tmp:
+    flat = _flatten(arrays)
+    with space_named(path, sum(array.nbytes for array in flat.values())), atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
-            for name, array in _flatten(arrays).items():
+            for name, array in flat.items():
                 options: dict[str, Any] = {}
                 if array.size > 65536:
                     options = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "chunks": True}
