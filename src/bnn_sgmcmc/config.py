@@ -21,9 +21,11 @@ from bnn_sgmcmc.plan import REFERENCE, sampler_sampling
 from bnn_sgmcmc.sources import find_idx_files, idx_dims, idx_image_shape, resolve_source
 
 
-def check(config: dict[str, Any]) -> None:
-    """Check what the schema cannot; raise ConfigError naming the key and the fix."""
-    from bnn_sgmcmc import kernels
+def check(config: dict[str, Any], memory_limit: int | None = None) -> None:
+    """Check what the schema cannot; raise ConfigError naming the key and the fix. With ``memory_limit`` (the
+    bytes of the machine that runs the jobs), a run whose largest job would need more is refused too
+    (bnn_sgmcmc.memory)."""
+    from bnn_sgmcmc import kernels, memory
 
     resolve_source(config["data"]["source"])
     ood = config.get("ood", {}).get("source")
@@ -70,6 +72,7 @@ def check(config: dict[str, Any]) -> None:
             _check_shards(own, where, chains=f"{where}.chains" if "chains" in entry else "sampling.chains")
         kernels.check(entry["kernel"], entry, own, f"samplers.{name}")
         check_schedule(name, entry["schedule"], own)
+    memory.check(config, memory_limit)
 
 
 def check_reference(config: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from bnn_sgmcmc.config import check as check_config
 from bnn_sgmcmc.errors import ConfigError
 from bnn_sgmcmc.invocation import report_destination
 from bnn_sgmcmc.logs import cannot_write
+from bnn_sgmcmc.memory import machine_memory
 from bnn_sgmcmc.plan import (
     REFERENCE,
     kernel_settings,
@@ -32,7 +33,8 @@ try:
     # JSON Schema validation as Snakemake's validate() does it, defaults filled in the same way (validate()
     # reads the schema file, which lacks the kernels' part), with the key and the problem in one line.
     check_schema(config, SCHEMA)
-    check_config(config)
+    # Jobs that run here must fit in this machine's memory; a cluster's jobs ask its scheduler for theirs.
+    check_config(config, memory_limit=machine_memory() if workflow.local_exec else None)
 except ConfigError as err:
     raise WorkflowError(f"Invalid config: {err}") from None
 

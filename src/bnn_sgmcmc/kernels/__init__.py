@@ -40,6 +40,16 @@ declares everything about itself:
 ``warmup_steps(settings, n_train, batch_size) -> int`` (optional)
     The warmup phase's steps, whatever ``sampling.warmup_steps`` says, from
     the training set's size: an optimiser's epochs.
+``state_copies(settings, phase) -> int`` (optional, 1)
+    Weight-sized arrays its state carries in ``phase`` (``warmup`` or
+    ``sampling``): the weights, and a momentum, a preconditioner or an
+    optimiser's moments; what :mod:`bnn_sgmcmc.memory` estimates a job by.
+``batches_per_step(settings) -> int`` (optional, 1)
+    Minibatches a step takes (``Kernel.batches_per_step``), declared for the
+    memory estimate, which has no JAX to build the kernel with.
+``covariance_values(settings, widths) -> int`` (optional, 0)
+    Values of the covariance factor each chain holds while sampling (a
+    Laplace approximation's), for the layers' ``widths``.
 ``NETWORK`` (optional, False)
     ``build`` takes a third argument, the :class:`Network`: the model's last
     layer as a linear map of features (a last-layer Laplace approximation).
@@ -158,6 +168,24 @@ def build(name: str, logdensity_fn: Callable[[Any, Any], Any], settings: Mapping
     if network is None:
         raise ValueError(f"kernel {name} needs the model's last layer (a kernels.Network), and none was given")
     return mod.build(logdensity_fn, settings, network)
+
+
+def state_copies(name: str, settings: Mapping[str, Any], phase: str) -> int:
+    """Weight-sized arrays kernel ``name``'s state carries in ``phase`` (1: the weights alone)."""
+    own = getattr(module(name), "state_copies", None)
+    return int(own(settings, phase)) if own is not None else 1
+
+
+def batches_per_step(name: str, settings: Mapping[str, Any]) -> int:
+    """Minibatches a step of kernel ``name`` takes, as its module declares (1 by default)."""
+    own = getattr(module(name), "batches_per_step", None)
+    return int(own(settings)) if own is not None else 1
+
+
+def covariance_values(name: str, settings: Mapping[str, Any], widths: list[int]) -> int:
+    """Values of the covariance factor a chain of kernel ``name`` holds while sampling (0: none)."""
+    own = getattr(module(name), "covariance_values", None)
+    return int(own(settings, widths)) if own is not None else 0
 
 
 def entry_defaults(name: str) -> dict[str, Any]:

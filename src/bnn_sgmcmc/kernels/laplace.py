@@ -59,6 +59,16 @@ class LaplaceState(NamedTuple):
     factor: Any
 
 
+def state_copies(settings: Mapping[str, Any], phase: str) -> int:
+    """Training: as map's; sampling: the current draw's weights (the mode's layer and the factor aside)."""
+    return map_kernel.state_copies(settings, phase) if phase == "warmup" else 1
+
+
+def covariance_values(settings: Mapping[str, Any], widths: list[int]) -> int:
+    """((H + 1) K)^2: the output layer's precision factor (H the last hidden width, K the classes)."""
+    return ((widths[-2] + 1) * widths[-1]) ** 2
+
+
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     """None a sampling step (a Gaussian draw); one minibatch gradient a training step, and one full-data pass
     (counted as a gradient) to form the precision when sampling starts."""

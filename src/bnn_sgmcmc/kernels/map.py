@@ -65,6 +65,11 @@ class MAPState(NamedTuple):
     optimiser: Any
 
 
+def state_copies(settings: Mapping[str, Any], phase: str) -> int:
+    """The weights and Adam's two moments (SGD's one momentum)."""
+    return 3 if settings["optimiser"] == "adam" else 2
+
+
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     """One minibatch gradient a training (warmup) step; sampling keeps the trained weights and spends none."""
     return 0

@@ -75,6 +75,11 @@ def build_kernel(decay: float, epsilon: float) -> Callable:
     return kernel
 
 
+def state_copies(settings: Mapping[str, Any], phase: str) -> int:
+    """The weights and the preconditioner's running average of squared gradients."""
+    return 2
+
+
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     """One minibatch gradient a step."""
     return 1

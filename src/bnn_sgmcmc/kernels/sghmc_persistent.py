@@ -122,6 +122,16 @@ def build_kernel(alpha: float, beta: float) -> Callable:
     return kernel
 
 
+def state_copies(settings: Mapping[str, Any], phase: str) -> int:
+    """The weights and the momentum."""
+    return 2
+
+
+def batches_per_step(settings: Mapping[str, Any]) -> int:
+    """A fresh minibatch per integration step."""
+    return int(settings["num_integration_steps"])
+
+
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     """One minibatch gradient per integration step, each on a fresh minibatch."""
     return int(settings["num_integration_steps"])

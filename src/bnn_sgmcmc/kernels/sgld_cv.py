@@ -46,6 +46,11 @@ class SGLDCVState(NamedTuple):
     centre_grad: Any
 
 
+def state_copies(settings: Mapping[str, Any], phase: str) -> int:
+    """The weights, the centre and the full-data gradient there."""
+    return 3
+
+
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     """Two minibatch gradients a sampling step (at the weights and at the centre), one a warmup step, and one
     full-data gradient when sampling starts."""

@@ -30,6 +30,11 @@ SETTINGS: dict[str, Any] = {
 EXAMPLE = {"step_size": 1.0e-3, "alpha": 4.71}
 
 
+def state_copies(settings: Mapping[str, Any], phase: str) -> int:
+    """The weights and the momentum (and the thermostat, a scalar)."""
+    return 2
+
+
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
     """One minibatch gradient a step."""
     return 1
