@@ -52,7 +52,7 @@ def check(config: dict[str, Any], memory_limit: int | None = None) -> None:
     sampling = config["sampling"]
     _check_shards(sampling, "sampling")
     known = known_train_size(config["data"])
-    _known_size(config["data"], "test")  # a test subset beyond the source's size stops here too
+    known_test = _known_size(config["data"], "test")  # a test subset beyond the source's size stops here too
     if known is not None and sampling["batch_size"] > known[0]:
         raise ConfigError(
             f"sampling.batch_size = {sampling['batch_size']} exceeds the {known[0]} training images "
@@ -72,7 +72,7 @@ def check(config: dict[str, Any], memory_limit: int | None = None) -> None:
             _check_shards(own, where, chains=f"{where}.chains" if "chains" in entry else "sampling.chains")
         kernels.check(entry["kernel"], entry, own, f"samplers.{name}")
         check_schedule(name, entry["schedule"], own)
-    memory.check(config, memory_limit)
+    memory.check(config, memory_limit, {"train": known and known[0], "test": known_test and known_test[0]})
 
 
 def check_reference(config: dict[str, Any]) -> None:

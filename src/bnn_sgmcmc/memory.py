@@ -25,8 +25,9 @@ from typing import Any
 from bnn_sgmcmc.errors import ConfigError
 
 #: A JAX process's own memory before any array: the interpreter, JAX, XLA's CPU runtime, Flax, BlackJAX and the
-#: compiled programs (measured: 0.45 to 0.55 GB of peak resident memory for the tests' smallest jobs on a CPU).
-RUNTIME = 600 * 2**20
+#: compiled programs (measured on a CPU, 2026-12-06: 376 and 404 MB of peak resident memory for a warmup and a
+#: sampling job of 2 chains of a 784-16-10 network on 512 images, whose arrays are a few MB; tests/test_memory.py).
+RUNTIME = 450 * 2**20
 #: Weight-sized arrays a step computes besides the state: its gradient, the update and a temporary.
 STEP_WORK = 3
 #: Values per activation the backward pass keeps (the pre-activation, the activation and its gradient).
@@ -72,23 +73,20 @@ def num_weights(config: dict[str, Any]) -> int:
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
-def _sizes(config: dict[str, Any]) -> dict[str, int]:
-    from bnn_sgmcmc.config import _known_size
-
-    out = {}
-    for split in ("train", "test"):
-        known = _known_size(config["data"], split)
-        out[split] = known[0] if known is not None else MNIST_SIZES[split]
-    return out
+def _sizes(known: dict[str, int | None] | None) -> dict[str, int]:
+    """The training and test images, where ``known`` (bnn_sgmcmc.config's sizes known before any job) does not
+    say them, MNIST's."""
+    return {split: (known or {}).get(split) or MNIST_SIZES[split] for split in ("train", "test")}
 
 
 def estimate(config: dict[str, Any], name: str, entry: dict[str, Any], sampling: dict[str, Any],
-             phase: str, sizes: dict[str, int] | None = None) -> Estimate:
+             phase: str, sizes: dict[str, int | None] | None = None) -> Estimate:
     """The memory of the ``phase`` job (``warmup`` or ``sampling``) of run ``name`` (its kernel settings ``entry``
-    and ``sampling`` block, as the plan gives them), for its largest shard."""
+    and ``sampling`` block, as the plan gives them), for its largest shard, with ``sizes`` of the training and
+    test sets (MNIST's where None)."""
     from bnn_sgmcmc import kernels
 
-    sizes = sizes or _sizes(config)
+    sizes = _sizes(sizes)
     kernel, found = entry["kernel"], Estimate(f"{name}'s {phase} job")
     chains = -(-int(sampling["chains"]) // int(sampling["shards"]))
     layers, weights, d = widths(config), num_weights(config), math.prod(config["data"]["image_shape"])
@@ -137,10 +135,9 @@ def machine_memory() -> int | None:
         return None
 
 
-def largest_job(config: dict[str, Any], runs: dict[str, dict[str, Any]],
-                sampling: dict[str, dict[str, Any]]) -> Estimate:
+def largest_job(config: dict[str, Any], runs: dict[str, dict[str, Any]], sampling: dict[str, dict[str, Any]],
+                sizes: dict[str, int | None] | None = None) -> Estimate:
     """The largest warmup or sampling job of the runs (name: kernel settings, with their ``sampling`` blocks)."""
-    sizes = _sizes(config)
     return max((estimate(config, name, runs[name], sampling[name], phase, sizes)
                 for name in runs for phase in ("warmup", "sampling")), key=lambda e: e.total)
 
@@ -158,10 +155,11 @@ def plan_runs(config: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
     return runs, sampling
 
 
-def check(config: dict[str, Any], limit: int | None) -> Estimate:
+def check(config: dict[str, Any], limit: int | None, sizes: dict[str, int | None] | None = None) -> Estimate:
     """Refuse a config whose largest job would need more than ``limit`` bytes (the memory of the machine that
-    runs the jobs; None: no limit), naming the job, the estimate and the part that dominates, with its keys."""
-    found = largest_job(config, *plan_runs(config))
+    runs the jobs; None: no limit), naming the job, the estimate and the part that dominates, with its keys;
+    ``sizes``: the training and test images where known before any job."""
+    found = largest_job(config, *plan_runs(config), sizes)
     if limit is not None and found.total > limit:
         part = found.largest()
         keys = found.keys[part]
