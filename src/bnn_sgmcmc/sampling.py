@@ -397,15 +397,26 @@ def start_sampling(dyn: Dynamics, data: Data, state: Any) -> Any:
     """Every chain's state prepared for sampling by the kernel's ``start_sampling`` on the whole training set, in
     one compiled program (the data its argument, its matrix products at the kernel's precision); ``state``
     itself for kernels without it."""
+    return timed_start_sampling(dyn, data, state)[0]
+
+
+def timed_start_sampling(dyn: Dynamics, data: Data, state: Any) -> tuple[Any, float]:
+    """:func:`start_sampling`, and the seconds its program ran (compile excluded; 0 for kernels without it): part
+    of the sampling phase's device time (a Laplace approximation's precision, formed here, is most of it)."""
     hook = dyn.kernel.start_sampling
     if hook is None:
-        return state
+        return state, 0.0
 
     def prepare(operands: Operands, state: Any) -> Any:
         return jax.vmap(hook, in_axes=(0, None))(state, operands.data.whole())
 
     operands = Operands(data, jnp.zeros((), jnp.uint32), {})
-    return _compile(prepare, operands, state, precision=dyn.kernel.matmul_precision).program(state)
+    compiled = _compile(prepare, operands, state, precision=dyn.kernel.matmul_precision)
+    started = time.perf_counter()
+    prepared = jax.block_until_ready(compiled.program(state))
+    seconds = time.perf_counter() - started
+    log.info("prepared for sampling on the whole training set in %.2f s (+%.2f s compile)", seconds, compiled.seconds)
+    return prepared, seconds
 
 
 # --------------------------------------------------------------------------- host-side drivers

@@ -298,8 +298,10 @@ def _start_sampling(setup: Any, warm_state: Any) -> Any:
     # Sampling continues each chain's kernel state (momentum, preconditioner) where warmup left it, prepared
     # by the kernel on the whole training set where it asks to be (control variates' centre).
     kernel_state = states.state_from_tree(states.state_template(setup), warm_state)
-    kernel_state = sampling.start_sampling(setup.dynamics, setup.train, kernel_state)
-    return sampling.new_sampling_state(kernel_state, setup.eval_sets, setup.num_classes)
+    kernel_state, seconds = sampling.timed_start_sampling(setup.dynamics, setup.train, kernel_state)
+    begun = sampling.new_sampling_state(kernel_state, setup.eval_sets, setup.num_classes)
+    begun.seconds = seconds  # the sampling phase's device time includes it
+    return begun
 
 
 def _keep_weights(weights: dict[str, list], state: Any, setup: Any, every: int) -> None:
