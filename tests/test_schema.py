@@ -62,3 +62,32 @@ def test_nested_config_strings_get_the_schemas_types():
     assert config["sampling"]["eval_every"] == "ten"  # left for the schema to reject by name
     assert config["samplers"]["mine"]["step_size"] == pytest.approx(4.5e-5)
     assert config["samplers"]["hot"]["num_integration_steps"] == 5  # a kernel's own key, typed too
+
+
+def _schema_keys(props: dict, prefix: str = "") -> list[str]:
+    """Every key path of a schema's properties, into nested objects, an object branch of anyOf and if/then blocks
+    (a sampler's entry as samplers.<name>)."""
+    keys = []
+    for key, prop in props.items():
+        name = f"{prefix}.{key}" if prefix else key
+        keys.append(name)
+        if key == "samplers" and not prefix:
+            keys += _schema_keys(prop["additionalProperties"]["properties"], "samplers.<name>")
+            continue
+        nested = prop.get("properties") or next(
+            (b.get("properties") for b in prop.get("anyOf", []) if b.get("type") == "object"), None)
+        keys += _schema_keys(nested or {}, name)
+        for branch in prop.get("allOf", []):
+            keys += _schema_keys(branch.get("then", {}).get("properties", {}), name)
+    return keys
+
+
+def test_docs_config_md_is_the_schemas_and_names_every_key():
+    """docs/config.md is generated from the schema (make docs), the single source of the keys and their defaults:
+    a schema changed without it fails, and every key path of the schema has its row."""
+    page = (REPO / "docs/config.md").read_text()
+    assert page == schema.docs(), "docs/config.md is stale: run make docs"
+    keys = _schema_keys(schema.load_schema()["properties"])
+    assert len(keys) > 60 and "samplers.<name>.schedule.exploration" in keys and "reference.target_acceptance" in keys
+    missing = [key for key in keys if f"`{key}`" not in page and key not in ("samplers",)]
+    assert not missing, missing
