@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import (
     ARTIFACTS,
     CHROMIUM_ARGS,
@@ -58,6 +59,18 @@ def test_the_baselines_example_adds_a_map_network_and_a_laplace_ensemble(tmp_pat
     assert jobs["warmup"] == jobs["sample"] == "6"
     for name in ("map", "laplace", "ensemble"):
         assert f"results/sampling/{name}/shard0/warmup.h5" in out.stdout
+
+
+def test_the_quick_example_plans_every_report_on_a_small_problem(tmp_path):
+    """examples/quick.yaml (the whole workflow in about a minute: 70 s on a 2-core CPU on real MNIST, 2026-12-06):
+    every sampler of config.yaml and every report rule, on a subset and a small network."""
+    out = snakemake(tmp_path, "-n", "--config", "data={source: synthetic}",
+                    configfiles=(REPO / "config.yaml", REPO / "examples/quick.yaml"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
+    assert jobs["warmup"] == jobs["sample"] == "4" and jobs["summary"] == jobs["compare"] == "1"
+    quick = yaml.safe_load((REPO / "examples/quick.yaml").read_text())
+    assert quick["data"]["subset"]["train"] == 2000 and quick["model"]["hidden"] == [32]
 
 
 def test_nested_config_on_the_command_line_keeps_its_numbers(tmp_path):
