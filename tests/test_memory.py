@@ -15,14 +15,17 @@ from harness import SAMPLING
 from bnn_sgmcmc import memory, schema
 from bnn_sgmcmc.plan import sampler_sampling
 
-#: The job of the test below, in a fresh process: its peak resident memory (ru_maxrss, KiB on Linux) comes back.
+#: The job of the test below, in a fresh process: its peak resident memory comes back, as the kernel's VmHWM of the
+#: process's own memory map (ru_maxrss would carry over the peak of the pytest worker that forked it, which exec
+#: keeps: 1 GB and more late in the suite).
 JOB = """
-import json, resource, sys
+import json, re, sys
+from pathlib import Path
 sys.path.insert(0, {tests!r})
 import harness
 harness.job({kind!r}, {data!r}, {tmp!r}, "sgld", chains=range({chains}), model_config={model!r},
             sampling={sampling!r}, evaluation={{"draws_per_chain": 15}})
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+print(json.dumps(int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024))
 """
 
 
