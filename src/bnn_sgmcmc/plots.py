@@ -322,8 +322,9 @@ def rhat_histogram(
                       "R-hats up to 1.00001)")
         ax.set_ylabel("test examples")
         one = "one chain, halves only" if chains == 1 else f"{chains} chains"
-        ax.set_title(f"{sampler}: function-space R-hat of {len(rhat):,} test examples ({one})"
-                     + (f"\n{settled:,} examples with every draw equal are not shown" if settled else ""))
+        # Two lines: on one, a long sampler name ran past the figure's right edge.
+        ax.set_title(f"{sampler}: function-space R-hat\nof {len(rhat):,} test examples ({one})"
+                     + (f"; {settled:,} with every draw equal not shown" if settled else ""), fontsize=9)
         ax.legend(loc="upper right")
 
 
