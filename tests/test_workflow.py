@@ -739,3 +739,28 @@ def test_values_the_code_cannot_take_stop_before_any_job(tmp_path, synthetic_con
     assert out.returncode != 0
     assert message(out.stderr) == f"Invalid config: {first_line}"
     assert not (tmp_path / "results").exists()
+
+
+def test_every_file_the_workflow_writes_is_named_in_docs_output_md(finished_run):
+    """docs/output.md names, by path pattern in backticks, every file a finished run leaves under results/ (#38)."""
+    workdir, config = finished_run
+    documented = set(re.findall(r"`([^`]+)`", (REPO / "docs/output.md").read_text()))
+    # Longest names first, so that sghmc_persistent is not read as sghmc followed by "_persistent".
+    names = sorted([*config["samplers"], "reference"], key=len, reverse=True)
+    sampler = re.compile(r"(?<=/)(" + "|".join(map(re.escape, names)) + r")(?=[/._])")
+    fmt = re.escape(config["plots"]["format"])
+    patterns = {}
+    for path in sorted((workdir / "results").rglob("*")):
+        relative = path.relative_to(workdir).as_posix()
+        # Logs are one per job, named by rule and wildcards: output.md gives their folder's pattern instead.
+        if path.is_dir() or relative.startswith("results/logs/") or any(
+                part.startswith(".") for part in path.relative_to(workdir).parts):
+            continue
+        pattern = re.sub(r"^results/data/(mnist|ood)(?=[/.])", "results/data/{dataset}", relative)
+        pattern = sampler.sub("{sampler}", pattern)
+        pattern = re.sub(r"/shard\d+/", "/shard{n}/", pattern)
+        pattern = re.sub(rf"(?<=^results/figures/)(.*)\.{fmt}$", r"\1.{format}", pattern)
+        patterns.setdefault(pattern, relative)
+    assert patterns, "the finished run wrote nothing under results/"
+    missing = {pattern: example for pattern, example in patterns.items() if pattern not in documented}
+    assert not missing, f"not named in docs/output.md (pattern: an example): {missing}"
