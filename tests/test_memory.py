@@ -45,7 +45,7 @@ def test_the_estimate_is_within_a_factor_of_two_of_a_real_jobs_peak(data_h5, tmp
     })
     entry, sampling = config["samplers"]["sgld"], sampler_sampling(config["sampling"], config["samplers"]["sgld"])
     model = {"hidden": hidden, "prior_scale": 1.0, "init": "flax"}
-    # The larger job's warmup alone: its sampling job holds the same weights (measured: 1.22 GB against 1.08).
+    # The larger job's warmup alone: its sampling job holds the same weights (measured: 1.21 GB against 1.08).
     for kind, phase in (("warmup", "warmup"), ("sample", "sampling"))[: 1 if chains > 2 else 2]:
         warm = {"warmup": str(tmp_path / "a" / "warmup.h5")} if kind == "sample" else {}
         code = JOB.format(tests=str(REPO / "tests"), kind=kind, data=data_h5, tmp=str(tmp_path), chains=chains,

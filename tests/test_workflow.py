@@ -62,7 +62,7 @@ def test_the_baselines_example_adds_a_map_network_and_a_laplace_ensemble(tmp_pat
 
 
 def test_the_quick_example_plans_every_report_on_a_small_problem(tmp_path):
-    """examples/quick.yaml (the whole workflow in about a minute: 70 s on a 2-core CPU on real MNIST, 2026-12-06):
+    """examples/quick.yaml (the whole workflow in about a minute: 66 s on a 2-core CPU on real MNIST, 2026-12-06):
     every sampler of config.yaml and every report rule, on a subset and a small network."""
     out = snakemake(tmp_path, "-n", "--config", "data={source: synthetic}",
                     configfiles=(REPO / "config.yaml", REPO / "examples/quick.yaml"))

@@ -25,8 +25,8 @@ from typing import Any
 from bnn_sgmcmc.errors import ConfigError
 
 #: A JAX process's own memory before any array: the interpreter, JAX, XLA's CPU runtime, Flax, BlackJAX and the
-#: compiled programs (measured on a CPU, 2026-12-06: 376 and 404 MB of peak resident memory for a warmup and a
-#: sampling job of 2 chains of a 784-16-10 network on 512 images, whose arrays are a few MB; tests/test_memory.py).
+#: compiled programs (measured on a CPU, 2026-12-06: 362 and 412 MB of peak resident memory, VmHWM, for a warmup and
+#: a sampling job of 2 chains of a 784-16-10 network on 512 images, whose arrays are a few MB; tests/test_memory.py).
 RUNTIME = 450 * 2**20
 #: Weight-sized arrays a step computes besides the state: its gradient, the update and a temporary.
 STEP_WORK = 3
