@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from bnn_sgmcmc.data import SPLITS, ImageData, Split
-from bnn_sgmcmc.errors import DataError
+from bnn_sgmcmc.errors import DataError, os_error_fields
 
 #: Version of the data file layout documented in docs/schema.md.
 DATA_SCHEMA_VERSION = 1
@@ -310,16 +310,6 @@ def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     return out
 
 
-def _errno(err: OSError) -> int | None:
-    """An OSError's errno; h5py's carry the C library's in their text."""
-    if err.errno is not None:
-        return err.errno
-    import re
-
-    found = re.search(r"errno = (\d+)", str(err))
-    return int(found.group(1)) if found else None
-
-
 @contextlib.contextmanager
 def space_named(path: str | os.PathLike, needed: int) -> Iterator[None]:
     """Turn a full disk while writing ``path`` into an OSError (ENOSPC, with ``path``) that says how much the write
@@ -330,10 +320,11 @@ def space_named(path: str | os.PathLike, needed: int) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        if _errno(err) not in (errno.ENOSPC, errno.EDQUOT):
+        code = os_error_fields(err)[0]
+        if code not in (errno.ENOSPC, errno.EDQUOT):
             raise
         free = shutil.disk_usage(Path(path).parent).free
-        raise OSError(_errno(err), f"No space left on device (the file needs up to {needed / 1e6:.1f} MB, "
+        raise OSError(code, f"No space left on device (the file needs up to {needed / 1e6:.1f} MB, "
                                    f"{free / 1e6:.1f} MB are free)", str(path)) from err
 
 

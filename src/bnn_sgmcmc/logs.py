@@ -7,7 +7,6 @@ import errno
 import functools
 import logging
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bnn_sgmcmc.errors import USER_ERRORS
+from bnn_sgmcmc.errors import USER_ERRORS, os_error_fields
 
 
 def process_seconds() -> float | None:
@@ -51,11 +50,7 @@ def file_system_message(err: BaseException) -> str | None:
     for cause in (err, err.__cause__, err.__context__):
         if not isinstance(cause, OSError):
             continue
-        code, path, reason = cause.errno, cause.filename, cause.strerror
-        if code is None:
-            found = re.search(r"name = '([^']*)', errno = (\d+), error message = '([^']*)'", str(cause))
-            if found:
-                path, code, reason = found.group(1), int(found.group(2)), found.group(3)
+        code, path, reason = os_error_fields(cause)
         if code in FILE_SYSTEM_ADVICE and path:
             folder = os.path.dirname(os.path.abspath(path)) or "."
             return f"cannot write {path}: {reason}; {FILE_SYSTEM_ADVICE[code].format(folder=folder)}."
