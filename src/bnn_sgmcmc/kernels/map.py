@@ -86,14 +86,10 @@ def warmup_steps(settings: Mapping[str, Any], n_train: int, batch_size: int) -> 
 
 
 def check(settings: Mapping[str, Any], sampling: Mapping[str, Any], where: str) -> None:
-    check_temperature(settings, where, "a MAP member")
-
-
-def check_temperature(settings: Mapping[str, Any], where: str, what: str) -> None:
     if settings["temperature"] != 1:
         raise ConfigError(
             f"{where}: temperature {settings['temperature']:g} does not move the posterior's mode, which "
-            f"{what} is trained to; remove temperature (or set it to 1)."
+            "a MAP member is trained to; remove temperature (or set it to 1)."
         )
 
 
