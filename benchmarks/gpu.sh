@@ -24,7 +24,7 @@
 # Each benchmark writes its JSON/TSV record after every measurement, so a step
 # cut short by its time limit still leaves what it measured.
 # Needs python3 with this package's dependencies (constraints.txt) and
-# `snakemake` on PATH. For the H100 run in docs/benchmarks.md, whose image had
+# `snakemake` on PATH. For the H100 run in docs/benchmarks-history.md, whose image had
 # JAX, flax and optax but not snakemake, blackjax or datasets, the wheels of
 # those and of their missing dependencies at constraints.txt's versions were
 # fetched with `pip download --no-deps --only-binary=:all: --python-version

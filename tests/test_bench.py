@@ -54,8 +54,8 @@ def test_function_space_benchmark_record(tmp_path):
 
 def test_precision_benchmark_times_every_value_and_on_a_cpu_finds_no_error():
     """Every matmul_precision value gets a timing and its log-density errors against float32; a CPU computes
-    them all in float32, so every error is 0 (on a GPU, docs/benchmarks.md has them). The arithmetic count is
-    the forward pass's 2 n (784 x 16 + 16 x 10) and the backward pass's twice that, per chain."""
+    them all in float32, so every error is 0 (on a GPU, docs/benchmarks-history.md has them). The arithmetic
+    count is the forward pass's 2 n (784 x 16 + 16 x 10) and the backward pass's twice that, per chain."""
     import numpy as np
 
     from bnn_sgmcmc.bench import precision

@@ -81,7 +81,7 @@ def test_hmc_takes_no_step_size_schedule():
 
 def test_hmc_compiles_its_matrix_products_in_float32_unless_told_otherwise_and_a_cpu_ignores_it(data_h5, tmp_path):
     """On NVIDIA A100/H100/H200 GPUs JAX's default precision rounds a float32 product's operands to TF32,
-    an error of about 0.7 in the log density's change over a move on MNIST (docs/benchmarks.md), which a
+    an error of about 0.7 in the log density's change over a move on MNIST (docs/benchmarks-history.md), which a
     Metropolis test would count as energy error. So the hmc kernel's programs say float32 (HIGHEST) unless
     ``matmul_precision`` says otherwise, and the SG-MCMC kernels' keep JAX's default. A CPU computes every
     one of them in float32 (the bfloat16 algorithms as float32): the same arrays, whatever the setting."""

@@ -51,7 +51,7 @@ def use_cpu_threads(threads: int | None) -> None:
 
 
 #: ``sampling.gpu_autotuning``: the XLA flags of each policy. XLA autotunes every distinct matrix shape of a
-#: GPU program when it compiles it (most of a program's 4 to 9 s compile on an H100, docs/benchmarks.md).
+#: GPU program when it compiles it (most of a program's 4 to 9 s compile on an H100, docs/benchmarks-history.md).
 GPU_AUTOTUNING: dict[str, tuple[str, ...]] = {
     "default": (),  # XLA's: cuBLAS's algorithms and XLA's Triton matrix-product kernels
     "cublas": ("--xla_gpu_enable_triton_gemm=false",),  # cuBLAS's algorithms only

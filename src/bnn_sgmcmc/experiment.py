@@ -151,8 +151,8 @@ class Setup:
         )
 
         # One program: op by op, Flax's initialisers and the kernel's init compiled about 40 small programs
-        # per job (3.1 s cold, 0.5 s from the persistent cache, on a 2-core CPU; docs/benchmarks.md). The
-        # arrays are bit-identical.
+        # per job (3.1 s cold, 0.5 s from the persistent cache, on a 2-core CPU; docs/benchmarks-history.md).
+        # The arrays are bit-identical.
         @jax.jit
         def initial(keys: Any, positions: Any) -> Any:
             init_keys = sampling.phase_keys(keys, "init")

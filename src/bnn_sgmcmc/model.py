@@ -26,7 +26,7 @@ def flat_draw(sample: Callable[..., jax.Array], key: jax.Array, shape: Sequence[
     in row-major order. But XLA's CPU compiler spends seconds generating code
     for Threefry over many matrix shapes, the output layer's kernel among them:
     a 64 x 10 draw for 2 chains compiles in 2.5 s, its 640-vector in 0.3 s, a
-    784 x 64 draw in 0.3 s (docs/benchmarks.md).
+    784 x 64 draw in 0.3 s (docs/benchmarks-history.md).
     """
     return sample(key, (math.prod(shape),), dtype).reshape(shape)
 
@@ -150,7 +150,7 @@ def predict_fn(model: MLP) -> Callable[[Params, jax.Array], jax.Array]:
     ``apply``), and XLA inlines it, so the compiled program and every number
     are the same. With the persistent cache filled, the default config's SGLD
     sampling program then traces, lowers and loads in 0.99 to 1.14 s instead
-    of 1.29 to 1.53 s on a 2-core CPU (docs/benchmarks.md).
+    of 1.29 to 1.53 s on a 2-core CPU (docs/benchmarks-history.md).
     """
 
     def predict(params: Params, x: jax.Array) -> jax.Array:

@@ -527,8 +527,8 @@ def _warn_about_the_reference(reference: Mapping[str, Any], attrs: Mapping[str, 
     if runs.ran_on_gpu(attrs) and attrs["sampler"].get("matmul_precision", "default") == "default":
         log.warning("the reference ran on a GPU at JAX's default matmul precision, which on NVIDIA A100, H100 and "
                     "H200 GPUs rounds every product's operands to TF32: on MNIST about 0.7 of error in each change "
-                    "of log density its Metropolis test judges (docs/benchmarks.md). Set reference.matmul_precision "
-                    "to float32 (or BF16_BF16_F32_X3) and rerun the reference.")
+                    "of log density its Metropolis test judges (docs/benchmarks-history.md). Set "
+                    "reference.matmul_precision to float32 (or BF16_BF16_F32_X3) and rerun the reference.")
     if reference["e_bfmi"] < diagnostics.E_BFMI_LOW:
         log.warning("the reference's E-BFMI is %.2f (< %.1f): its momentum resampling explores the energy poorly "
                     "(Betancourt 2016); longer trajectories or a tuned mass matrix may help",

@@ -3,7 +3,7 @@
 A sampling program evaluates every kept sample on the test set, each shifted
 set and the OOD set. Each set is its own matrix product of its own shape, and
 on a GPU XLA autotunes every distinct shape when it compiles the program
-(most of a program's 4 to 9 s compile on an H100, docs/benchmarks.md). This
+(most of a program's 4 to 9 s compile on an H100, docs/benchmarks-history.md). This
 measures, for the workflow's model and the default config's sets, the
 chains' vmapped forward pass (what ``predictive.fold`` runs) done three ways:
 

@@ -29,7 +29,7 @@ of) and the log posterior. Their rank-normalised split R-hat and bulk and tail
 ESS are the reports' own (:mod:`bnn_sgmcmc.diagnostics`). It writes a JSON
 record and prints a table. With fewer images than the 60,000 of MNIST the
 posterior is wider and its scales differ: what carries over is the ranking
-and the reasons, not the numbers (docs/benchmarks.md).
+and the reasons, not the numbers (docs/benchmarks-history.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ same chain and the programs can trace them.
 
 The programs compute its matrix products at ``matmul_precision`` (``float32`` by default: on a GPU,
 JAX's default rounds each product's operands to TF32, an error of 0.6 to 1 in each change of log density
-on MNIST, which its Metropolis test would take as part of the energy error; docs/benchmarks.md).
+on MNIST, which its Metropolis test would take as part of the energy error; docs/benchmarks-history.md).
 
 A step spends ``num_integration_steps + 1`` full-data gradients: one at the
 start (the state does not keep the gradient, so that a state stays valid
@@ -62,9 +62,9 @@ SETTINGS: dict[str, Any] = {
                        "float32: in float32 on every device. default: JAX's default, which on NVIDIA A100, H100 and "
                        "H200 GPUs rounds the operands to TF32 (10 mantissa bits): on MNIST that changes a "
                        "trajectory's change of log density by about 0.7, noise in the Metropolis test "
-                       "(docs/benchmarks.md). BF16_BF16_F32_X3 and _X6: three or six bfloat16 products on a GPU's "
-                       "tensor cores (about 0.01 on MNIST for X3); TF32_TF32_F32_X3: three TF32 products (NVIDIA "
-                       "Ampere and newer). A CPU computes all five in float32.",
+                       "(docs/benchmarks-history.md). BF16_BF16_F32_X3 and _X6: three or six bfloat16 products on a "
+                       "GPU's tensor cores (about 0.01 on MNIST for X3); TF32_TF32_F32_X3: three TF32 products "
+                       "(NVIDIA Ampere and newer). A CPU computes all five in float32.",
     },
 }
 
