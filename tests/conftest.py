@@ -260,6 +260,39 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def text_outside(fig) -> list[str]:
+    """What of ``fig`` reaches past its edges, which a saved figure cuts off (titles, labels, tick labels,
+    legends): each panel that overhangs, by its title, and the figure's own texts, with the overhang in pixels.
+    Matplotlib's tight bounding boxes count only what it draws (not the tick labels outside an axis' view)."""
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    width, height = fig.bbox.width, fig.bbox.height
+
+    def overhang(box) -> float:
+        return max(-box.x0, box.x1 - width, -box.y0, box.y1 - height)
+
+    parts = [(f"panel {ax.get_title()!r}", ax.get_tightbbox(renderer)) for ax in fig.axes if ax.get_visible()]
+    parts += [(f"text {t.get_text()!r}", t.get_window_extent(renderer)) for t in fig.texts if t.get_text().strip()]
+    parts += [("legend", legend.get_window_extent(renderer)) for legend in fig.legends]
+    return [f"{name} by {over:.0f} px" for name, box in parts if box is not None and (over := overhang(box)) > 1]
+
+
+@pytest.fixture(autouse=True)
+def figures_keep_their_text_inside(monkeypatch):
+    """Every figure a test saves through bnn_sgmcmc.plots.save has every title, label and legend inside its
+    edges (#38: a histogram's title was cut at the right edge)."""
+    from bnn_sgmcmc import plots
+
+    save = plots.save
+
+    def checked(fig, path, dpi):
+        cut = text_outside(fig)
+        assert not cut, f"{Path(path).name}: text past the figure's edge, cut when saved: {cut}"
+        save(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "save", checked)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory) -> Path:
     """One persistent JAX compilation cache for the session's programs, in this process and in every job

@@ -137,3 +137,14 @@ def test_members_figures(tmp_path):
     plots.least_agreeing(images, np.arange(6), found.spread[:6], rng.uniform(size=(4, 6)), rng.uniform(size=6), "map",
                          "#ff7f0e", least, dpi=DPI)
     assert size(least) == (1760, 420)
+
+
+def test_every_saved_figure_is_checked_for_text_past_its_edges(tmp_path):
+    """conftest's autouse check (every test's figures): a title wider than its figure is found and named; the
+    same panel with a short title passes."""
+    with pytest.raises(AssertionError, match="text past the figure's edge.*'a title far too long"):
+        with plots.grid(tmp_path / "cut.png", 1, 1, width=2.0) as (_, axes):
+            axes[0, 0].set_title("a title far too long for a panel two inches wide, cut at the right edge")
+    with plots.grid(tmp_path / "fits.png", 1, 1, width=2.0) as (_, axes):
+        axes[0, 0].set_title("short")
+    assert size(tmp_path / "fits.png") == (300, 480)
