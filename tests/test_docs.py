@@ -247,3 +247,33 @@ def test_the_check_finds_what_is_broken_and_ignores_code(tmp_path):
         "line 4: other.md#part-2: no heading #part-2 in other.md; nearest: #part-1, #part",
         "line 12: gone/: no file or folder gone",
     ]
+
+
+def _report_sections() -> dict[str, tuple[int, str]]:
+    """Every file the rules put in the HTML report, by the path pattern docs/output.md gives it, with its
+    report category's number and name (workflow/rules/report.smk, as snakefmt formats it)."""
+    rules = (REPO / "workflow/rules/report.smk").read_text()
+    found = re.findall(r'report\(\s*f?"([^"]+)",\s*caption="[^"]+",\s*category="(\d+)\. ([^"]+)"', rules)
+    assert len(found) >= 20, "the report() calls of report.smk are no longer where this test looks"
+    return {path.replace("{{", "{").replace("}}", "}").replace("{FMT}", "{format}"): (int(number), name)
+            for path, number, name in found}
+
+
+@pytest.mark.parametrize("heading", ["## Report tables", "## Figures", "## Table columns"])
+def test_output_md_lists_the_report_in_its_order(heading):
+    """docs/output.md's tables of report files name every one the report shows, in the report's category
+    order, and say which section each is in (#38 item 9)."""
+    sections = _report_sections()
+    text = (REPO / "docs/output.md").read_text()
+    first = text.index("\n|", text.index(f"\n{heading}")) + 1
+    table = text[first:text.index("\n\n", first)]
+    rows = [(re.search(r"`(results/[^`]+)`", row).group(1), row) for row in table.splitlines()[2:]]
+    listed = [path for path, _ in rows]
+    kind = "figures" if "Figures" in heading else "tables"
+    assert set(listed) == {p for p in sections if p.startswith(f"results/{kind}/")}, heading
+    order = [sections[path][0] for path in listed]
+    assert order == sorted(order), f"{heading}: not in the report's category order: {listed}"
+    if heading != "## Table columns":
+        for path, row in rows:
+            number, name = sections[path]
+            assert row.startswith(f"| {number}. {name} |"), (path, row[:60])
