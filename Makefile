@@ -40,10 +40,12 @@ check-config: $(VENV)/.installed
 	$(BIN)/python -m bnn_sgmcmc.configfiles $(FILES)
 
 # Pages generated from the code: docs/kernels.md from the kernel modules, docs/config.md from the config
-# schema (a test fails when either is stale).
+# schema, the README's rule graph from Snakemake's (a test fails when any is stale).
 docs: $(VENV)/.installed
 	$(BIN)/python -m bnn_sgmcmc.kernels docs > docs/kernels.md
 	$(BIN)/python -m bnn_sgmcmc.schema docs > docs/config.md
+	$(BIN)/snakemake --rulegraph mermaid-js --configfile config.yaml examples/reference.yaml \
+		| $(BIN)/python tools/rulegraph.py README.md
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'

@@ -8,9 +8,11 @@ from __future__ import annotations
 import bisect
 import difflib
 import html
+import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 from urllib.parse import unquote
@@ -249,6 +251,17 @@ def test_the_check_finds_what_is_broken_and_ignores_code(tmp_path):
     ]
 
 
+def _load_tool(name: str):
+    """A module of tools/ (scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rulegraph = _load_tool("rulegraph")
+
+
 def _report_sections() -> dict[str, tuple[int, str]]:
     """Every file the rules put in the HTML report, by the path pattern docs/output.md gives it, with its
     report category's number and name (workflow/rules/report.smk, as snakefmt formats it)."""
@@ -277,3 +290,22 @@ def test_output_md_lists_the_report_in_its_order(heading):
         for path, row in rows:
             number, name = sections[path]
             assert row.startswith(f"| {number}. {name} |"), (path, row[:60])
+
+
+def test_the_readmes_rule_graph_is_snakemakes():
+    """README.md's Mermaid rule graph is what `make docs` makes of `snakemake --rulegraph` today: a rule added,
+    removed or rewired makes it stale."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--rulegraph", "mermaid-js", "--configfile", *rulegraph.CONFIGS],
+                         cwd=REPO, capture_output=True, text=True, check=True, timeout=120).stdout
+    readme = (REPO / "README.md").read_text()
+    assert rulegraph.replace_block(readme, rulegraph.flowchart(out)) == readme, "stale: run make docs"
+    assert "    gather --> agreement" in readme and " all" not in rulegraph.flowchart(out)
+
+
+def test_the_rule_graph_filter_names_rules_and_drops_the_target_rule():
+    mermaid = "flowchart TB\n\tid0[all]\n\tid1[warmup]\n\tid2[sample]\n\tstyle id0 fill:#D97557\n" \
+              "\tid1 --> id0\n\tid1 --> id2\n\tid1 --> id2\n\tid2 --> id0\n"
+    assert rulegraph.flowchart(mermaid) == "```mermaid\nflowchart TB\n    warmup --> sample\n```"
+    with pytest.raises(ValueError, match="no rule graph"):
+        rulegraph.flowchart("Building DAG of jobs...")
+
