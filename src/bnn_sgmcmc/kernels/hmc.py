@@ -62,7 +62,7 @@ SETTINGS: dict[str, Any] = {
                        "float32: in float32 on every device. default: JAX's default, which on NVIDIA A100, H100 and "
                        "H200 GPUs rounds the operands to TF32 (10 mantissa bits): on MNIST that changes a "
                        "trajectory's change of log density by about 0.7, noise in the Metropolis test "
-                       "(docs/benchmarks-history.md). BF16_BF16_F32_X3 and _X6: three or six bfloat16 products on a "
+                       "(emulated on a CPU, 2026-11-27: docs/benchmarks-history.md). BF16_BF16_F32_X3 and _X6: three or six bfloat16 products on a "
                        "GPU's tensor cores (about 0.01 on MNIST for X3); TF32_TF32_F32_X3: three TF32 products "
                        "(NVIDIA Ampere and newer). A CPU computes all five in float32.",
     },

@@ -23,7 +23,8 @@ The factor has ((H + 1) K)^2 entries per member (H the last hidden width, K
 the classes): 100 MB for the default 500-unit network, held on the device
 and in the sampling job's checkpoints (not in its output). Forming P costs
 about (H + 1)^2 K^2 multiply-adds per training example (1.5 x 10^12 for the
-default model on MNIST: seconds on a GPU, a minute per member on a laptop),
+default model on MNIST: about 54 s a member on a 2-core Intel Xeon VM,
+2026-12-06; not yet measured on a GPU),
 counted as one full-data gradient.
 """
 

@@ -5,7 +5,7 @@ BlackJAX's kernel draws a fresh momentum at every step and runs
 scaled as Ma, Chen and Fox, NeurIPS 2015), one gradient evaluation each; its
 state between steps is therefore the weights alone. Redrawing the momentum
 inflates the stationary variance by about K/(K-1) for K integration steps in
-the small-step limit (11 % at the default 10; see docs/results.md, "Known biases of the kernels").
+the small-step limit (11 % at the default 10; see docs/samplers.md, "Known biases, measured").
 """
 
 from __future__ import annotations
