@@ -630,23 +630,38 @@ def member_rows(name: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) 
             | text for set_name, quantity, samples in quantities]
 
 
-def member_note(attrs: Mapping[str, Any], diversity: MemberDiversity) -> str:
-    """The verdict's note on a run whose chains are not Markov chains: what its members are, and their diversity."""
+def member_note(attrs: Mapping[str, Any], diversity: MemberDiversity,
+                kernel_trace: Mapping[str, Any] | None = None) -> str:
+    """The verdict's note on a run whose chains are not Markov chains: what its members are, their diversity,
+    and the prior precision each member's Laplace approximation used where the kernel traces it."""
     chains, samples, kernel = int(attrs["chains"]), int(attrs["num_samples"]), attrs["sampler"]["kernel"]
     draws = f"{samples} kept draw{'s' if samples != 1 else ''} each"
+    precision = _prior_precision_text(attrs, (kernel_trace or {}).get("prior_precision"))
     if chains == 1:
         return (f"one member (kernel {kernel}, {draws}), not a Markov chain: R-hat and ESS do not apply, and "
-                "with no second member there is no disagreement between members to show")
+                "with no second member there is no disagreement between members to show" + precision)
     return (f"the {chains} chains are independently trained members (kernel {kernel}, {draws}), not Markov "
             "chains: R-hat and ESS do not apply. Their diversity on the test set is shown instead: mean pairwise "
             f"disagreement {diversity.mean_disagreement:.4f} (share of test examples on which two members predict "
-            f"different classes), mean pairwise total variation {diversity.mean_total_variation:.4f}")
+            f"different classes), mean pairwise total variation {diversity.mean_total_variation:.4f}" + precision)
 
 
-def member_verdict(name: str, attrs: Mapping[str, Any], diversity: MemberDiversity) -> dict[str, Any]:
+def _prior_precision_text(attrs: Mapping[str, Any], traced: Any) -> str:
+    """``; output layer's prior precision ...`` from a ``prior_precision`` trace [steps, chains], or ''."""
+    if traced is None or np.asarray(traced).size == 0:
+        return ""
+    values = np.asarray(traced, dtype=np.float64)[0]
+    how = attrs["sampler"].get("prior_precision", "model")  # absent from files of before the setting: the model's
+    chosen = ", ".join(f"{v:.3g}" for v in values) if len(values) <= 8 else f"{values.min():.3g} to {values.max():.3g}"
+    source = "maximising each member's marginal likelihood" if how == "marglik" else "the model's prior"
+    return f"; output layer's prior precision {chosen} ({source})"
+
+
+def member_verdict(name: str, attrs: Mapping[str, Any], diversity: MemberDiversity,
+                   kernel_trace: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The one-row verdict (:data:`VERDICT_COLUMNS`) of a run whose chains are not Markov chains: no R-hat or
     ESS (:data:`NOT_A_MARKOV_CHAIN`), the members' mean pairwise disagreement and total variation instead."""
-    note = member_note(attrs, diversity)
+    note = member_note(attrs, diversity, kernel_trace)
     log.info("%s: %s", name, note)
     return (
         {"sampler": name, "chains": int(attrs["chains"]), "samples_per_chain": int(attrs["num_samples"])}

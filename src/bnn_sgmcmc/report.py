@@ -359,7 +359,7 @@ def _member_diagnostics(
     rows = diagnostics.member_rows(sampler, arrays, attrs)
     _write_table(pd.DataFrame(rows, columns=list(diagnostics.DIAGNOSTICS_COLUMNS)), table)
     diversity = diagnostics.member_diversity(test["log_probs"], test["labels"])
-    found = diagnostics.member_verdict(sampler, attrs, diversity)
+    found = diagnostics.member_verdict(sampler, attrs, diversity, arrays.get("kernel_trace", {}))
     _write_table(pd.DataFrame([found], columns=list(diagnostics.VERDICT_COLUMNS)), verdict_table)
     idx = diagnostics.least_agreeing(diversity.spread, least)
     _write_table(pd.DataFrame(diagnostics.least_agreeing_table(test["log_probs"], test["labels"], diversity, idx)),
