@@ -143,8 +143,8 @@ def test_the_cpu_example_plans_a_reference_and_the_samplers_on_a_subset(tmp_path
     out = snakemake(tmp_path, "-n", config=cfg, configfiles=examples)
     assert out.returncode == 0, out.stdout + out.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
-    # config.yaml's 3 samplers and ensemble, sgld_scaled, the 3 other baselines, and the reference.
-    assert jobs["warmup"] == jobs["sample"] == "9" and jobs["agreement"] == "1"
+    # config.yaml's 3 samplers and ensemble, sgld_scaled, the 4 other baselines, and the reference.
+    assert jobs["warmup"] == jobs["sample"] == "10" and jobs["agreement"] == "1"
     small = yaml.safe_load(examples[1].read_text())
     assert small["data"]["subset"]["train"] == 2000 and small["model"]["hidden"] == [20]
     assert small["sampling"]["chains"] == 8

@@ -49,15 +49,16 @@ def test_dry_run_of_the_default_config_lists_the_data_jobs(tmp_path):
         assert path in text
 
 
-def test_the_baselines_example_adds_a_map_network_and_a_laplace_ensemble(tmp_path):
-    """examples/baselines.yaml on config.yaml: one MAP network and a Laplace approximation around 5 members beside
-    the samplers and the deep ensemble, each a warmup (training) and a sampling job."""
+def test_the_baselines_example_adds_a_map_network_and_laplace_ensembles(tmp_path):
+    """examples/baselines.yaml on config.yaml: one MAP network and two Laplace approximations around 5 members
+    (the model's prior, and each member's tuned by its marginal likelihood) beside the samplers and the deep
+    ensemble, each a warmup (training) and a sampling job."""
     out = snakemake(tmp_path, "-n", "--config", "data={source: synthetic}",
                     configfiles=(REPO / "config.yaml", REPO / "examples/baselines.yaml"))
     assert out.returncode == 0, out.stdout + out.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
-    assert jobs["warmup"] == jobs["sample"] == "6"
-    for name in ("map", "laplace", "ensemble"):
+    assert jobs["warmup"] == jobs["sample"] == "7"
+    for name in ("map", "laplace", "laplace_marglik", "ensemble"):
         assert f"results/sampling/{name}/shard0/warmup.h5" in out.stdout
 
 
