@@ -148,3 +148,19 @@ def test_every_saved_figure_is_checked_for_text_past_its_edges(tmp_path):
     with plots.grid(tmp_path / "fits.png", 1, 1, width=2.0) as (_, axes):
         axes[0, 0].set_title("short")
     assert size(tmp_path / "fits.png") == (300, 480)
+
+
+def test_the_agreement_figure_names_points_close_together_once(tmp_path):
+    """Two runs at nearly the same cost and total variation: the second's name would print over the first's, so
+    it is hidden (the legend's colour names it); a run far from both keeps its name."""
+    table = pd.DataFrame({
+        "sampler": ["reference", "laplace", "laplace_marglik", "sgld"], "agreement": [0.99, 0.952, 0.9521, 0.90],
+        "total_variation": [0.01, 0.0703, 0.0702, 0.2], "device_seconds": [500.0, 16.7, 16.9, 120.0],
+        "total_grad_evals": [2e6, 2432.0, 2432.0, 26720.0],
+    })
+    colors = plots.sampler_colors(["laplace", "laplace_marglik", "sgld"])
+    with plots.grid(tmp_path / "panel.png", 1, 1) as (fig, axes):
+        names = plots._against_cost(axes[0, 0], table, colors, 0.01, "total_variation", "device_seconds")
+        fig.tight_layout()
+        plots.hide_overlapping(names)
+    assert [t.get_text() for t in names if t.get_visible()] == ["laplace", "sgld"]

@@ -554,16 +554,19 @@ AGREEMENT_COSTS = {
 
 def _against_cost(
     ax: Any, table: Any, colors: Mapping[str, str], floor: float, column: str, cost: str,
-) -> None:
+) -> list[Any]:
     """One panel of :func:`agreement`: ``column`` of every sampler's row against its ``cost``, the noise
-    ``floor`` dashed, the reference (the rows not in ``colors``) a star on it at its own cost."""
+    ``floor`` dashed, the reference (the rows not in ``colors``) a star on it at its own cost; the points'
+    names, returned."""
     samplers = table[table["sampler"].isin(list(colors))]
     reference = table[~table["sampler"].isin(list(colors))]
+    names = []
     for _, row in samplers.iterrows():
         if not np.isfinite(row[cost]):  # a file from before the cost was recorded
             continue
         ax.scatter(row[cost], row[column], s=40, color=colors[row["sampler"]], zorder=3, label=row["sampler"])
-        ax.annotate(row["sampler"], (row[cost], row[column]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        names.append(ax.annotate(row["sampler"], (row[cost], row[column]), xytext=(4, 4),
+                                 textcoords="offset points", fontsize=7))
     ax.axhline(floor, color="0.3", linestyle="--", linewidth=1,
                label="noise floor: the reference's two halves of chains")
     for _, row in reference.iterrows():
@@ -574,6 +577,22 @@ def _against_cost(
     if len(known) and (known > 0).all():  # costs span orders of magnitude
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
+    return names
+
+
+def hide_overlapping(texts: list[Any]) -> None:
+    """Hide each text that overlaps one before it in ``texts``, so that the names of points close together
+    do not print over each other (the legend's colours still name every point)."""
+    if not texts:
+        return
+    renderer = texts[0].figure.canvas.get_renderer()
+    shown: list[Any] = []
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in shown):
+            text.set_visible(False)
+        else:
+            shown.append(box)
 
 
 def agreement(
@@ -588,11 +607,15 @@ def agreement(
 
     labels = ("agreement with the reference", "total variation from the reference")
     with grid(path, len(AGREEMENT_COSTS), 2, width=4.6, height=3.9, dpi=dpi) as (fig, axes):
+        panels = []
         for row, (cost, xlabel) in zip(axes, AGREEMENT_COSTS.items()):
             for ax, column, label in zip(row, REFERENCE_MEASURES, labels):
-                _against_cost(ax, table, colors, floor[column], column, cost)
+                panels.append(_against_cost(ax, table, colors, floor[column], column, cost))
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel(label)
+        fig.tight_layout()  # the panels' places, where their points' names are measured
+        for names in panels:
+            hide_overlapping(names)
         axes[0, 0].legend(fontsize=7, loc="best")
         title = "Samplers against the reference posterior (full-batch HMC)"
         if warning:
