@@ -17,7 +17,7 @@ PIP_INSTALL = $(BIN)/python -m pip install --disable-pip-version-check -q --no-c
 # PYTHONDONTWRITEBYTECODE is set), and leaves out the libraries' own test suites, which nothing imports.
 BYTE_COMPILE = $(BIN)/python -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib src
 
-.PHONY: run test install install-test lint dry-run check-config docs lock clean
+.PHONY: run test test-bench install install-test lint dry-run check-config docs lock clean
 
 run: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) $(ARGS)
@@ -26,6 +26,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/python -m pytest
+
+# The benchmark commands end to end on tiny data (about 50 s on 2 cores): run before measuring, since a broken
+# benchmark found on a lent GPU costs its minutes. Not in make test, which must stay under 8 minutes.
+test-bench: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m bench
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

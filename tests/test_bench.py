@@ -1,4 +1,5 @@
-"""The benchmark command on tiny synthetic data: its record has every field (timings are not asserted)."""
+"""The benchmark commands on tiny synthetic data: their records have every field (timings are not asserted). The
+three that run a whole benchmark (marked bench, about 50 s on 2 cores) run in make test-bench, not make test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from bnn_sgmcmc.bench import speed
 pytestmark = pytest.mark.workflow
 
 
+@pytest.mark.bench
 def test_benchmark_record_has_every_field(tmp_path, capsys):
     result = speed.main(["--scale", "0.01", "--samplers", "sgld", "--repeats", "2", "--chains", "1,2",
                          "--matmul-size", "256", "--out", str(tmp_path)])
@@ -38,6 +40,7 @@ def test_benchmark_record_has_every_field(tmp_path, capsys):
     assert "speedup sgld warmup" in capsys.readouterr().out
 
 
+@pytest.mark.bench
 def test_function_space_benchmark_record(tmp_path):
     from bnn_sgmcmc.bench import function_space
 
@@ -72,6 +75,7 @@ def test_precision_benchmark_times_every_value_and_on_a_cpu_finds_no_error():
         assert all(row[f"rms_error_of_change_t{t:g}"] == 0.0 for t in precision.MOVES), row
 
 
+@pytest.mark.bench
 def test_reference_kernel_benchmark_counts_the_slowest_chains_gradients():
     """Every kernel gets a row; the workflow's hmc kernel spends L + 1 gradients a step; NUTS's vmapped cost is the
     largest trajectory of the chains, so it uses at most all of it. (The diagnostics: the next test.)"""
