@@ -118,7 +118,7 @@ def test_agreement_figure_against_seconds_and_gradient_evaluations(tmp_path):
     path = tmp_path / "agreement.png"
     plots.agreement(table, {"agreement": 0.97, "total_variation": 0.05}, {"sgld": "#1f77b4", "map": "#ff7f0e"},
                     path, dpi=DPI)
-    assert size(path) == (920, 780)
+    assert size(path) == (1160, 780)
     with Image.open(path) as img:
         pixels = np.asarray(img.convert("RGB"))
     blue = np.all(np.abs(pixels.astype(int) - [0x1F, 0x77, 0xB4]) < 8, axis=-1)
