@@ -26,8 +26,9 @@ and Khan, ICML 2021):
 for the layer's mode ``m`` with P entries and the eigenvalues ``lambda_i`` of
 ``G``: the maximum on a grid of 0.025 decades from 1e-4 to 1e6, refined by
 MacKay's fixed point ``delta = gamma / |m|^2``, ``gamma = sum_i lambda_i /
-(lambda_i + delta)``. The eigenvalues cost about as much as forming ``G`` on
-a CPU. The members were trained under the model's prior either way (the
+(lambda_i + delta)``. The eigenvalues of the default 5,010 x 5,010 ``G`` took
+6.3 s, beside about 35 s to form it from MNIST, on a 2-core Intel Xeon VM
+(2026-12-07), and hold one more copy of it. The members were trained under the model's prior either way (the
 tuning is post hoc, as in Laplace Redux), and the tuned approximation is of
 another posterior than the reference's: its prior on the output layer is
 the one the data favour. The precision each member
