@@ -11,6 +11,7 @@ with logs.to_file(snakemake.log[0]):
         predictive=dict(zip(snakemake.params.samplers, snakemake.input.predictive)),
         reference=snakemake.input.reference[0],
         verdicts=dict(zip(snakemake.params.runs, snakemake.input.verdicts)),
+        reference_diagnostics=snakemake.input.reference_diagnostics[0],
         samplers=snakemake.params.samplers,
         table=snakemake.output.table,
         figure=snakemake.output.figure,

@@ -249,6 +249,17 @@ def _verdict(path, name, converged, rhat):
     return str(path)
 
 
+def _reference_diagnostics(path, test_rhat=1.005, shifted_rhat=1.005, threshold=1.01):
+    """A reference's diagnostics table: the test set's and a shifted set's mean log-likelihood, and the function
+    space, converged (its share of examples) though its largest R-hat over examples is 1.05."""
+    rows = [("test", "mean log-likelihood", test_rhat, test_rhat <= threshold),
+            ("shift/rotation_90", "mean log-likelihood", shifted_rhat, shifted_rhat <= threshold),
+            ("test", diagnostics.FUNCTION_SPACE, 1.05, True)]
+    pd.DataFrame([{"sampler": "reference", "set": group, "quantity": quantity, "rhat": rhat, "converged": converged}
+                  for group, quantity, rhat, converged in rows]).to_csv(path, sep="\t", index=False)
+    return str(path)
+
+
 def test_agreement_with_the_reference_against_hand_computed_values(tmp_path, files, caplog):
     """A reference of 4 chains: its noise floor compares chains 0-1 pooled with chains 2-3 pooled; each
     sampler's row compares its pooled predictive with all 4 pooled; a sampler identical to the reference
@@ -260,6 +271,7 @@ def test_agreement_with_the_reference_against_hand_computed_values(tmp_path, fil
     table_path, figure = tmp_path / "agreement.tsv", tmp_path / "agreement.png"
     with caplog.at_level("WARNING"):
         report.agreement(predictive=files, reference=reference, verdicts=verdicts, samplers=list(files),
+                         reference_diagnostics=_reference_diagnostics(tmp_path / "rd.tsv", test_rhat=1.2),
                          table=str(table_path), figure=str(figure), bins=15, dpi=60)
     table = read(table_path).set_index("sampler")
     assert table.index.tolist() == ["reference", "sgld", "sghmc", "same"]
@@ -278,9 +290,34 @@ def test_agreement_with_the_reference_against_hand_computed_values(tmp_path, fil
     assert same["agreement"] == 1 and same["total_variation"] == pytest.approx(0, abs=1e-7)
     assert same["nll_diff"] == pytest.approx(0, abs=1e-9) and same["within_noise_floor"]
     assert table.loc["sghmc", "grad_evals"] == 50 and table.loc["reference", "rhat"] == 1.2
-    assert "reference posterior has not converged (worst R-hat 1.200" in caplog.text
+    assert "reference posterior has not converged on the test set (worst R-hat 1.200" in caplog.text
     assert figure.stat().st_size > 1000
     assert "matmul precision" not in caplog.text  # a CPU's float32, whatever the setting
+
+
+def test_a_reference_unconverged_only_on_shifted_sets_is_no_warning_on_the_agreement(tmp_path, files, caplog,
+                                                                                   monkeypatch):
+    """Agreement is scored on the test set: a reference whose verdict fails only on a shifted set's quantity (as the
+    CPU reference's rotated sets did) gets no red warning in the figure, and the log says what did not converge;
+    one that fails on the test set gets the warning."""
+    reference = str(fake_predictive(tmp_path / "reference.h5", chains=4, seed=7, kernel="hmc"))
+    verdicts = {name: _verdict(tmp_path / f"{name}.tsv", name, False, 1.5) for name in files}
+    verdicts["reference"] = _verdict(tmp_path / "ref.tsv", "reference", False, 1.013)
+    drawn = {}
+    monkeypatch.setattr(report.plots, "agreement", lambda *args, warning=None, **kw: drawn.update(warning=warning))
+    for test_rhat, warned in ((1.008, False), (1.013, True)):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            report.agreement(predictive=files, reference=reference, verdicts=verdicts, samplers=list(files),
+                             reference_diagnostics=_reference_diagnostics(tmp_path / "rd.tsv", test_rhat, 1.013),
+                             table=str(tmp_path / "a.tsv"), figure=str(tmp_path / "a.png"), bins=15, dpi=40)
+        assert (drawn["warning"] is not None) == warned, drawn
+        if warned:
+            assert drawn["warning"].startswith("the reference posterior has not converged on the test set (worst "
+                                               "R-hat 1.013")
+        else:
+            assert "converged on the test set, which agreement is scored on (worst R-hat there 1.008), but not on " \
+                   "every shifted set (worst R-hat 1.013" in caplog.text
 
 
 @pytest.mark.parametrize("precision, backend, warned", [
@@ -300,6 +337,7 @@ def test_a_reference_sampled_at_tf32_on_a_gpu_is_warned_about(tmp_path, files, c
     verdicts = {name: _verdict(tmp_path / f"{name}.tsv", name, True, 1.0) for name in [*files, "reference"]}
     with caplog.at_level("WARNING"):
         report.agreement(predictive=files, reference=str(reference), verdicts=verdicts, samplers=list(files),
+                         reference_diagnostics=_reference_diagnostics(tmp_path / "rd.tsv"),
                          table=str(tmp_path / "a.tsv"), figure=str(tmp_path / "a.png"), bins=15, dpi=40)
     assert ("rounds every product's operands to TF32" in caplog.text) == warned, caplog.text
 
@@ -377,6 +415,7 @@ def test_agreement_costs_a_run_its_warmup_and_says_a_baseline_is_not_a_markov_ch
     verdicts["reference"] = _verdict(tmp_path / "ref.tsv", "reference", True, 1.005)
     table_path, figure = tmp_path / "agreement.tsv", tmp_path / "agreement.png"
     report.agreement(predictive=files, reference=reference, verdicts=verdicts, samplers=list(files),
+                     reference_diagnostics=_reference_diagnostics(tmp_path / "rd.tsv"),
                      table=str(table_path), figure=str(figure), bins=15, dpi=60)
     table = read(table_path).set_index("sampler")
     columns = list(report.AGREEMENT_COLUMNS)

@@ -215,6 +215,7 @@ rule agreement:
         predictive=gathered_predictives,
         reference=expand(rules.gather.output.h5, sampler=REFERENCE),
         verdicts=expand(rules.diagnostics.output.verdict, sampler=RUNS),
+        reference_diagnostics=expand(rules.diagnostics.output.table, sampler=REFERENCE),
     output:
         figure=report(
             f"results/figures/agreement.{FMT}",
