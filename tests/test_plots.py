@@ -46,7 +46,7 @@ def test_comparison_figure(tmp_path):
     trace = {"sample_step": s, "grad_evals": 10 * s, "wall_seconds": np.stack([0.1 * s, 0.11 * s], 1),
              "ensemble_accuracy": np.stack([0.9 + 0.001 * s, 0.9 + 0.0011 * s], 1)}
     plots.comparison({"sghmc": trace}, {"sghmc": "#ff7f0e"}, path, dpi=DPI)
-    assert size(path) == (1320, 360)
+    assert size(path) == (1530, 360)
 
 
 def test_uncertainty_figures(tmp_path):
@@ -93,7 +93,7 @@ def test_comparison_draws_a_run_of_one_kept_sample_per_chain(tmp_path):
     one = {"sample_step": np.array([1]), "grad_evals": np.array([0]), "wall_seconds": np.zeros((1, 3)),
            "ensemble_accuracy": np.full((1, 3), 0.95)}
     plots.comparison({"map": one}, {"map": "#ff7f0e"}, path, dpi=DPI)
-    assert size(path) == (1320, 360)
+    assert size(path) == (1530, 360)
     assert _share_of_color(path, "#ff7f0e", box=(0, 0.3)) > 0
 
 

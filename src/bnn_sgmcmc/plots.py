@@ -119,7 +119,8 @@ def comparison(
         ("grad_evals", "gradient evaluations"),
         ("wall_seconds", "sampling time (s, compile excluded)"),
     ]
-    with figure(path, ncols=3, width=4.4, dpi=dpi) as (fig, axes):
+    # Panels about 4.4 inches wide beside the legend, which inside a panel covers some run's curve.
+    with figure(path, ncols=3, width=5.1, dpi=dpi) as (fig, axes):
         for ax, (key, label) in zip(axes, axes_spec):
             for name, trace in traces.items():
                 _chain_lines(ax, trace[key], trace["ensemble_accuracy"], colors[name], name)
@@ -128,7 +129,7 @@ def comparison(
         axes[0].set_title("per step")
         axes[1].set_title("per unit of compute")
         axes[2].set_title("per second")
-        axes[1].legend(loc="lower right")
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
         fig.suptitle("Running posterior-ensemble accuracy while sampling", fontsize=11)
 
 
