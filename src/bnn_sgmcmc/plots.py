@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on cluster nodes
 
+import matplotlib.lines  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
@@ -476,19 +477,25 @@ def shift_curves(
     kinds = list(curves)
     metrics = list(next(iter(curves.values())))
     xlabels = {shift.ROTATION: "rotation (degrees)", shift.NOISE: "noise standard deviation (pixels in [0, 1])"}
-    with grid(path, len(metrics), len(kinds), width=4.4, height=2.7, dpi=dpi) as (fig, axes):
+    # Panels about 4.4 inches wide beside the legend: a sampler per colour, a predictor per line style (one entry
+    # per pair would be twice as long, and in a panel it covers curves).
+    with grid(path, len(metrics), len(kinds), width=5.4, height=2.7, dpi=dpi) as (fig, axes):
+        drawn: dict[str, None] = {}
         for j, kind in enumerate(kinds):
             for i, metric in enumerate(metrics):
                 ax = axes[i, j]
                 for (sampler, predictor), (x, y) in curves[kind][metric].items():
-                    ax.plot(x, y, marker="o", ms=3, color=colors[sampler], ls="-" if predictor == ENSEMBLE else "--",
-                            label=f"{sampler}, {predictor}")
+                    ax.plot(x, y, marker="o", ms=3, color=colors[sampler], ls="-" if predictor == ENSEMBLE else "--")
+                    drawn[sampler] = None
                 ax.set_ylabel(metric)
                 if i == 0:
                     ax.set_title(f"against {kind}")
                 if i == len(metrics) - 1:
                     ax.set_xlabel(xlabels.get(kind, kind))
-        axes[0, 0].legend(loc="best")
+        handles = [matplotlib.lines.Line2D([], [], color=colors[s], marker="o", ms=3, label=s) for s in drawn]
+        handles += [matplotlib.lines.Line2D([], [], color="0.3", ls=style, label=label)
+                    for style, label in (("-", "ensemble (all chains)"), ("--", "last sample"))]
+        axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
 def ood_histograms(
