@@ -46,7 +46,7 @@ def test_comparison_figure(tmp_path):
     trace = {"sample_step": s, "grad_evals": 10 * s, "wall_seconds": np.stack([0.1 * s, 0.11 * s], 1),
              "ensemble_accuracy": np.stack([0.9 + 0.001 * s, 0.9 + 0.0011 * s], 1)}
     plots.comparison({"sghmc": trace}, {"sghmc": "#ff7f0e"}, path, dpi=DPI)
-    assert size(path) == (1530, 360)
+    assert size(path) == (1540, 360)
 
 
 def test_uncertainty_figures(tmp_path):
@@ -64,7 +64,7 @@ def test_threshold_and_rejection_figures(tmp_path, curves):
     thr = tmp_path / "threshold.png"
     plots.threshold({"sgld": analysis.threshold_curve(probs, labels, analysis.default_thresholds())},
                     {"sgld": "#1f77b4"}, thr, dpi=DPI)
-    assert size(thr) == (920, 360)
+    assert size(thr) == (1140, 360)
     rej = tmp_path / "rejection.svg"  # other formats follow the suffix
     plots.rejection({"sgld": analysis.rejection_curve(probs, labels)}, {"sgld": "#1f77b4"}, rej, dpi=DPI)
     assert rej.read_text().lstrip().startswith("<?xml") and "AURC" in rej.read_text()
@@ -93,7 +93,7 @@ def test_comparison_draws_a_run_of_one_kept_sample_per_chain(tmp_path):
     one = {"sample_step": np.array([1]), "grad_evals": np.array([0]), "wall_seconds": np.zeros((1, 3)),
            "ensemble_accuracy": np.full((1, 3), 0.95)}
     plots.comparison({"map": one}, {"map": "#ff7f0e"}, path, dpi=DPI)
-    assert size(path) == (1530, 360)
+    assert size(path) == (1540, 360)
     assert _share_of_color(path, "#ff7f0e", box=(0, 0.3)) > 0
 
 
@@ -118,7 +118,7 @@ def test_agreement_figure_against_seconds_and_gradient_evaluations(tmp_path):
     path = tmp_path / "agreement.png"
     plots.agreement(table, {"agreement": 0.97, "total_variation": 0.05}, {"sgld": "#1f77b4", "map": "#ff7f0e"},
                     path, dpi=DPI)
-    assert size(path) == (1160, 780)
+    assert size(path) == (1140, 780)
     with Image.open(path) as img:
         pixels = np.asarray(img.convert("RGB"))
     blue = np.all(np.abs(pixels.astype(int) - [0x1F, 0x77, 0xB4]) < 8, axis=-1)

@@ -426,4 +426,4 @@ def test_agreement_costs_a_run_its_warmup_and_says_a_baseline_is_not_a_markov_ch
     assert table.loc["map", "rhat"] == table.loc["map", "converged"] == diagnostics.NOT_A_MARKOV_CHAIN
     assert float(table.loc["reference", "rhat"]) == 1.005 and float(table.loc["sgld", "rhat"]) == 1.5
     with Image.open(figure) as image:  # two rows of panels: against device seconds and gradient evaluations
-        assert image.size == (696, 468)
+        assert image.size == (684, 468)

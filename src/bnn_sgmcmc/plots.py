@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on cluster nodes
 
 import matplotlib.lines  # noqa: E402
+import matplotlib.patches  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
@@ -52,6 +53,17 @@ def sampler_colors(samplers: Sequence[str]) -> dict[str, str]:
     """The same colour for the same sampler in every figure: tab10 by config order."""
     cycle = plt.get_cmap("tab10").colors
     return {name: matplotlib.colors.to_hex(cycle[i % len(cycle)]) for i, name in enumerate(samplers)}
+
+
+#: Inches a legend beside the panels takes (:func:`legend_beside`), added to a figure's width.
+LEGEND_WIDTH = 2.2
+
+
+def legend_beside(ax: Any, handles: Sequence[Any]) -> None:
+    """The legend of ``handles`` to the right of ``ax``, outside it (in a smaller font, to fit
+    :data:`LEGEND_WIDTH`): a legend inside a panel of several runs covers some run's curve or bars wherever it
+    goes."""
+    ax.legend(handles=list(handles), loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
 
 
 @contextlib.contextmanager
@@ -120,8 +132,8 @@ def comparison(
         ("grad_evals", "gradient evaluations"),
         ("wall_seconds", "sampling time (s, compile excluded)"),
     ]
-    # Panels about 4.4 inches wide beside the legend, which inside a panel covers some run's curve.
-    with figure(path, ncols=3, width=5.1, dpi=dpi) as (fig, axes):
+    # The legend beside the panels: inside one it covers some run's curve.
+    with figure(path, ncols=3, width=4.4 + LEGEND_WIDTH / 3, dpi=dpi) as (fig, axes):
         for ax, (key, label) in zip(axes, axes_spec):
             for name, trace in traces.items():
                 _chain_lines(ax, trace[key], trace["ensemble_accuracy"], colors[name], name)
@@ -130,7 +142,7 @@ def comparison(
         axes[0].set_title("per step")
         axes[1].set_title("per unit of compute")
         axes[2].set_title("per second")
-        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        legend_beside(axes[-1], axes[0].get_legend_handles_labels()[0])
         fig.suptitle("Running posterior-ensemble accuracy while sampling", fontsize=11)
 
 
@@ -207,8 +219,9 @@ def uncertain_per_class(counts: np.ndarray, threshold: float, sampler: str, colo
 
 
 def threshold(curves: Mapping[str, ThresholdCurve], colors: Mapping[str, str], path: str | Path, dpi: int = 150) -> None:
-    """Accuracy on the kept examples and share dropped, against the confidence threshold."""
-    with figure(path, ncols=2, width=4.6, dpi=dpi) as (fig, (left, right)):
+    """Accuracy on the kept examples and share dropped, against the confidence threshold; the legend beside the
+    panels, where it covers no curve (inside, it covered the least accurate run's)."""
+    with figure(path, ncols=2, width=4.6 + LEGEND_WIDTH / 2, dpi=dpi) as (fig, (left, right)):
         for name, curve in curves.items():
             left.plot(curve.thresholds, curve.accuracy_kept, color=colors[name], label=name)
             right.plot(curve.thresholds, 100 * curve.dropped_share, color=colors[name], label=name)
@@ -218,7 +231,7 @@ def threshold(curves: Mapping[str, ThresholdCurve], colors: Mapping[str, str], p
         right.set_xlabel("confidence threshold")
         right.set_ylabel("examples dropped (%)")
         right.set_title("Share of examples left to a human")
-        left.legend(loc="lower right")
+        legend_beside(right, left.get_legend_handles_labels()[0])
 
 
 def rejection(curves: Mapping[str, RejectionCurve], colors: Mapping[str, str], path: str | Path, dpi: int = 150) -> None:
@@ -477,9 +490,10 @@ def shift_curves(
     kinds = list(curves)
     metrics = list(next(iter(curves.values())))
     xlabels = {shift.ROTATION: "rotation (degrees)", shift.NOISE: "noise standard deviation (pixels in [0, 1])"}
-    # Panels about 4.4 inches wide beside the legend: a sampler per colour, a predictor per line style (one entry
-    # per pair would be twice as long, and in a panel it covers curves).
-    with grid(path, len(metrics), len(kinds), width=5.4, height=2.7, dpi=dpi) as (fig, axes):
+    # The legend beside the panels: a sampler per colour, a predictor per line style (one entry per pair would
+    # be twice as long, and in a panel it covers curves).
+    width = 4.4 + LEGEND_WIDTH / len(kinds)
+    with grid(path, len(metrics), len(kinds), width=width, height=2.7, dpi=dpi) as (fig, axes):
         drawn: dict[str, None] = {}
         for j, kind in enumerate(kinds):
             for i, metric in enumerate(metrics):
@@ -495,7 +509,7 @@ def shift_curves(
         handles = [matplotlib.lines.Line2D([], [], color=colors[s], marker="o", ms=3, label=s) for s in drawn]
         handles += [matplotlib.lines.Line2D([], [], color="0.3", ls=style, label=label)
                     for style, label in (("-", "ensemble (all chains)"), ("--", "last sample"))]
-        axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        legend_beside(axes[0, -1], handles)
 
 
 def ood_histograms(
@@ -534,23 +548,25 @@ def unavailable(message: str, path: str | Path, dpi: int = 150) -> None:
 def decision_costs(
     rows: Sequence[Mapping[str, object]], colors: Mapping[str, str], path: str | Path, dpi: int = 150
 ) -> None:
-    """Grouped bars per rule: realised cost (solid) and posterior expected cost (hatched), per sampler."""
+    """Grouped bars per rule: realised cost (solid) and posterior expected cost (hatched), per sampler; the legend
+    beside the bars, a sampler per colour and the two costs by fill."""
     rules = list(dict.fromkeys(str(r["rule"]) for r in rows))
     samplers = list(dict.fromkeys(str(r["sampler"]) for r in rows))
     width = 0.8 / (2 * len(samplers))
-    with figure(path, dpi=dpi, width=max(5.0, 2.2 * len(rules)), height=3.6) as (fig, (ax,)):
+    with figure(path, dpi=dpi, width=max(5.0, 2.2 * len(rules)) + LEGEND_WIDTH, height=3.6) as (fig, (ax,)):
         for s, sampler in enumerate(samplers):
             for r, rule in enumerate(rules):
                 row = next(x for x in rows if x["sampler"] == sampler and x["rule"] == rule)
                 x0 = r - 0.4 + (2 * s) * width
-                ax.bar(x0, row["realised_cost"], width, color=colors[sampler],
-                       label=f"{sampler}, realised" if r == 0 else None)
-                ax.bar(x0 + width, row["expected_cost"], width, color="white", edgecolor=colors[sampler],
-                       hatch="///", label=f"{sampler}, expected" if r == 0 else None)
+                ax.bar(x0, row["realised_cost"], width, color=colors[sampler])
+                ax.bar(x0 + width, row["expected_cost"], width, color="white", edgecolor=colors[sampler], hatch="///")
         ax.set_xticks(range(len(rules)), rules)
         ax.set_ylabel("mean cost per test example")
         ax.set_title("decisions: realised against posterior expected cost")
-        ax.legend(loc="best")
+        handles = [matplotlib.patches.Patch(color=colors[s], label=s) for s in samplers]
+        handles += [matplotlib.patches.Patch(facecolor="0.3", label="realised"),
+                    matplotlib.patches.Patch(facecolor="white", edgecolor="0.3", hatch="///", label="expected")]
+        legend_beside(ax, handles)
 
 
 #: The costs the agreement figure draws its runs against, one row of panels each: column, axis label.
@@ -575,8 +591,7 @@ def _against_cost(
         ax.scatter(row[cost], row[column], s=40, color=colors[row["sampler"]], zorder=3, label=row["sampler"])
         names.append(ax.annotate(row["sampler"], (row[cost], row[column]), xytext=(4, 4),
                                  textcoords="offset points", fontsize=7))
-    ax.axhline(floor, color="0.3", linestyle="--", linewidth=1,
-               label="noise floor: the reference's two halves of chains")
+    ax.axhline(floor, color="0.3", linestyle="--", linewidth=1, label="noise floor (reference's two halves)")
     for _, row in reference.iterrows():
         if np.isfinite(row[cost]):
             ax.scatter(row[cost], floor, s=90, marker="*", color="black", zorder=3,
@@ -614,8 +629,7 @@ def agreement(
     import textwrap
 
     labels = ("agreement with the reference", "total variation from the reference")
-    # Panels about 4.6 inches wide beside a legend of about 2.4.
-    with grid(path, len(AGREEMENT_COSTS), 2, width=5.8, height=3.9, dpi=dpi) as (fig, axes):
+    with grid(path, len(AGREEMENT_COSTS), 2, width=4.6 + LEGEND_WIDTH / 2, height=3.9, dpi=dpi) as (fig, axes):
         panels = []
         for row, (cost, xlabel) in zip(axes, AGREEMENT_COSTS.items()):
             for ax, column, label in zip(row, REFERENCE_MEASURES, labels):
@@ -623,8 +637,7 @@ def agreement(
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel(label)
         # Beside the panels, not over their points (ten runs leave no empty corner in any panel).
-        handles, entries = axes[0, 0].get_legend_handles_labels()
-        axes[0, -1].legend(handles, entries, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        legend_beside(axes[0, -1], axes[0, 0].get_legend_handles_labels()[0])
         title = "Samplers against the reference posterior (full-batch HMC)"
         if warning:
             title += "\n" + textwrap.fill(f"WARNING: {warning}", 110)
