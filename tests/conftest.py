@@ -262,8 +262,9 @@ def locked(path: Path) -> Iterator[None]:
 
 def text_outside(fig) -> list[str]:
     """What of ``fig`` reaches past its edges, which a saved figure cuts off (titles, labels, tick labels,
-    legends): each panel that overhangs, by its title, and the figure's own texts, with the overhang in pixels.
-    Matplotlib's tight bounding boxes count only what it draws (not the tick labels outside an axis' view)."""
+    legends): each panel that overhangs, by its title, and the figure's own texts, with the overhang in pixels;
+    and titles, axis labels and legends that print over each other. Matplotlib's tight bounding boxes count
+    only what it draws (not the tick labels outside an axis' view)."""
     renderer = fig.canvas.get_renderer()
     fig.canvas.draw()
     width, height = fig.bbox.width, fig.bbox.height
@@ -274,20 +275,37 @@ def text_outside(fig) -> list[str]:
     parts = [(f"panel {ax.get_title()!r}", ax.get_tightbbox(renderer)) for ax in fig.axes if ax.get_visible()]
     parts += [(f"text {t.get_text()!r}", t.get_window_extent(renderer)) for t in fig.texts if t.get_text().strip()]
     parts += [("legend", legend.get_window_extent(renderer)) for legend in fig.legends]
-    return [f"{name} by {over:.0f} px" for name, box in parts if box is not None and (over := overhang(box)) > 1]
+    found = [f"{name} by {over:.0f} px" for name, box in parts if box is not None and (over := overhang(box)) > 1]
+    # The panels' titles and axis labels, the figure's title and the legends must not print over each other
+    # (two panels' x-axis labels did, side by side, when a legend beside them narrowed the panels).
+    labels = [text for ax in fig.axes if ax.get_visible()
+              for text in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label)]
+    labels += [*fig.texts, *(legend for ax in fig.axes if (legend := ax.get_legend()) is not None), *fig.legends]
+    labels = list({id(label): label for label in labels}.values())  # the figure's title is one of its texts
+    boxes = [(label, label.get_window_extent(renderer)) for label in labels
+             if label.get_visible() and (not hasattr(label, "get_text") or label.get_text().strip())]
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            if box_a.overlaps(box_b) and box_a.width > 0 and box_b.width > 0:
+                found.append(f"{_name(a)} overlaps {_name(b)}")
+    return found
+
+
+def _name(artist) -> str:
+    return f"{type(artist).__name__} {artist.get_text()!r}" if hasattr(artist, "get_text") else type(artist).__name__
 
 
 @pytest.fixture(autouse=True)
 def figures_keep_their_text_inside(monkeypatch):
     """Every figure a test saves through bnn_sgmcmc.plots.save has every title, label and legend inside its
-    edges (#38: a histogram's title was cut at the right edge)."""
+    edges and clear of each other (#38: a histogram's title was cut at the right edge)."""
     from bnn_sgmcmc import plots
 
     save = plots.save
 
     def checked(fig, path, dpi):
         cut = text_outside(fig)
-        assert not cut, f"{Path(path).name}: text past the figure's edge, cut when saved: {cut}"
+        assert not cut, f"{Path(path).name}: text past the figure's edge or over other text: {cut}"
         save(fig, path, dpi)
 
     monkeypatch.setattr(plots, "save", checked)

@@ -140,14 +140,22 @@ def test_members_figures(tmp_path):
 
 
 def test_every_saved_figure_is_checked_for_text_past_its_edges(tmp_path):
-    """conftest's autouse check (every test's figures): a title wider than its figure is found and named; the
-    same panel with a short title passes."""
-    with pytest.raises(AssertionError, match="text past the figure's edge.*'a title far too long"):
+    """conftest's autouse check (every test's figures): a title wider than its figure is found and named, and so
+    are two panels' axis labels that print over each other; the same panels with short ones pass."""
+    with pytest.raises(AssertionError, match="past the figure's edge.*'a title far too long"):
         with plots.grid(tmp_path / "cut.png", 1, 1, width=2.0) as (_, axes):
             axes[0, 0].set_title("a title far too long for a panel two inches wide, cut at the right edge")
     with plots.grid(tmp_path / "fits.png", 1, 1, width=2.0) as (_, axes):
         axes[0, 0].set_title("short")
     assert size(tmp_path / "fits.png") == (300, 480)
+    long = "gradient evaluations of warmup and sampling over all chains, in minibatch gradients"
+    with pytest.raises(AssertionError, match=f"Text '{long}' overlaps Text '{long}'"):
+        with plots.grid(tmp_path / "labels.png", 1, 2, width=3.0) as (_, axes):
+            for ax in axes[0]:
+                ax.set_xlabel(long)
+    with plots.grid(tmp_path / "labels.png", 1, 2, width=3.0) as (_, axes):
+        for ax in axes[0]:
+            ax.set_xlabel("gradient evaluations")
 
 
 def test_the_agreement_figure_names_points_close_together_once(tmp_path):
