@@ -217,15 +217,15 @@ def make_synthetic_config(config: dict, cache: Path) -> dict:
     # sgld in two shards (sampling.shards); the others in one job each (a sampler's own shards), which saves
     # the suite 8 local and 2 cluster jobs of the same kinds.
     config["samplers"]["sgld"]["step_size"] = 5e-4
-    config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3, "shards": 1}
+    config["samplers"]["sghmc"] |= {"step_size": 1e-2, "alpha": 2.0, "num_integration_steps": 3, "shards": 1,
+                                    "schedule": {"kind": "cyclical", "cycles": 2, "exploration": 0.5}}
     config["samplers"]["sghmc_persistent"] |= {"step_size": 1e-2, "alpha": 20.0, "num_integration_steps": 3,
                                                "shards": 1}
-    # Every kernel and schedule through Snakemake (sgld, sgnht and the reference through the real Slurm of
-    # test_slurm.py too).
+    # Every schedule through Snakemake: sghmc's cyclical above, sgnht's polynomial over both phases (sgld, sgnht
+    # and the reference through the real Slurm of test_slurm.py too). The other kernels' jobs are of the same
+    # kinds, which the registry makes kernel-agnostic: tests/kernels and test_steps.py run theirs.
     config["samplers"]["sgnht"] = {"kernel": "sgnht", "step_size": 1e-2, "alpha": 2.0, "shards": 1,
                                    "schedule": {"kind": "polynomial", "decay_steps": 100, "phases": ["warmup", "sampling"]}}
-    config["samplers"]["psgld"] = {"kernel": "psgld", "step_size": 1e-3, "shards": 1,
-                                   "schedule": {"kind": "cyclical", "cycles": 2, "exploration": 0.5}}
     # The baselines: config.yaml's deep ensemble (2 members here), 5 epochs of 16 steps, through every report. (The
     # Laplace kernel's jobs are tests/kernels/test_laplace.py's and the kill-and-resume tests': the reports read
     # its files as any other's.)
