@@ -119,9 +119,9 @@ def estimate(config: dict[str, Any], name: str, entry: dict[str, Any], sampling:
         draws = min(int(config["diagnostics"]["draws_per_chain"]), int(sampling["sampling_steps"]))
         found.add(f"function-space draws ({draws:,} per chain x {sizes['test']:,} test images x {chains} chains)",
                   2.0 * draws * sizes["test"] * chains, "diagnostics.draws_per_chain", chain_key)
-        factor = kernels.covariance_values(kernel, entry, layers)
-        if factor:
-            found.add(f"covariance factors ({factor:,} values x {chains} members)", 2 * 4.0 * factor * chains,
+        covariance = kernels.covariance_values(kernel, entry, layers)
+        if covariance:
+            found.add(f"covariance matrices ({covariance:,} values x {chains} members)", 4.0 * covariance * chains,
                       "model.hidden", chain_key)
     found.add("Python, JAX and XLA themselves", RUNTIME)
     return found

@@ -48,8 +48,9 @@ declares everything about itself:
     Minibatches a step takes (``Kernel.batches_per_step``), declared for the
     memory estimate, which has no JAX to build the kernel with.
 ``covariance_values(settings, widths) -> int`` (optional, 0)
-    Values of the covariance factor each chain holds while sampling (a
-    Laplace approximation's), for the layers' ``widths``.
+    Values of the covariance matrices each chain holds at once while
+    sampling starts (a Laplace approximation's precision, its factor and
+    their work), for the layers' ``widths``.
 ``NETWORK`` (optional, False)
     ``build`` takes a third argument, the :class:`Network`: the model's last
     layer as a linear map of features (a last-layer Laplace approximation).
@@ -183,7 +184,7 @@ def batches_per_step(name: str, settings: Mapping[str, Any]) -> int:
 
 
 def covariance_values(name: str, settings: Mapping[str, Any], widths: list[int]) -> int:
-    """Values of the covariance factor a chain of kernel ``name`` holds while sampling (0: none)."""
+    """Values of the covariance matrices a chain of kernel ``name`` holds at once while sampling starts (0: none)."""
     own = getattr(module(name), "covariance_values", None)
     return int(own(settings, widths)) if own is not None else 0
 

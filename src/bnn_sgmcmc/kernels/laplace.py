@@ -95,11 +95,11 @@ def state_copies(settings: Mapping[str, Any], phase: str) -> int:
 
 
 def covariance_values(settings: Mapping[str, Any], widths: list[int]) -> int:
-    """((H + 1) K)^2: the output layer's precision factor (H the last hidden width, K the classes); half as much
-    again with ``prior_precision: marglik``, whose eigenvalue decomposition works on a copy of the GGN (the
-    memory estimate counts the factor and the matrix it is formed from: three such matrices then)."""
-    values = ((widths[-2] + 1) * widths[-1]) ** 2
-    return values * 3 // 2 if settings["prior_precision"] == "marglik" else values
+    """Matrices of ((H + 1) K)^2 values (H the last hidden width, K the classes) held at once when sampling
+    starts: the output layer's precision and its Cholesky factor, and with ``prior_precision: marglik`` the
+    copy of the GGN its eigenvalue decomposition works on."""
+    matrices = 3 if settings["prior_precision"] == "marglik" else 2
+    return matrices * ((widths[-2] + 1) * widths[-1]) ** 2
 
 
 def grad_evals_per_step(settings: Mapping[str, Any]) -> int:
@@ -144,10 +144,15 @@ def ggn(network: Network, params: Any, x: Any, chunk_values: int = CHUNK_VALUES)
 
 def precision(network: Network, params: Any, x: Any, chunk_values: int = CHUNK_VALUES) -> Any:
     """The output layer's posterior precision under the model's prior: :func:`ggn` plus the prior's precision."""
+    return with_prior(ggn(network, params, x, chunk_values), network.prior_precision)
+
+
+def with_prior(g: Any, delta: Any) -> Any:
+    """The posterior precision of a layer whose likelihood's GGN is ``g``, under a prior of precision ``delta``
+    on each weight: ``g + delta I``."""
     import jax.numpy as jnp
 
-    g = ggn(network, params, x, chunk_values)
-    return g + network.prior_precision * jnp.eye(g.shape[0], dtype=g.dtype)
+    return g + delta * jnp.eye(g.shape[0], dtype=g.dtype)
 
 
 #: The grid of prior precisions :func:`marglik_precision` searches (log10), before its fixed-point refinement.
@@ -159,9 +164,9 @@ def log_evidence(eigenvalues: Any, mode_norm2: Any, size: int, delta: Any) -> An
     ``delta`` (broadcast): ``(P/2) log delta - (delta/2) |m|^2 - (1/2) sum_i log(lambda_i + delta)``."""
     import jax.numpy as jnp
 
-    delta = jnp.asarray(delta)[..., None]
-    return (0.5 * size * jnp.log(delta[..., 0]) - 0.5 * delta[..., 0] * mode_norm2
-            - 0.5 * jnp.sum(jnp.log(eigenvalues + delta), axis=-1))
+    delta = jnp.asarray(delta)
+    return (0.5 * size * jnp.log(delta) - 0.5 * delta * mode_norm2
+            - 0.5 * jnp.sum(jnp.log(eigenvalues + delta[..., None]), axis=-1))
 
 
 def marglik_precision(g: Any, mode: Any, iterations: int = 50) -> Any:
@@ -176,7 +181,8 @@ def marglik_precision(g: Any, mode: Any, iterations: int = 50) -> Any:
     norm2 = jnp.sum(jnp.square(mode))
     low, high, count = MARGLIK_GRID
     grid = jnp.logspace(low, high, count, dtype=g.dtype)
-    best = grid[jnp.argmax(log_evidence(eigenvalues, norm2, mode.size, grid))]
+    scores = log_evidence(eigenvalues, norm2, mode.size, grid)
+    best = grid[jnp.argmax(scores)]
 
     def mackay(delta, _):
         gamma = jnp.sum(eigenvalues / (eigenvalues + delta))
@@ -185,7 +191,7 @@ def marglik_precision(g: Any, mode: Any, iterations: int = 50) -> Any:
     refined, _ = jax.lax.scan(mackay, best, None, length=iterations)
     step = 10.0 ** ((high - low) / (count - 1))
     inside = (refined >= best / step) & (refined <= best * step)
-    better = log_evidence(eigenvalues, norm2, mode.size, refined) >= log_evidence(eigenvalues, norm2, mode.size, best)
+    better = log_evidence(eigenvalues, norm2, mode.size, refined) >= jnp.max(scores)
     return jnp.where(inside & better, refined, best)
 
 
@@ -213,7 +219,7 @@ def build(logdensity_fn: Callable, settings: Mapping[str, Any], network: Network
         x, _ = whole
         g, mode = ggn(network, state.position, x), network.last(state.position)
         delta = marglik_precision(g, mode) if tuned else jnp.asarray(network.prior_precision, g.dtype)
-        factor = jnp.linalg.cholesky(g + delta * jnp.eye(g.shape[0], dtype=g.dtype))
+        factor = jnp.linalg.cholesky(with_prior(g, delta))
         return LaplaceState(state.position, mode, factor, delta)
 
     def step(key, state: LaplaceState, minibatch, step_size, temperature) -> LaplaceState:
